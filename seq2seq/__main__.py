@@ -1,0 +1,5 @@
+"""`python -m seq2seq` runs the command line (also what `torchrun -m seq2seq` calls)."""
+
+from seq2seq.cli import main
+
+main()

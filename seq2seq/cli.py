@@ -1,0 +1,221 @@
+"""The `seq2seq` command line. Parses arguments, calls the library, maps user errors to one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from seq2seq import __version__
+from seq2seq.errors import ConfigError, DataError, Seq2SeqError
+
+# Typer re-exports click's BadParameter (vendored since typer 0.25); find its base classes by name so
+# that this works whichever click it carries.
+_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+_CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+app = typer.Typer(
+    name="seq2seq",
+    help="Train, evaluate and run GRU encoder-decoder translation models with attention.\n\n"
+    "Quick start: seq2seq train --config configs/demo.yaml && seq2seq translate \"I love you\"",
+    add_completion=True,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+ConfigOpt = typer.Option(..., "--config", "-c", help="YAML config file.", show_default=False)
+SetOpt = typer.Option(None, "--set", "-s", metavar="SECTION.KEY=VALUE", help="Override a config key (repeatable), e.g. --set train.lr=3e-4.")
+ModelOpt = typer.Option(None, "--model", "-m", help="Run directory or .pt checkpoint [default: the last trained run].", show_default=False)
+BatchOpt = typer.Option(None, "--batch-size", "-b", min=1, help="Sentences per decoding batch [default: decode.batch_size].", show_default=False)
+BeamOpt = typer.Option(None, "--beam", "-k", min=1, help="Beam size; 1 is greedy [default: decode.beam_size].", show_default=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"seq2seq {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Train, evaluate and run GRU encoder-decoder translation models with attention."""
+
+
+def _load_config(config: Path, overrides: Optional[List[str]]):  # noqa: ANN202 (Config, imported lazily)
+    from seq2seq.config import load_config
+
+    return load_config(config, overrides or [])
+
+
+@app.command()
+def train(
+    config: Path = ConfigOpt,
+    overrides: Optional[List[str]] = SetOpt,
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in the run directory from its last.pt."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start again, replacing a run already in the run directory."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info lines."),
+) -> None:
+    """Train a model; writes runs/<config stem>/ (config, vocabularies, best.pt, last.pt, metrics, log).
+
+    Example: seq2seq train --config configs/demo.yaml --set train.epochs=5
+    """
+    from seq2seq.train import default_run_dir, train as run_training
+
+    cfg = _load_config(config, overrides)
+    result = run_training(cfg, default_run_dir(cfg, config), resume=resume, overwrite=overwrite, quiet=quiet)
+    best = result.best_scores or {}
+    typer.echo(
+        f"trained {result.progress.step} steps in {result.progress.elapsed:.0f} s; "
+        f"best val BLEU {best.get('val_bleu', float('nan')):.2f}; model: {result.run_dir}",
+        err=True,
+    )
+
+
+@app.command("build-vocab")
+def build_vocab(config: Path = ConfigOpt, overrides: Optional[List[str]] = SetOpt) -> None:
+    """Build the source and target vocabularies into the run directory (train does this when they are missing).
+
+    Example: seq2seq build-vocab --config configs/demo.yaml
+    """
+    from seq2seq.train import RunFiles, default_run_dir, load_or_build_vocabs, setup_logging
+
+    cfg = _load_config(config, overrides)
+    files = RunFiles(default_run_dir(cfg, config))
+    setup_logging(None)
+    if files.src_vocab.exists() or files.tgt_vocab.exists():
+        raise ConfigError(f"{files.root} already holds vocabularies; remove them or use another train.run_dir")
+    src, tgt = load_or_build_vocabs(cfg, files)
+    typer.echo(f"{files.src_vocab}: {len(src)} types; {files.tgt_vocab}: {len(tgt)} types")
+
+
+@app.command("eval")
+def evaluate(
+    model: Optional[str] = ModelOpt,
+    split: str = typer.Option("val", "--split", help="Which corpus of the model's config to score: val or test."),
+    src: Optional[Path] = typer.Option(None, "--src", help="Score this source file instead of a split (needs --ref)."),
+    ref: Optional[Path] = typer.Option(None, "--ref", help="Reference translations of --src, line by line."),
+    beam: Optional[int] = BeamOpt,
+    batch_size: Optional[int] = BatchOpt,
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the translations to this file."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
+    """Score a model: sacreBLEU BLEU, chrF and TER on detokenized output; loss and perplexity per real token.
+
+    Example: seq2seq eval --split test --json
+    """
+    from seq2seq.data import drop_empty, load_corpus, read_parallel_files
+    from seq2seq.evaluate import evaluate as run_eval
+    from seq2seq.translator import Translator
+
+    if split not in ("val", "test"):
+        raise typer.BadParameter(f"{split!r} is not one of val, test", param_hint="'--split'")
+    if (src is None) != (ref is None):
+        raise typer.BadParameter("--src and --ref go together", param_hint="'--src' / '--ref'")
+    t = Translator.load(model)
+    d = t.cfg.data
+    if src is not None and ref is not None:
+        pairs = drop_empty(read_parallel_files(src, ref), "eval", f"{src} + {ref}")
+    else:
+        spec = d.valid if split == "val" else d.test
+        if not spec:
+            raise DataError(f"data.{'valid' if split == 'val' else 'test'}: the model's config names no {split} corpus (use --src/--ref)")
+        pairs = load_corpus(spec, d.format, d.src_lang, d.tgt_lang, split)
+    _check_beam(beam)
+    scores = run_eval(
+        t.model, pairs, t.src, t.tgt, t.device, t.precision, batch_size or t.cfg.decode.batch_size,
+        t.cfg.decode.max_len_a, t.cfg.decode.max_len_b,
+    )
+    if output is not None:
+        from seq2seq.checkpoint import atomic_write_text
+
+        atomic_write_text(output, "".join(h + "\n" for h in scores.hypotheses))
+    if as_json:
+        typer.echo(json.dumps({**scores.as_dict(), "model": str(t.path)}))
+        return
+    typer.echo(f"model        {t.path}")
+    typer.echo(f"sentences    {scores.n_sentences}  (target tokens {scores.n_tokens})")
+    typer.echo(f"BLEU         {scores.bleu:.2f}   {scores.signatures['bleu']}")
+    typer.echo(f"chrF         {scores.chrf:.2f}   {scores.signatures['chrf']}")
+    typer.echo(f"TER          {scores.ter:.2f}   {scores.signatures['ter']}")
+    typer.echo(f"loss / ppl   {scores.loss:.4f} / {scores.ppl:.2f}  (per real target token)")
+
+
+def _check_beam(beam: Optional[int]) -> None:
+    if beam is not None and beam > 1:
+        raise typer.BadParameter("beam search is not available yet; use --beam 1", param_hint="'--beam'")
+
+
+def _read_inputs(texts: Optional[List[str]], input_file: Optional[Path]) -> list[str]:
+    from seq2seq.data import decode_lines, read_lines
+
+    if texts and input_file is not None:
+        raise typer.BadParameter("give TEXT or --input, not both", param_hint="'--input'")
+    if input_file is not None:
+        return read_lines(input_file)
+    if texts:
+        return [line for text in texts for line in (text.split("\n") if text else [""])]
+    return decode_lines(sys.stdin.buffer.read(), "<stdin>")
+
+
+@app.command()
+def translate(
+    texts: Optional[List[str]] = typer.Argument(None, help="Sentences to translate; with none, --input or stdin is read.", show_default=False),
+    model: Optional[str] = ModelOpt,
+    input_file: Optional[Path] = typer.Option(None, "--input", "-i", help="Translate this file, line by line."),
+    batch_size: Optional[int] = BatchOpt,
+    beam: Optional[int] = BeamOpt,
+) -> None:
+    """Translate text: one output line per input line, in input order (an empty line gives an empty line).
+
+    Example: seq2seq translate "I love you"    or    seq2seq translate --input test.en > test.hyp
+    """
+    from seq2seq.translator import Translator
+
+    lines = _read_inputs(texts, input_file)
+    _check_beam(beam)
+    t = Translator.load(model)
+    outputs = t.translate(lines, batch_size)
+    sys.stdout.write("".join(o + "\n" for o in outputs))
+    sys.stdout.flush()
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except _USAGE_ERROR as e:
+        if type(e).__name__ == "NoArgsIsHelpError":
+            print(e.ctx.get_help() if e.ctx is not None else e.format_message())
+            sys.exit(0)
+        ctx = getattr(e, "ctx", None)
+        where = f" ({ctx.command_path})" if ctx is not None else ""
+        print(f"error{where}: {e.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    except _CLICK_EXCEPTION as e:
+        print(f"error: {e.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Abort:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Seq2SeqError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except (OSError, UnicodeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""Typed configuration: YAML -> frozen dataclasses, with `--set a.b=value` overrides.
+
+Defaults live here and nowhere else. Every key is checked on the way in: an unknown key, a wrong type
+or an out-of-range value raises `ConfigError` naming the dotted key (with a "did you mean" for typos).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import yaml
+
+from seq2seq.errors import ConfigError
+
+
+def _opt(default: Any, help: str, **checks: Any) -> Any:
+    """A dataclass field with its help text and range checks (`min`, `max`, `choices`, `min_excl`)."""
+    return field(default=default, metadata={"help": help, **checks})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: str = _opt("", "training corpus: a path prefix (parallel files PREFIX.SRC_LANG + PREFIX.TGT_LANG) or a TSV file")
+    valid: str = _opt("", "validation corpus, same form as `train`")
+    test: str = _opt("", "test corpus, same form as `train` (optional; used by `eval --split test`)")
+    format: str = _opt("parallel", "corpus format: `parallel` files or `tsv` (src<TAB>tgt); plain or .gz", choices=("parallel", "tsv"))
+    src_lang: str = _opt("src", "suffix of the source files (`train.de`: `de`)")
+    tgt_lang: str = _opt("tgt", "suffix of the target files")
+    level: str = _opt("word", "tokenization: `word` (reversible, splits punctuation) or `char`", choices=("word", "char"))
+    lowercase: bool = _opt(False, "lowercase all text before tokenizing")
+    max_len: int = _opt(100, "drop training pairs with more tokens than this on either side (never applied to eval data)", min=1)
+    min_freq: int = _opt(1, "minimum count of a token to enter the vocabulary", min=1)
+    max_size: Optional[int] = _opt(None, "maximum vocabulary size, specials excluded (null: no limit)", min=1)
+    shared_vocab: bool = _opt(False, "one vocabulary for source and target")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    emb_size: int = _opt(256, "embedding size", min=1)
+    hidden_size: int = _opt(512, "GRU hidden size (per direction in the encoder)", min=1)
+    enc_layers: int = _opt(1, "encoder GRU layers", min=1)
+    dec_layers: int = _opt(1, "decoder GRU layers", min=1)
+    bidirectional: bool = _opt(True, "bidirectional encoder")
+    attention: str = _opt(
+        "bahdanau",
+        "`bahdanau`: additive attention on the previous decoder state, context fed to the GRU; "
+        "`luong`: bilinear attention on the current state (the GRU runs over the whole target at once)",
+        choices=("bahdanau", "luong"),
+    )
+    dropout: float = _opt(0.3, "dropout on embeddings, between GRU layers and before the output layer", min=0.0, max=0.9)
+    tie_embeddings: bool = _opt(False, "share the target embedding matrix with the output projection")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    run_dir: Optional[str] = _opt(None, "where the run is written (null: runs/<config stem>)")
+    seed: int = _opt(1234, "one seed for data order, initialisation and dropout", min=0)
+    device: str = _opt("auto", "`auto` (CUDA when present), `cpu` or `cuda`", choices=("auto", "cpu", "cuda"))
+    precision: str = _opt("auto", "`fp32`, `bf16` (autocast; loss in fp32) or `auto` (bf16 on CUDA, fp32 on CPU)", choices=("auto", "fp32", "bf16"))
+    batch_size: int = _opt(64, "sentences per batch (ignored when max_tokens is set)", min=1)
+    max_tokens: Optional[int] = _opt(None, "batch by tokens: at most this many padded target+source tokens per batch", min=1)
+    epochs: int = _opt(10, "number of passes over the training data", min=1)
+    max_steps: Optional[int] = _opt(None, "stop after this many updates (null: no limit)", min=1)
+    max_time: Optional[float] = _opt(None, "stop after this many minutes of training (null: no limit)", min_excl=0.0)
+    lr: float = _opt(1e-3, "Adam learning rate", min_excl=0.0)
+    weight_decay: float = _opt(0.0, "AdamW weight decay", min=0.0)
+    clip_grad: float = _opt(1.0, "clip the gradient norm to this value (0: off)", min=0.0)
+    label_smoothing: float = _opt(0.0, "label smoothing of the masked loss", min=0.0, max=0.99)
+    teacher_forcing_ratio: float = _opt(
+        1.0, "probability of feeding the gold previous token; otherwise the model's own greedy prediction", min=0.0, max=1.0
+    )
+    valid_every: int = _opt(0, "validate every N updates (0: at the end of each epoch)", min=0)
+    log_every: int = _opt(50, "write a training-loss line to train.log every N updates", min=1)
+    num_threads: Optional[int] = _opt(None, "CPU threads for torch (null: torch's default)", min=1)
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    beam_size: int = _opt(1, "beam size (1: greedy)", min=1)
+    batch_size: int = _opt(64, "sentences per decoding batch", min=1)
+    max_len_a: float = _opt(1.5, "maximum output length is a * source length + b", min=0.0)
+    max_len_b: int = _opt(10, "maximum output length is a * source length + b", min=0)
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig}
+
+
+def _did_you_mean(name: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(sorted(choices))})"
+
+
+def _check_value(key: str, f: dataclasses.Field, value: Any, hints: Mapping[str, Any]) -> Any:
+    """Return `value` coerced to the field's type, or raise ConfigError naming `key`."""
+    hint = hints[f.name]
+    optional = False
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional, hint = True, args[0]
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{key}: must not be null")
+    shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {shown}")
+    elif hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {shown}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {shown}")
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{key}: expected a finite number, got {shown}")
+    elif hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {shown}")
+    meta = f.metadata
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(meta['choices'])}")
+    if "min" in meta and value < meta["min"]:
+        raise ConfigError(f"{key}: must be >= {meta['min']}, got {value!r}")
+    if "min_excl" in meta and value <= meta["min_excl"]:
+        raise ConfigError(f"{key}: must be > {meta['min_excl']}, got {value!r}")
+    if "max" in meta and value > meta["max"]:
+        raise ConfigError(f"{key}: must be <= {meta['max']}, got {value!r}")
+    return value
+
+
+def _build_section(name: str, cls: type, values: Any) -> Any:
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{name}: expected a mapping of keys, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        dotted = f"{name}.{key}"
+        if key not in fields:
+            raise ConfigError(f"{dotted}: unknown key{_did_you_mean(str(key), fields)}")
+        kwargs[key] = _check_value(dotted, fields[key], value, hints)
+    return cls(**kwargs)
+
+
+def config_from_dict(raw: Any) -> Config:
+    """Build and check a Config from a nested mapping (parsed YAML, or a checkpoint's copy)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"top level: expected a mapping with sections {', '.join(SECTIONS)}, got {type(raw).__name__}")
+    for key in raw:
+        if key not in SECTIONS:
+            raise ConfigError(f"{key}: unknown section{_did_you_mean(str(key), SECTIONS)}")
+    return Config(**{name: _build_section(name, cls, raw.get(name)) for name, cls in SECTIONS.items()})
+
+
+def config_to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
+    return dataclasses.asdict(cfg)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply `section.key=value` strings (values parsed as YAML scalars) to a raw config mapping."""
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        dotted, text = item.split("=", 1)
+        parts = dotted.strip().split(".")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"--set {item!r}: the key must be section.key, e.g. train.lr=3e-4")
+        section, key = parts
+        if section not in SECTIONS:
+            raise ConfigError(f"--set {dotted}: unknown section{_did_you_mean(section, SECTIONS)}")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        current = raw.get(section)
+        if current is None:
+            current = {}
+        if not isinstance(current, dict):
+            raise ConfigError(f"{section}: expected a mapping of keys, got {type(current).__name__}")
+        raw[section] = {**current, key: value}
+    return raw
+
+
+def read_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, expected a YAML config file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not valid UTF-8 (byte {e.start})") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or "malformed YAML"
+        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
+    """Read a YAML config (or start from defaults when `path` is None) and apply `--set` overrides."""
+    raw = read_yaml(path) if path is not None else {}
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{where}top level: expected a mapping with sections {', '.join(SECTIONS)}, got {type(raw).__name__}")
+    try:
+        return config_from_dict(apply_overrides(raw, overrides))
+    except ConfigError as e:
+        if path is not None and not str(e).startswith(str(path)):
+            raise ConfigError(f"{path}: {e}") from None
+        raise
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True)
+
+
+def replace(cfg: Config, section: str, **changes: Any) -> Config:
+    """A copy of `cfg` with keys of one section changed, checked like any override."""
+    raw = config_to_dict(cfg)
+    raw[section] = {**raw[section], **changes}
+    return config_from_dict(raw)

@@ -1,0 +1,243 @@
+"""Corpora in, batches out: reading (errors name file:line), encoding, collate -> Batch, bucketed batches.
+
+The shift between decoder input and labels happens in `collate` and nowhere else:
+    tgt_in  = <bos> y1 .. yn
+    tgt_out = y1 .. yn <eos>
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import torch
+
+from seq2seq.errors import DataError
+from seq2seq.tokenizer import Tokenizer, normalize_whitespace
+from seq2seq.vocab import BOS, EOS, PAD, Vocab
+
+log = logging.getLogger("seq2seq")
+
+Pair = tuple[str, str]
+Example = tuple[list[int], list[int]]  # (source ids ending in <eos>, target ids without specials)
+
+
+def decode_lines(raw: bytes, name: str) -> list[str]:
+    """Strict UTF-8 bytes -> lines without their line ends; errors name `name:line`."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(f"{name}:{line}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    # Split on "\n" only: str.splitlines() also splits on \x1c, \u2028 ... and would misalign corpora.
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """All lines of a UTF-8 text file (plain or .gz), without their line ends. Strict UTF-8."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a text file")
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    return decode_lines(raw, str(path))
+
+
+def read_parallel_files(src_path: Path, tgt_path: Path) -> list[Pair]:
+    """Aligned source / target files -> whitespace-normalized pairs, empties included."""
+    src_lines, tgt_lines = read_lines(src_path), read_lines(tgt_path)
+    if len(src_lines) != len(tgt_lines):
+        raise DataError(f"misaligned corpus: {src_path} has {len(src_lines)} lines but {tgt_path} has {len(tgt_lines)}")
+    return [(normalize_whitespace(s), normalize_whitespace(t)) for s, t in zip(src_lines, tgt_lines)]
+
+
+def corpus_paths(spec: str, fmt: str, src_lang: str, tgt_lang: str) -> list[Path]:
+    """The files behind a corpus spec: [PREFIX.SRC, PREFIX.TGT] (each possibly .gz) or [TSV]."""
+    if fmt == "tsv":
+        return [Path(spec)]
+    paths = []
+    for lang in (src_lang, tgt_lang):
+        path = Path(f"{spec}.{lang}")
+        if not path.exists() and Path(f"{path}.gz").exists():
+            path = Path(f"{path}.gz")
+        paths.append(path)
+    return paths
+
+
+def read_pairs(spec: str, fmt: str, src_lang: str, tgt_lang: str) -> list[Pair]:
+    """Read a parallel corpus as (source, target) pairs, whitespace-normalized, empties included."""
+    paths = corpus_paths(spec, fmt, src_lang, tgt_lang)
+    if fmt == "tsv":
+        pairs = []
+        for i, line in enumerate(read_lines(paths[0]), start=1):
+            if line.count("\t") != 1:
+                found = "no tab" if "\t" not in line else f"{line.count(chr(9))} tabs"
+                raise DataError(f"{paths[0]}:{i}: expected source<TAB>target, found {found}")
+            src, tgt = line.split("\t")
+            pairs.append((normalize_whitespace(src), normalize_whitespace(tgt)))
+        return pairs
+    return read_parallel_files(paths[0], paths[1])
+
+
+def load_corpus(spec: str, fmt: str, src_lang: str, tgt_lang: str, name: str) -> list[Pair]:
+    """Read a corpus and drop every pair with an empty side (as a pair, never one side only)."""
+    if not spec:
+        raise DataError(f"data.{name}: no corpus given in the config")
+    return drop_empty(read_pairs(spec, fmt, src_lang, tgt_lang), name, " + ".join(map(str, corpus_paths(spec, fmt, src_lang, tgt_lang))))
+
+
+def drop_empty(pairs: list[Pair], name: str, where: str) -> list[Pair]:
+    """Drop every pair with an empty side, as a pair; an empty corpus is an error."""
+    kept = [(s, t) for s, t in pairs if s and t]
+    if len(kept) < len(pairs):
+        log.info("%s: dropped %d of %d pairs with an empty side", name, len(pairs) - len(kept), len(pairs))
+    if not kept:
+        raise DataError(f"{where}: corpus is empty")
+    return kept
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """Text -> ids for one side (tokenizer + vocabulary)."""
+
+    tokenizer: Tokenizer
+    vocab: Vocab
+
+    def ids(self, text: str) -> list[int]:
+        return self.vocab.encode(self.tokenizer.tokenize(text))
+
+
+def encode_pairs(pairs: Sequence[Pair], src: Encoder, tgt: Encoder, max_len: int | None = None) -> list[Example]:
+    """Encode pairs; with `max_len` (training only) drop pairs whose either side has more tokens."""
+    examples = []
+    for s, t in pairs:
+        s_ids, t_ids = src.ids(s), tgt.ids(t)
+        if max_len is not None and (len(s_ids) > max_len or len(t_ids) > max_len):
+            continue
+        examples.append((s_ids + [EOS], t_ids))
+    if max_len is not None and len(examples) < len(pairs):
+        log.info("length filter: dropped %d of %d training pairs longer than %d tokens", len(pairs) - len(examples), len(pairs), max_len)
+    return examples
+
+
+class Batch(NamedTuple):
+    """A padded batch on the CPU. Pad id is PAD everywhere; lengths count real tokens."""
+
+    src: torch.Tensor  # (B, S) source ids, each row ending in <eos>
+    src_lengths: torch.Tensor  # (B,)
+    tgt_in: torch.Tensor  # (B, T) <bos> y1 .. yn
+    tgt_out: torch.Tensor  # (B, T) y1 .. yn <eos>
+    tgt_lengths: torch.Tensor  # (B,) n + 1
+
+    def to(self, device: torch.device) -> "Batch":
+        non_blocking = device.type == "cuda"
+        return Batch(*(t.to(device, non_blocking=non_blocking) for t in self))
+
+    def pin_memory(self) -> "Batch":
+        return Batch(*(t.pin_memory() for t in self))
+
+
+def pad(seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id sequences with PAD. Returns ids (B, L) and lengths (B,)."""
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    out = torch.full((len(seqs), int(lengths.max()) if len(seqs) else 0), PAD, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return out, lengths
+
+
+def collate(examples: Sequence[Example]) -> Batch:
+    """Pad a list of examples into a Batch; the one place where targets are shifted."""
+    src, src_lengths = pad([s for s, _ in examples])
+    tgt_in, tgt_lengths = pad([[BOS] + t for _, t in examples])
+    tgt_out, _ = pad([t + [EOS] for _, t in examples])
+    return Batch(src, src_lengths, tgt_in, tgt_out, tgt_lengths)
+
+
+class BucketSampler:
+    """Length-bucketed batches of example indices, shuffled, deterministic for (seed, epoch).
+
+    Examples are sorted by (target, source) length with random tie-breaking, cut into batches of
+    `batch_size` sentences or, with `max_tokens`, of at most `max_tokens` padded tokens
+    (sentences x the longer side's padded length); the batch order is then shuffled.
+    """
+
+    def __init__(
+        self,
+        src_lengths: Sequence[int],
+        tgt_lengths: Sequence[int],
+        batch_size: int,
+        max_tokens: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+    ):
+        self.src_lengths = list(src_lengths)
+        self.tgt_lengths = list(tgt_lengths)
+        self.batch_size = batch_size
+        self.max_tokens = max_tokens
+        self.shuffle = shuffle
+        self.seed = seed
+
+    def batches(self, epoch: int = 0) -> list[list[int]]:
+        rng = random.Random(self.seed * 100_003 + epoch)
+        n = len(self.src_lengths)
+        noise = [rng.random() for _ in range(n)] if self.shuffle else list(range(n))
+        order = sorted(range(n), key=lambda i: (self.tgt_lengths[i], self.src_lengths[i], noise[i]))
+        batches: list[list[int]] = []
+        current: list[int] = []
+        longest = 0
+        for i in order:
+            size = max(self.src_lengths[i], self.tgt_lengths[i])
+            if current:
+                too_many = (
+                    (len(current) + 1) * max(longest, size) > self.max_tokens
+                    if self.max_tokens is not None
+                    else len(current) >= self.batch_size
+                )
+                if too_many:
+                    batches.append(current)
+                    current, longest = [], 0
+            current.append(i)
+            longest = max(longest, size)
+        if current:
+            batches.append(current)
+        if self.shuffle:
+            rng.shuffle(batches)
+        return batches
+
+
+def example_lengths(examples: Sequence[Example]) -> tuple[list[int], list[int]]:
+    """Padded lengths as collate will make them: source incl. <eos>, target incl. <bos>/<eos>."""
+    return [len(s) for s, _ in examples], [len(t) + 1 for _, t in examples]
+
+
+def build_vocabs(pairs: Sequence[Pair], tokenizer: Tokenizer, min_freq: int, max_size: int | None, shared: bool) -> tuple[Vocab, Vocab]:
+    """Source and target vocabularies from training pairs (one joint vocabulary when `shared`)."""
+    from collections import Counter
+
+    src_counts: Counter[str] = Counter()
+    tgt_counts: Counter[str] = Counter()
+    for s, t in pairs:
+        src_counts.update(tokenizer.tokenize(s))
+        tgt_counts.update(tokenizer.tokenize(t))
+    if shared:
+        joint = Vocab.build(src_counts + tgt_counts, min_freq, max_size)
+        return joint, joint
+    return Vocab.build(src_counts, min_freq, max_size), Vocab.build(tgt_counts, min_freq, max_size)

@@ -1,0 +1,240 @@
+"""The model: packed bidirectional GRU encoder -> bridge -> GRU decoder with masked attention -> output layer.
+
+Modules are stateless: everything a call needs (encoder states, projected attention keys, the source
+pad mask, the decoder state) is an argument. Shapes: B batch, S source length, T target length,
+E embedding size, H hidden size, D encoder output size (H or 2H), O pre-output size, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from seq2seq.config import ModelConfig
+from seq2seq.vocab import PAD
+
+
+def make_src_pad_mask(src_lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(B, S) bool mask, True on padding, from lengths (B,)."""
+    positions = torch.arange(max_len, device=src_lengths.device)
+    mask = positions[None, :] >= src_lengths[:, None]  # (B, S)
+    assert mask.shape == (src_lengths.size(0), max_len)
+    return mask
+
+
+class Encoder(nn.Module):
+    def __init__(self, vocab_size: int, emb_size: int, hidden_size: int, num_layers: int, bidirectional: bool, dropout: float):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, emb_size, padding_idx=PAD)
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = nn.GRU(
+            emb_size, hidden_size, num_layers, batch_first=True, bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        self.num_directions = 2 if bidirectional else 1
+        self.output_size = hidden_size * self.num_directions
+
+    def forward(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """src (B, S), src_lengths (B,) -> states (B, S, D) (zero at pads), final (B, D) top layer's last states."""
+        emb = self.dropout(self.embed(src))  # (B, S, E)
+        packed = pack_padded_sequence(emb, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed_out, h_n = self.rnn(packed)  # h_n (layers * dirs, B, H)
+        states, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=src.size(1))  # (B, S, D)
+        top = h_n.view(self.rnn.num_layers, self.num_directions, src.size(0), self.rnn.hidden_size)[-1]  # (dirs, B, H)
+        final = torch.cat(list(top), dim=-1)  # (B, D)
+        return states, final
+
+
+class BahdanauAttention(nn.Module):
+    """Additive attention: score(q, k) = v . tanh(W_q q + W_k k)."""
+
+    def __init__(self, query_size: int, key_size: int, hidden_size: int):
+        super().__init__()
+        self.key_proj = nn.Linear(key_size, hidden_size, bias=False)
+        self.query_proj = nn.Linear(query_size, hidden_size, bias=False)
+        self.energy = nn.Linear(hidden_size, 1, bias=False)
+
+    def project_keys(self, states: torch.Tensor) -> torch.Tensor:
+        """states (B, S, D) -> keys (B, S, A); computed once per batch, not once per step."""
+        return self.key_proj(states)
+
+    def scores(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """query (B, Tq, Q), keys (B, S, A) -> scores (B, Tq, S)."""
+        q = self.query_proj(query)  # (B, Tq, A)
+        return self.energy(torch.tanh(q[:, :, None, :] + keys[:, None, :, :])).squeeze(-1)  # (B, Tq, S)
+
+
+class LuongAttention(nn.Module):
+    """Bilinear ("general") attention: score(q, k) = q . W k."""
+
+    def __init__(self, query_size: int, key_size: int):
+        super().__init__()
+        self.key_proj = nn.Linear(key_size, query_size, bias=False)
+
+    def project_keys(self, states: torch.Tensor) -> torch.Tensor:
+        """states (B, S, D) -> keys (B, S, Q)."""
+        return self.key_proj(states)
+
+    def scores(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """query (B, Tq, Q), keys (B, S, Q) -> scores (B, Tq, S)."""
+        return torch.bmm(query, keys.transpose(1, 2))
+
+
+def attend(
+    attention: nn.Module, query: torch.Tensor, keys: torch.Tensor, states: torch.Tensor, src_pad_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked attention. query (B, Tq, Q), keys (B, S, A), states (B, S, D), src_pad_mask (B, S) True on pads.
+
+    Returns context (B, Tq, D) and weights (B, Tq, S); weights on pads are exactly 0 (masked with -inf
+    before the softmax; every source holds at least its <eos>, so no row is all -inf).
+    """
+    scores = attention.scores(query, keys).float()  # (B, Tq, S)
+    scores = scores.masked_fill(src_pad_mask[:, None, :], float("-inf"))
+    weights = torch.softmax(scores, dim=-1)  # (B, Tq, S)
+    context = torch.bmm(weights.to(states.dtype), states)  # (B, Tq, D)
+    return context, weights
+
+
+class EncoderOutput(NamedTuple):
+    states: torch.Tensor  # (B, S, D)
+    keys: torch.Tensor  # (B, S, A) attention keys, projected once
+    src_pad_mask: torch.Tensor  # (B, S) True on padding
+    hidden: torch.Tensor  # (L, B, H) initial decoder state
+
+    def select(self, index: torch.Tensor) -> "EncoderOutput":
+        """Keep rows `index` (1-D) of the batch; the decoder state's batch dimension is dim 1."""
+        return EncoderOutput(self.states[index], self.keys[index], self.src_pad_mask[index], self.hidden[:, index])
+
+
+class Decoder(nn.Module):
+    """GRU decoder with attention, in one of two styles.
+
+    `bahdanau`: at step t the previous state queries the encoder; [embedding; context] is the GRU input;
+    the pre-output is tanh(W [gru_out; context; embedding]). Step by step by nature.
+    `luong`: the GRU reads the embeddings alone (no input feeding), so with teacher forcing it runs as one
+    call over the whole target; its outputs then query the encoder all at once; pre-output tanh(W [out; ctx]).
+    """
+
+    def __init__(self, vocab_size: int, cfg: ModelConfig, enc_size: int, output_size: int):
+        super().__init__()
+        self.style = cfg.attention
+        self.embed = nn.Embedding(vocab_size, cfg.emb_size, padding_idx=PAD)
+        self.dropout = nn.Dropout(cfg.dropout)
+        rnn_input = cfg.emb_size + enc_size if self.style == "bahdanau" else cfg.emb_size
+        self.rnn = nn.GRU(
+            rnn_input, cfg.hidden_size, cfg.dec_layers, batch_first=True,
+            dropout=cfg.dropout if cfg.dec_layers > 1 else 0.0,
+        )
+        if self.style == "bahdanau":
+            self.attention: nn.Module = BahdanauAttention(cfg.hidden_size, enc_size, cfg.hidden_size)
+            pre_input = cfg.hidden_size + enc_size + cfg.emb_size
+        else:
+            self.attention = LuongAttention(cfg.hidden_size, enc_size)
+            pre_input = cfg.hidden_size + enc_size
+        self.pre_output = nn.Linear(pre_input, output_size)
+        self.bridge = nn.Linear(enc_size, cfg.dec_layers * cfg.hidden_size)
+        self.num_layers = cfg.dec_layers
+        self.hidden_size = cfg.hidden_size
+
+    def init_hidden(self, enc_final: torch.Tensor) -> torch.Tensor:
+        """enc_final (B, D) -> initial decoder state (L, B, H)."""
+        h = torch.tanh(self.bridge(enc_final))  # (B, L * H)
+        return h.view(-1, self.num_layers, self.hidden_size).transpose(0, 1).contiguous()  # (L, B, H)
+
+    def forward(
+        self, tgt_in: torch.Tensor, enc: EncoderOutput, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Teacher-forced pass. tgt_in (B, T), hidden (L, B, H) -> pre-output (B, T, O), hidden (L, B, H), attention (B, T, S)."""
+        emb = self.dropout(self.embed(tgt_in))  # (B, T, E)
+        if self.style == "luong":
+            out, hidden = self.rnn(emb, hidden)  # (B, T, H)
+            context, weights = attend(self.attention, out, enc.keys, enc.states, enc.src_pad_mask)
+            return self._pre_output(out, context, emb), hidden, weights
+        outs, contexts, all_weights = [], [], []
+        for t in range(tgt_in.size(1)):
+            out, hidden, context, weights = self._bahdanau_rnn_step(emb[:, t : t + 1], enc, hidden)
+            outs.append(out)
+            contexts.append(context)
+            all_weights.append(weights)
+        out, context = torch.cat(outs, dim=1), torch.cat(contexts, dim=1)  # (B, T, H), (B, T, D)
+        return self._pre_output(out, context, emb), hidden, torch.cat(all_weights, dim=1)
+
+    def step(
+        self, prev: torch.Tensor, enc: EncoderOutput, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step. prev (B,) token ids -> pre-output (B, O), hidden (L, B, H), attention (B, S)."""
+        emb = self.dropout(self.embed(prev[:, None]))  # (B, 1, E)
+        if self.style == "luong":
+            out, hidden = self.rnn(emb, hidden)  # (B, 1, H)
+            context, weights = attend(self.attention, out, enc.keys, enc.states, enc.src_pad_mask)
+        else:
+            out, hidden, context, weights = self._bahdanau_rnn_step(emb, enc, hidden)
+        return self._pre_output(out, context, emb)[:, 0], hidden, weights[:, 0]
+
+    def _bahdanau_rnn_step(
+        self, emb: torch.Tensor, enc: EncoderOutput, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """emb (B, 1, E), hidden (L, B, H) -> out (B, 1, H), hidden, context (B, 1, D), weights (B, 1, S)."""
+        query = hidden[-1][:, None, :]  # (B, 1, H)
+        context, weights = attend(self.attention, query, enc.keys, enc.states, enc.src_pad_mask)
+        out, hidden = self.rnn(torch.cat([emb, context], dim=-1), hidden)  # (B, 1, H)
+        return out, hidden, context, weights
+
+    def _pre_output(self, out: torch.Tensor, context: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        parts = [out, context, emb] if self.style == "bahdanau" else [out, context]
+        return self.dropout(torch.tanh(self.pre_output(torch.cat(parts, dim=-1))))  # (B, T, O)
+
+
+class Seq2Seq(nn.Module):
+    """encode(src) -> EncoderOutput; decode_step(prev, enc, hidden) -> logits; forward = teacher-forced logits."""
+
+    def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(src_vocab_size, cfg.emb_size, cfg.hidden_size, cfg.enc_layers, cfg.bidirectional, cfg.dropout)
+        output_size = cfg.emb_size if cfg.tie_embeddings else cfg.hidden_size
+        self.decoder = Decoder(tgt_vocab_size, cfg, self.encoder.output_size, output_size)
+        self.output = nn.Linear(output_size, tgt_vocab_size)
+        if cfg.tie_embeddings:
+            self.output.weight = self.decoder.embed.weight
+
+    def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> EncoderOutput:
+        """src (B, S), src_lengths (B,) -> EncoderOutput."""
+        states, final = self.encoder(src, src_lengths)
+        mask = make_src_pad_mask(src_lengths.to(src.device), src.size(1))
+        return EncoderOutput(states, self.decoder.attention.project_keys(states), mask, self.decoder.init_hidden(final))
+
+    def decode_step(
+        self, prev: torch.Tensor, enc: EncoderOutput, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """prev (B,) -> logits (B, V), hidden (L, B, H), attention (B, S)."""
+        pre, hidden, weights = self.decoder.step(prev, enc, hidden)
+        return self.output(pre), hidden, weights
+
+    def forward(
+        self, src: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor, teacher_forcing_ratio: float = 1.0
+    ) -> torch.Tensor:
+        """Logits (B, T, V) for the shifted targets `tgt_in` (B, T) = <bos> y.
+
+        With teacher_forcing_ratio < 1, at each step each sentence is fed its gold previous token with that
+        probability and the model's own greedy prediction otherwise (step by step).
+        """
+        enc = self.encode(src, src_lengths)
+        if teacher_forcing_ratio >= 1.0:
+            pre, _, _ = self.decoder(tgt_in, enc, enc.hidden)
+            return self.output(pre)  # (B, T, V), one projection over all steps
+        hidden, prev, logits = enc.hidden, tgt_in[:, 0], []
+        for t in range(tgt_in.size(1)):
+            step_logits, hidden, _ = self.decode_step(prev, enc, hidden)
+            logits.append(step_logits)
+            if t + 1 < tgt_in.size(1):
+                gold = torch.rand(tgt_in.size(0), device=tgt_in.device) < teacher_forcing_ratio
+                prev = torch.where(gold, tgt_in[:, t + 1], step_logits.argmax(-1))
+        return torch.stack(logits, dim=1)  # (B, T, V)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

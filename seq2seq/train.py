@@ -1,0 +1,368 @@
+"""The training loop: teacher forcing on shifted targets, masked loss, clipping, validation, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from tqdm import tqdm
+
+from seq2seq.checkpoint import atomic_write_text, load_checkpoint, record_default_model, save_checkpoint
+from seq2seq.config import Config, config_from_dict, config_to_dict, dump_config, read_yaml
+from seq2seq.data import BucketSampler, Encoder, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
+from seq2seq.device import autocast, resolve_device, resolve_precision
+from seq2seq.errors import CheckpointError, ConfigError, DataError
+from seq2seq.evaluate import evaluate
+from seq2seq.loss import masked_nll
+from seq2seq.model import Seq2Seq, count_parameters
+from seq2seq.tokenizer import Tokenizer
+from seq2seq.vocab import Vocab
+
+log = logging.getLogger("seq2seq")
+
+MAX_BAD_STEPS = 5  # consecutive non-finite losses before training stops
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of a run directory."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def src_vocab(self) -> Path:
+        return self.root / "src_vocab.json"
+
+    @property
+    def tgt_vocab(self) -> Path:
+        return self.root / "tgt_vocab.json"
+
+    @property
+    def best(self) -> Path:
+        return self.root / "best.pt"
+
+    @property
+    def last(self) -> Path:
+        return self.root / "last.pt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "train.log"
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint so that a resume continues exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of `epoch` already trained on
+    best_bleu: float = -1.0
+    elapsed: float = 0.0  # seconds of training, over all sessions of this run
+
+
+def default_run_dir(cfg: Config, config_path: str | Path | None) -> Path:
+    if cfg.train.run_dir:
+        return Path(cfg.train.run_dir)
+    return Path("runs") / (Path(config_path).stem if config_path else "default")
+
+
+def tokenizer_for(cfg: Config) -> Tokenizer:
+    return Tokenizer(level=cfg.data.level, lowercase=cfg.data.lowercase)
+
+
+def _ensure_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"train.run_dir: {path} exists and is not a directory") from None
+    except OSError as e:
+        raise ConfigError(f"train.run_dir: cannot create {path} ({e.strerror})") from None
+    probe = path / ".write-test"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"train.run_dir: {path} is not writable ({e.strerror})") from None
+
+
+def _same_run(files: RunFiles, cfg: Config) -> bool:
+    """Does the run directory's config match `cfg` (ignoring keys that do not change what is trained)?"""
+    try:
+        theirs = config_to_dict(config_from_dict(read_yaml(files.config)))
+    except ConfigError:
+        return False
+    ours = config_to_dict(cfg)
+    for d in (theirs, ours):
+        for key in ("run_dir", "num_threads", "max_time", "max_steps", "epochs"):
+            d["train"].pop(key, None)
+    return theirs == ours
+
+
+def prepare_run_dir(files: RunFiles, cfg: Config, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix runs: a directory holding another run needs --resume or --overwrite."""
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    if files.root.exists() and not files.root.is_dir():
+        raise ConfigError(f"train.run_dir: {files.root} exists and is not a directory")
+    if resume:
+        if not files.last.exists():
+            raise CheckpointError(f"{files.last}: nothing to resume (no last.pt in {files.root})")
+        if files.config.exists() and not _same_run(files, cfg):
+            raise ConfigError(f"{files.config}: the run in {files.root} was trained with another config; resume it with that config")
+        return
+    if overwrite:
+        if files.root.exists():
+            for path in (files.best, files.last, files.metrics, files.log, files.src_vocab, files.tgt_vocab, files.config):
+                path.unlink(missing_ok=True)
+            shutil.rmtree(files.root / "sentencepiece", ignore_errors=True)
+        return
+    if files.last.exists() or files.best.exists():
+        raise ConfigError(
+            f"{files.root} already holds a trained run: add --resume to continue it or --overwrite to start again"
+        )
+    if files.config.exists() and not _same_run(files, cfg):
+        raise ConfigError(f"{files.root} holds another run's config ({files.config}): use --overwrite or another train.run_dir")
+
+
+def load_or_build_vocabs(cfg: Config, files: RunFiles, train_pairs: list[tuple[str, str]] | None = None) -> tuple[Vocab, Vocab]:
+    """Use the run directory's vocabularies, or build them from the training data and save them."""
+    if files.src_vocab.exists() and files.tgt_vocab.exists():
+        return Vocab.load(files.src_vocab), Vocab.load(files.tgt_vocab)
+    if train_pairs is None:
+        train_pairs = load_corpus(cfg.data.train, cfg.data.format, cfg.data.src_lang, cfg.data.tgt_lang, "train")
+    src_vocab, tgt_vocab = build_vocabs(
+        train_pairs, tokenizer_for(cfg), cfg.data.min_freq, cfg.data.max_size, cfg.data.shared_vocab
+    )
+    _ensure_dir(files.root)
+    src_vocab.save(files.src_vocab)
+    tgt_vocab.save(files.tgt_vocab)
+    atomic_write_text(files.config, dump_config(cfg))
+    log.info("vocabulary: %d source, %d target types -> %s", len(src_vocab), len(tgt_vocab), files.root)
+    return src_vocab, tgt_vocab
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def setup_logging(log_file: Path | None, quiet: bool = False) -> None:
+    """Log lines to stderr (through tqdm, so bars stay intact) and to the run's train.log."""
+    log.setLevel(logging.INFO)
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
+
+    class TqdmHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            tqdm.write(self.format(record), file=__import__("sys").stderr)
+
+    console = TqdmHandler(logging.WARNING if quiet else logging.INFO)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(console)
+    if log_file is not None:
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(file_handler)
+    log.propagate = False
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    progress: Progress
+    best_scores: dict[str, Any] | None
+
+
+def train(
+    cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = False, quiet: bool = False
+) -> TrainResult:
+    """Train a model as configured, writing everything into `run_dir`."""
+    files = RunFiles(run_dir)
+    prepare_run_dir(files, cfg, resume, overwrite)
+    _ensure_dir(files.root)
+    setup_logging(files.log, quiet)
+    t = cfg.train
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    device = resolve_device(t.device)
+    precision = resolve_precision(t.precision, device)
+    random.seed(t.seed)
+    torch.manual_seed(t.seed)
+
+    d = cfg.data
+    train_pairs = load_corpus(d.train, d.format, d.src_lang, d.tgt_lang, "train")
+    valid_pairs = load_corpus(d.valid, d.format, d.src_lang, d.tgt_lang, "valid")
+    src_vocab, tgt_vocab = load_or_build_vocabs(cfg, files, train_pairs)
+    atomic_write_text(files.config, dump_config(cfg))
+    tokenizer = tokenizer_for(cfg)
+    src_enc, tgt_enc = Encoder(tokenizer, src_vocab), Encoder(tokenizer, tgt_vocab)
+    examples = encode_pairs(train_pairs, src_enc, tgt_enc, max_len=d.max_len)
+    if not examples:
+        raise DataError(f"data.max_len: every training pair is longer than {d.max_len} tokens")
+    sampler = BucketSampler(*example_lengths(examples), batch_size=t.batch_size, max_tokens=t.max_tokens, seed=t.seed)
+
+    model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab)).to(device)
+    optimizer = (
+        torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        if t.weight_decay > 0
+        else torch.optim.Adam(model.parameters(), lr=t.lr)
+    )
+    progress = Progress()
+    if resume:
+        state = load_checkpoint(files.last)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        progress = Progress(**state["progress"])
+        _set_rng_state(state["rng"])
+        log.info("resumed %s at step %d (epoch %d, batch %d)", files.last, progress.step, progress.epoch + 1, progress.batch_in_epoch)
+    log.info(
+        "training %s: %d parameters, %d pairs, device %s, %s; run directory %s",
+        cfg.model.attention, count_parameters(model), len(examples), device, precision, files.root,
+    )
+
+    def checkpoint_state() -> dict[str, Any]:
+        return {
+            "config": config_to_dict(cfg),
+            "src_vocab": src_vocab.to_list(),
+            "tgt_vocab": tgt_vocab.to_list(),
+            "tokenizer": tokenizer.to_dict(),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": progress.step,
+            "progress": asdict(progress),
+            "rng": _rng_state(),
+        }
+
+    def validate() -> dict[str, Any]:
+        scores = evaluate(
+            model, valid_pairs, src_enc, tgt_enc, device, precision, cfg.decode.batch_size, cfg.decode.max_len_a, cfg.decode.max_len_b
+        )
+        record = {
+            "step": progress.step, "epoch": progress.epoch + 1, "val_loss": scores.loss, "val_ppl": scores.ppl,
+            "val_bleu": scores.bleu, "val_chrf": scores.chrf,
+        }
+        improved = scores.bleu > progress.best_bleu
+        if improved:
+            progress.best_bleu = scores.bleu
+        log.info(
+            "step %d: val loss %.4f ppl %.2f BLEU %.2f chrF %.2f%s",
+            progress.step, scores.loss, scores.ppl, scores.bleu, scores.chrf, " (best)" if improved else "",
+        )
+        record["elapsed"] = progress.elapsed
+        _append_metrics(files.metrics, record)
+        state = checkpoint_state()
+        if improved:
+            save_checkpoint(files.best, {**state, "scores": record})
+        save_checkpoint(files.last, state)
+        nonlocal last_validated
+        last_validated = progress.step
+        return record
+
+    best_record: dict[str, Any] | None = None
+    last_validated = -1
+    started = time.monotonic() - progress.elapsed
+    tokens_seen, window_start, window_loss, window_tokens = 0, time.monotonic(), 0.0, 0
+    bad_steps = 0
+    stop = False
+    model.train()
+    while progress.epoch < t.epochs and not stop:
+        batches = sampler.batches(progress.epoch)
+        bar = tqdm(
+            total=len(batches), initial=progress.batch_in_epoch, desc=f"epoch {progress.epoch + 1}/{t.epochs}",
+            disable=quiet, leave=False, dynamic_ncols=True, file=__import__("sys").stderr,
+        )
+        for index in batches[progress.batch_in_epoch :]:
+            batch = collate([examples[i] for i in index]).to(device)
+            with autocast(device, precision):
+                logits = model(batch.src, batch.src_lengths, batch.tgt_in, t.teacher_forcing_ratio)
+            loss_sum, n_tokens = masked_nll(logits, batch.tgt_out, t.label_smoothing)
+            loss = loss_sum / n_tokens
+            optimizer.zero_grad(set_to_none=True)
+            if not torch.isfinite(loss):
+                bad_steps += 1
+                log.warning("step %d: non-finite loss, update skipped (%d in a row)", progress.step + 1, bad_steps)
+                if bad_steps >= MAX_BAD_STEPS:
+                    raise DataError(
+                        f"training diverged: {bad_steps} non-finite losses in a row; the last good checkpoint is {files.last} (try a lower train.lr)"
+                    )
+            else:
+                bad_steps = 0
+                loss.backward()
+                if t.clip_grad > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
+                optimizer.step()
+                window_loss += loss_sum.item()
+                window_tokens += n_tokens
+            progress.step += 1
+            progress.batch_in_epoch += 1
+            tokens_seen += n_tokens
+            progress.elapsed = time.monotonic() - started
+            bar.update(1)
+            if progress.step % 10 == 0 or progress.step % t.log_every == 0:
+                now = time.monotonic()
+                rate = window_tokens / max(now - window_start, 1e-9)
+                bar.set_postfix(loss=f"{window_loss / max(window_tokens, 1):.3f}", tok_s=f"{rate:,.0f}")
+                if progress.step % t.log_every == 0:
+                    _append_metrics(files.metrics, {
+                        "step": progress.step, "epoch": progress.epoch + 1,
+                        "train_loss": window_loss / max(window_tokens, 1), "lr": optimizer.param_groups[0]["lr"],
+                        "tokens_per_s": rate, "elapsed": progress.elapsed,
+                    })
+                    log.debug("step %d loss %.4f", progress.step, window_loss / max(window_tokens, 1))
+                    window_start, window_loss, window_tokens = now, 0.0, 0
+            out_of_time = t.max_time is not None and progress.elapsed >= t.max_time * 60
+            out_of_steps = t.max_steps is not None and progress.step >= t.max_steps
+            if t.valid_every and progress.step % t.valid_every == 0:
+                best_record = _merge_best(best_record, validate())
+            if out_of_time or out_of_steps:
+                log.info("stopping: %s reached", "train.max_time" if out_of_time else "train.max_steps")
+                stop = True
+                break
+        bar.close()
+        if not stop:
+            progress.epoch += 1
+            progress.batch_in_epoch = 0
+        if not t.valid_every and last_validated != progress.step:
+            best_record = _merge_best(best_record, validate())
+    if last_validated != progress.step:
+        best_record = _merge_best(best_record, validate())
+    record_default_model(files.root)
+    log.info("done: %d steps in %.1f s, best val BLEU %.2f -> %s", progress.step, progress.elapsed, progress.best_bleu, files.best)
+    return TrainResult(files.root, progress, best_record)
+
+
+def _merge_best(best: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
+    return record if best is None or record["val_bleu"] > best["val_bleu"] else best
+
+
+def _append_metrics(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")

@@ -1,0 +1,79 @@
+"""Vocabulary: token <-> id, with the special ids as named constants."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from seq2seq.errors import DataError
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+PAD_TOKEN, UNK_TOKEN, BOS_TOKEN, EOS_TOKEN = "<pad>", "<unk>", "<bos>", "<eos>"
+SPECIALS = (PAD_TOKEN, UNK_TOKEN, BOS_TOKEN, EOS_TOKEN)
+
+
+class Vocab:
+    """An ordered list of tokens; ids 0..3 are always <pad>, <unk>, <bos>, <eos>."""
+
+    def __init__(self, itos: Sequence[str]):
+        if tuple(itos[: len(SPECIALS)]) != SPECIALS:
+            raise DataError(f"vocabulary must start with {', '.join(SPECIALS)}")
+        if len(set(itos)) != len(itos):
+            raise DataError("vocabulary holds a token twice")
+        self.itos: list[str] = list(itos)
+        self.stoi: dict[str, int] = {t: i for i, t in enumerate(self.itos)}
+
+    @classmethod
+    def build(cls, counts: Counter[str], min_freq: int = 1, max_size: int | None = None) -> "Vocab":
+        """Most frequent first, ties broken alphabetically so the result does not depend on corpus order."""
+        items = sorted(((t, c) for t, c in counts.items() if c >= min_freq and t not in SPECIALS), key=lambda tc: (-tc[1], tc[0]))
+        if max_size is not None:
+            items = items[:max_size]
+        return cls(list(SPECIALS) + [t for t, _ in items])
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocab) and self.itos == other.itos
+
+    def encode(self, tokens: Iterable[str]) -> list[int]:
+        get = self.stoi.get
+        return [get(t, UNK) for t in tokens]
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        """Tokens for `ids`, stopping at <eos> and skipping <pad> / <bos>."""
+        out: list[str] = []
+        for i in ids:
+            if i == EOS:
+                break
+            if i in (PAD, BOS):
+                continue
+            out.append(self.itos[i])
+        return out
+
+    def to_list(self) -> list[str]:
+        return list(self.itos)
+
+    def save(self, path: str | Path) -> None:
+        from seq2seq.checkpoint import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(self.itos, ensure_ascii=False, indent=0) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Vocab":
+        path = Path(path)
+        try:
+            itos = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(f"{path}: vocabulary file not found") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DataError(f"{path}: not a vocabulary JSON file ({e})") from None
+        if not isinstance(itos, list) or not all(isinstance(t, str) for t in itos):
+            raise DataError(f"{path}: expected a JSON list of tokens")
+        try:
+            return cls(itos)
+        except DataError as e:
+            raise DataError(f"{path}: {e}") from None
