@@ -126,10 +126,10 @@ def evaluate(
         if not spec:
             raise DataError(f"data.{'valid' if split == 'val' else 'test'}: the model's config names no {split} corpus (use --src/--ref)")
         pairs = load_corpus(spec, d.format, d.src_lang, d.tgt_lang, split)
-    _check_beam(beam)
+    decode = t.cfg.decode
     scores = run_eval(
-        t.model, pairs, t.src, t.tgt, t.device, t.precision, batch_size or t.cfg.decode.batch_size,
-        t.cfg.decode.max_len_a, t.cfg.decode.max_len_b,
+        t.model, pairs, t.src, t.tgt, t.device, t.precision, batch_size or decode.batch_size,
+        decode.max_len_a, decode.max_len_b, beam or decode.beam_size, decode.length_penalty, decode.min_len,
     )
     if output is not None:
         from seq2seq.checkpoint import atomic_write_text
@@ -144,11 +144,6 @@ def evaluate(
     typer.echo(f"chrF         {scores.chrf:.2f}   {scores.signatures['chrf']}")
     typer.echo(f"TER          {scores.ter:.2f}   {scores.signatures['ter']}")
     typer.echo(f"loss / ppl   {scores.loss:.4f} / {scores.ppl:.2f}  (per real target token)")
-
-
-def _check_beam(beam: Optional[int]) -> None:
-    if beam is not None and beam > 1:
-        raise typer.BadParameter("beam search is not available yet; use --beam 1", param_hint="'--beam'")
 
 
 def _read_inputs(texts: Optional[List[str]], input_file: Optional[Path]) -> list[str]:
@@ -170,19 +165,58 @@ def translate(
     input_file: Optional[Path] = typer.Option(None, "--input", "-i", help="Translate this file, line by line."),
     batch_size: Optional[int] = BatchOpt,
     beam: Optional[int] = BeamOpt,
+    nbest: int = typer.Option(
+        1, "--nbest", "-n", min=1,
+        help="Print the N best translations of each input: N lines `score<TAB>translation` (best first; the score is "
+        "the length-normalized log-probability), then an empty line. Needs a beam of at least N [default beam: max(N, decode.beam_size)].",
+    ),
 ) -> None:
     """Translate text: one output line per input line, in input order (an empty line gives an empty line).
 
-    Example: seq2seq translate "I love you"    or    seq2seq translate --input test.en > test.hyp
+    Example: seq2seq translate "I love you"    or    seq2seq translate --beam 5 --input test.en > test.hyp
     """
     from seq2seq.translator import Translator
 
     lines = _read_inputs(texts, input_file)
-    _check_beam(beam)
+    if beam is not None and nbest > beam:
+        raise typer.BadParameter(f"--nbest {nbest} needs --beam {nbest} or more", param_hint="'--nbest'")
     t = Translator.load(model)
-    outputs = t.translate(lines, batch_size)
-    sys.stdout.write("".join(o + "\n" for o in outputs))
+    if nbest > 1:
+        blocks = t.nbest(lines, nbest, beam, batch_size)
+        sys.stdout.write("".join("".join(f"{score:.4f}\t{text}\n" for score, text in block) + "\n" for block in blocks))
+    else:
+        outputs = t.translate(lines, batch_size, beam)
+        sys.stdout.write("".join(o + "\n" for o in outputs))
     sys.stdout.flush()
+
+
+@app.command()
+def average(
+    models: List[str] = typer.Option(
+        ..., "--model", "-m", help="A run directory (its kept ckpt-STEP.pt files) or .pt checkpoints (repeat --model).",
+        show_default=False,
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Where to write the averaged checkpoint [default: RUN_DIR/averaged.pt].", show_default=False
+    ),
+) -> None:
+    """Average the weights of a run's k best checkpoints (train.keep_best: k) into one checkpoint.
+
+    Example: seq2seq average --model runs/multi30k_de_en && seq2seq eval --model runs/multi30k_de_en/averaged.pt --beam 5
+    """
+    from seq2seq.average import average_checkpoints, kept_checkpoints
+    from seq2seq.checkpoint import save_checkpoint
+
+    paths: list[Path] = []
+    for model in models:
+        path = Path(model)
+        paths.extend(kept_checkpoints(path) if path.is_dir() else [path])
+    if output is None:
+        if len(models) != 1 or not Path(models[0]).is_dir():
+            raise typer.BadParameter("give --output when averaging checkpoint files", param_hint="'--output'")
+        output = Path(models[0]) / "averaged.pt"
+    save_checkpoint(output, average_checkpoints(paths))
+    typer.echo(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {output}", err=True)
 
 
 def main() -> None:

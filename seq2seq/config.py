@@ -32,12 +32,19 @@ class DataConfig:
     format: str = _opt("parallel", "corpus format: `parallel` files or `tsv` (src<TAB>tgt); plain or .gz", choices=("parallel", "tsv"))
     src_lang: str = _opt("src", "suffix of the source files (`train.de`: `de`)")
     tgt_lang: str = _opt("tgt", "suffix of the target files")
-    level: str = _opt("word", "tokenization: `word` (reversible, splits punctuation) or `char`", choices=("word", "char"))
+    level: str = _opt(
+        "word",
+        "tokenization: `word` (reversible, splits punctuation), `char`, or sentencepiece subwords `bpe` / `unigram` "
+        "(trained on the training data, stored in the run directory and the checkpoint)",
+        choices=("word", "char", "bpe", "unigram"),
+    )
     lowercase: bool = _opt(False, "lowercase all text before tokenizing")
     max_len: int = _opt(100, "drop training pairs with more tokens than this on either side (never applied to eval data)", min=1)
     min_freq: int = _opt(1, "minimum count of a token to enter the vocabulary", min=1)
     max_size: Optional[int] = _opt(None, "maximum vocabulary size, specials excluded (null: no limit)", min=1)
     shared_vocab: bool = _opt(False, "one vocabulary for source and target")
+    vocab_size: int = _opt(8000, "bpe / unigram: sentencepiece vocabulary size (an upper bound on small corpora)", min=16)
+    sp_shared: bool = _opt(True, "bpe / unigram: one sentencepiece model trained on both sides (false: one per side)")
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,11 @@ class ModelConfig:
     )
     dropout: float = _opt(0.3, "dropout on embeddings, between GRU layers and before the output layer", min=0.0, max=0.9)
     tie_embeddings: bool = _opt(False, "share the target embedding matrix with the output projection")
+    emb_dropout: Optional[float] = _opt(None, "dropout on source and target embeddings (null: model.dropout)", min=0.0, max=0.9)
+    hidden_dropout: Optional[float] = _opt(
+        None, "dropout between stacked GRU layers and on the GRU outputs (null: model.dropout)", min=0.0, max=0.9
+    )
+    output_dropout: Optional[float] = _opt(None, "dropout on the pre-output, before the output layer (null: model.dropout)", min=0.0, max=0.9)
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,22 @@ class TrainConfig:
     valid_every: int = _opt(0, "validate every N updates (0: at the end of each epoch)", min=0)
     log_every: int = _opt(50, "write a training-loss line to train.log every N updates", min=1)
     num_threads: Optional[int] = _opt(None, "CPU threads for torch (null: torch's default)", min=1)
+    schedule: str = _opt(
+        "constant",
+        "learning-rate schedule after `warmup_steps` of linear warmup: `constant`, `plateau` (multiply by plateau_factor "
+        "after plateau_patience validations without a better BLEU), `warmup_inverse_sqrt` (lr * sqrt(warmup_steps / step)) "
+        "or `warmup_cosine` (cosine decay to min_lr at decay_steps)",
+        choices=("constant", "plateau", "warmup_inverse_sqrt", "warmup_cosine"),
+    )
+    warmup_steps: int = _opt(0, "updates of linear learning-rate warmup from 0 (warmup_inverse_sqrt needs at least 1)", min=0)
+    min_lr: float = _opt(0.0, "the learning rate never falls below this (plateau, warmup_cosine)", min=0.0)
+    plateau_factor: float = _opt(0.5, "plateau: multiply the learning rate by this on a plateau", min_excl=0.0, max=1.0)
+    plateau_patience: int = _opt(2, "plateau: validations without a better BLEU before the learning rate drops", min=1)
+    decay_steps: Optional[int] = _opt(
+        None, "warmup_cosine: the update at which the decay reaches min_lr (null: max_steps, else epochs x batches per epoch)", min=1
+    )
+    patience: Optional[int] = _opt(None, "early stopping: stop after this many validations without a better BLEU (null: off)", min=1)
+    keep_best: int = _opt(1, "keep the k best checkpoints as ckpt-STEP.pt (weights only) for `seq2seq average`; 1: best.pt only", min=1)
 
 
 @dataclass(frozen=True)
@@ -86,6 +114,8 @@ class DecodeConfig:
     batch_size: int = _opt(64, "sentences per decoding batch", min=1)
     max_len_a: float = _opt(1.5, "maximum output length is a * source length + b", min=0.0)
     max_len_b: int = _opt(10, "maximum output length is a * source length + b", min=0)
+    length_penalty: float = _opt(1.0, "beam search: GNMT length penalty alpha; hypotheses rank by log-prob / ((5 + len) / 6) ** alpha", min=0.0)
+    min_len: int = _opt(0, "no <eos> before this many output tokens", min=0)
 
 
 @dataclass(frozen=True)

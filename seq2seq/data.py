@@ -228,15 +228,21 @@ def example_lengths(examples: Sequence[Example]) -> tuple[list[int], list[int]]:
     return [len(s) for s, _ in examples], [len(t) + 1 for _, t in examples]
 
 
-def build_vocabs(pairs: Sequence[Pair], tokenizer: Tokenizer, min_freq: int, max_size: int | None, shared: bool) -> tuple[Vocab, Vocab]:
-    """Source and target vocabularies from training pairs (one joint vocabulary when `shared`)."""
+def build_vocabs(
+    pairs: Sequence[Pair], tokenizer: Tokenizer, min_freq: int, max_size: int | None, shared: bool,
+    tgt_tokenizer: Tokenizer | None = None,
+) -> tuple[Vocab, Vocab]:
+    """Source and target vocabularies from training pairs (one joint vocabulary when `shared`).
+
+    `tgt_tokenizer` (None: `tokenizer`) tokenizes the target side, for per-side subword models.
+    """
     from collections import Counter
 
     src_counts: Counter[str] = Counter()
     tgt_counts: Counter[str] = Counter()
     for s, t in pairs:
         src_counts.update(tokenizer.tokenize(s))
-        tgt_counts.update(tokenizer.tokenize(t))
+        tgt_counts.update((tgt_tokenizer or tokenizer).tokenize(t))
     if shared:
         joint = Vocab.build(src_counts + tgt_counts, min_freq, max_size)
         return joint, joint

@@ -73,14 +73,23 @@ def evaluate(
     batch_size: int,
     max_len_a: float,
     max_len_b: int,
+    beam_size: int = 1,
+    length_penalty: float = 0.0,
+    min_len: int = 0,
 ) -> Scores:
-    """Decode the sources greedily, score against the raw references, and compute the teacher-forced loss."""
+    """Decode the sources (greedy when beam_size is 1), score against the raw references, and compute the teacher-forced loss.
+
+    `length_penalty` (GNMT alpha) only matters for beam search; `min_len` forbids <eos> before that many tokens.
+    """
     was_training = model.training
     model.eval()
     examples = encode_pairs(pairs, src, tgt)
     loss_sum, n_tokens = corpus_loss(model, examples, device, precision, batch_size)
     with autocast(device, precision):
-        hyps = decode_corpus(model, [s for s, _ in examples], device, batch_size, max_len_a, max_len_b)
+        hyps = decode_corpus(
+            model, [s for s, _ in examples], device, batch_size, max_len_a, max_len_b,
+            beam_size=beam_size, alpha=length_penalty, min_len=min_len,
+        )
     model.train(was_training)
     outputs = [tgt.tokenizer.detokenize(tgt.vocab.decode(h.ids)) for h in hyps]
     bleu, chrf, ter, signatures = bleu_chrf_ter(outputs, [t for _, t in pairs])

@@ -25,14 +25,25 @@ def make_src_pad_mask(src_lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return mask
 
 
+def dropout_rates(cfg: ModelConfig) -> tuple[float, float, float]:
+    """(embedding, hidden, output) dropout rates; each unset one is `cfg.dropout`."""
+    return tuple(cfg.dropout if rate is None else rate for rate in (cfg.emb_dropout, cfg.hidden_dropout, cfg.output_dropout))  # type: ignore[return-value]
+
+
 class Encoder(nn.Module):
-    def __init__(self, vocab_size: int, emb_size: int, hidden_size: int, num_layers: int, bidirectional: bool, dropout: float):
+    def __init__(
+        self, vocab_size: int, emb_size: int, hidden_size: int, num_layers: int, bidirectional: bool, dropout: float,
+        hidden_dropout: float | None = None,
+    ):
+        """`dropout` applies to the embeddings; `hidden_dropout` (None: `dropout`) between layers and on the outputs."""
         super().__init__()
+        hidden_dropout = dropout if hidden_dropout is None else hidden_dropout
         self.embed = nn.Embedding(vocab_size, emb_size, padding_idx=PAD)
         self.dropout = nn.Dropout(dropout)
+        self.hidden_dropout = nn.Dropout(hidden_dropout)
         self.rnn = nn.GRU(
             emb_size, hidden_size, num_layers, batch_first=True, bidirectional=bidirectional,
-            dropout=dropout if num_layers > 1 else 0.0,
+            dropout=hidden_dropout if num_layers > 1 else 0.0,
         )
         self.num_directions = 2 if bidirectional else 1
         self.output_size = hidden_size * self.num_directions
@@ -43,6 +54,7 @@ class Encoder(nn.Module):
         packed = pack_padded_sequence(emb, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
         packed_out, h_n = self.rnn(packed)  # h_n (layers * dirs, B, H)
         states, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=src.size(1))  # (B, S, D)
+        states = self.hidden_dropout(states)  # pads stay exactly 0
         top = h_n.view(self.rnn.num_layers, self.num_directions, src.size(0), self.rnn.hidden_size)[-1]  # (dirs, B, H)
         final = torch.cat(list(top), dim=-1)  # (B, D)
         return states, final
@@ -121,12 +133,15 @@ class Decoder(nn.Module):
     def __init__(self, vocab_size: int, cfg: ModelConfig, enc_size: int, output_size: int):
         super().__init__()
         self.style = cfg.attention
+        emb_dropout, hidden_dropout, output_dropout = dropout_rates(cfg)
         self.embed = nn.Embedding(vocab_size, cfg.emb_size, padding_idx=PAD)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = nn.Dropout(emb_dropout)
+        self.hidden_dropout = nn.Dropout(hidden_dropout)
+        self.output_dropout = nn.Dropout(output_dropout)
         rnn_input = cfg.emb_size + enc_size if self.style == "bahdanau" else cfg.emb_size
         self.rnn = nn.GRU(
             rnn_input, cfg.hidden_size, cfg.dec_layers, batch_first=True,
-            dropout=cfg.dropout if cfg.dec_layers > 1 else 0.0,
+            dropout=hidden_dropout if cfg.dec_layers > 1 else 0.0,
         )
         if self.style == "bahdanau":
             self.attention: nn.Module = BahdanauAttention(cfg.hidden_size, enc_size, cfg.hidden_size)
@@ -151,6 +166,7 @@ class Decoder(nn.Module):
         emb = self.dropout(self.embed(tgt_in))  # (B, T, E)
         if self.style == "luong":
             out, hidden = self.rnn(emb, hidden)  # (B, T, H)
+            out = self.hidden_dropout(out)
             context, weights = attend(self.attention, out, enc.keys, enc.states, enc.src_pad_mask)
             return self._pre_output(out, context, emb), hidden, weights
         outs, contexts, all_weights = [], [], []
@@ -169,6 +185,7 @@ class Decoder(nn.Module):
         emb = self.dropout(self.embed(prev[:, None]))  # (B, 1, E)
         if self.style == "luong":
             out, hidden = self.rnn(emb, hidden)  # (B, 1, H)
+            out = self.hidden_dropout(out)
             context, weights = attend(self.attention, out, enc.keys, enc.states, enc.src_pad_mask)
         else:
             out, hidden, context, weights = self._bahdanau_rnn_step(emb, enc, hidden)
@@ -181,11 +198,11 @@ class Decoder(nn.Module):
         query = hidden[-1][:, None, :]  # (B, 1, H)
         context, weights = attend(self.attention, query, enc.keys, enc.states, enc.src_pad_mask)
         out, hidden = self.rnn(torch.cat([emb, context], dim=-1), hidden)  # (B, 1, H)
-        return out, hidden, context, weights
+        return self.hidden_dropout(out), hidden, context, weights
 
     def _pre_output(self, out: torch.Tensor, context: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         parts = [out, context, emb] if self.style == "bahdanau" else [out, context]
-        return self.dropout(torch.tanh(self.pre_output(torch.cat(parts, dim=-1))))  # (B, T, O)
+        return self.output_dropout(torch.tanh(self.pre_output(torch.cat(parts, dim=-1))))  # (B, T, O)
 
 
 class Seq2Seq(nn.Module):
@@ -194,7 +211,10 @@ class Seq2Seq(nn.Module):
     def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int):
         super().__init__()
         self.cfg = cfg
-        self.encoder = Encoder(src_vocab_size, cfg.emb_size, cfg.hidden_size, cfg.enc_layers, cfg.bidirectional, cfg.dropout)
+        emb_dropout, hidden_dropout, _ = dropout_rates(cfg)
+        self.encoder = Encoder(
+            src_vocab_size, cfg.emb_size, cfg.hidden_size, cfg.enc_layers, cfg.bidirectional, emb_dropout, hidden_dropout
+        )
         output_size = cfg.emb_size if cfg.tie_embeddings else cfg.hidden_size
         self.decoder = Decoder(tgt_vocab_size, cfg, self.encoder.output_size, output_size)
         self.output = nn.Linear(output_size, tgt_vocab_size)

@@ -8,6 +8,10 @@ written as the token `<￭>` so that even it survives the round trip.
 
 `char` level: one token per character, a space being the token " ".
 
+`bpe` / `unigram` levels: sentencepiece subwords ("▁Hello", ",", "▁world", "."), the model trained on the
+training data by seq2seq.subword and carried by the Tokenizer itself (its serialized bytes), so a checkpoint
+tokenizes exactly as in training. Identity normalization and byte fallback make the decode exact.
+
 BLEU is computed on `detokenize` output against the raw references, so no Moses scripts are needed.
 """
 
@@ -15,13 +19,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 JOINER = "\uffed"  # ￭
 _ESCAPED_JOINER = f"<{JOINER}>"
 _PIECE = re.compile(r"\w+|\S")
-LEVELS = ("word", "char")
+SUBWORD_LEVELS = ("bpe", "unigram")
+LEVELS = ("word", "char", *SUBWORD_LEVELS)
 
 
 def normalize_whitespace(text: str) -> str:
@@ -82,33 +87,70 @@ def detokenize_words(tokens: Sequence[str]) -> str:
     return "".join(out)
 
 
+def normalize(text: str, lowercase: bool) -> str:
+    """The text every level tokenizes (and sentencepiece trains on): whitespace normalized, maybe lowercased."""
+    text = normalize_whitespace(text)
+    return text.lower() if lowercase else text
+
+
 @dataclass(frozen=True)
 class Tokenizer:
-    """Turns text into tokens and back. Settings are stored in the checkpoint with the vocabularies."""
+    """Turns text into tokens and back. Settings are stored in the checkpoint with the vocabularies.
+
+    `sp_model` is the serialized sentencepiece model of the `bpe` / `unigram` levels (None for the others).
+    """
 
     level: str = "word"
     lowercase: bool = False
+    sp_model: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
             raise ValueError(f"unknown tokenizer level {self.level!r} (valid: {', '.join(LEVELS)})")
+        if (self.level in SUBWORD_LEVELS) != (self.sp_model is not None):
+            raise ValueError(f"tokenizer level {self.level!r} {'needs' if self.sp_model is None else 'takes no'} sentencepiece model")
+        if self.sp_model is not None:
+            import sentencepiece
+
+            processor = sentencepiece.SentencePieceProcessor()
+            try:
+                processor.LoadFromSerializedProto(self.sp_model)
+            except (RuntimeError, OSError) as e:
+                raise ValueError(f"not a sentencepiece model ({e})") from None
+            object.__setattr__(self, "_sp", processor)  # frozen: a cache, not a field
 
     def tokenize(self, text: str) -> list[str]:
-        text = normalize_whitespace(text)
-        if self.lowercase:
-            text = text.lower()
+        text = normalize(text, self.lowercase)
+        if self.sp_model is not None:
+            return self._sp.encode(text, out_type=str) if text else []  # type: ignore[attr-defined]
         if self.level == "char":
             return list(text)
         return tokenize_words(text)
 
     def detokenize(self, tokens: Sequence[str]) -> str:
+        if self.sp_model is not None:
+            return self._sp.decode_pieces(list(tokens))  # type: ignore[attr-defined]
         if self.level == "char":
             return "".join(tokens)
         return detokenize_words(tokens)
 
-    def to_dict(self) -> dict[str, object]:
-        return {"level": self.level, "lowercase": self.lowercase}
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for the checkpoint; the sentencepiece model as a uint8 tensor (weights_only loading)."""
+        d: dict[str, Any] = {"level": self.level, "lowercase": self.lowercase}
+        if self.sp_model is not None:
+            import torch
+
+            d["sp_model"] = torch.frombuffer(bytearray(self.sp_model), dtype=torch.uint8)
+        return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> "Tokenizer":
-        return cls(level=str(d["level"]), lowercase=bool(d["lowercase"]))
+    def from_dict(cls, d: dict[str, Any]) -> "Tokenizer":
+        sp = d.get("sp_model")
+        sp_model = None
+        if sp is not None:
+            import torch
+
+            if not isinstance(sp, torch.Tensor) or sp.dtype != torch.uint8 or sp.dim() != 1:
+                raise ValueError("sp_model: expected a 1-D uint8 tensor")
+            sp_model = bytes(sp.tolist())
+        return cls(level=str(d["level"]), lowercase=bool(d["lowercase"]), sp_model=sp_model)

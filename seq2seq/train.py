@@ -23,7 +23,8 @@ from seq2seq.errors import CheckpointError, ConfigError, DataError
 from seq2seq.evaluate import evaluate
 from seq2seq.loss import masked_nll
 from seq2seq.model import Seq2Seq, count_parameters
-from seq2seq.tokenizer import Tokenizer
+from seq2seq.schedule import EarlyStopping, LRSchedule
+from seq2seq.tokenizer import SUBWORD_LEVELS, Tokenizer
 from seq2seq.vocab import Vocab
 
 log = logging.getLogger("seq2seq")
@@ -65,6 +66,10 @@ class RunFiles:
     def log(self) -> Path:
         return self.root / "train.log"
 
+    def kept(self, step: int) -> Path:
+        """One of the k best checkpoints (train.keep_best > 1), weights only."""
+        return self.root / f"ckpt-{step}.pt"
+
 
 @dataclass
 class Progress:
@@ -85,6 +90,18 @@ def default_run_dir(cfg: Config, config_path: str | Path | None) -> Path:
 
 def tokenizer_for(cfg: Config) -> Tokenizer:
     return Tokenizer(level=cfg.data.level, lowercase=cfg.data.lowercase)
+
+
+def load_or_build_tokenizers(
+    cfg: Config, files: RunFiles, train_pairs: list[tuple[str, str]] | None = None
+) -> tuple[Tokenizer, Tokenizer]:
+    """Source and target tokenizers; subword levels read (or, given `train_pairs`, train) RUN_DIR/sentencepiece/."""
+    if cfg.data.level in SUBWORD_LEVELS:
+        from seq2seq import subword
+
+        return subword.load_or_train(cfg.data, files.root, train_pairs)
+    tokenizer = tokenizer_for(cfg)
+    return tokenizer, tokenizer
 
 
 def _ensure_dir(path: Path) -> None:
@@ -132,6 +149,8 @@ def prepare_run_dir(files: RunFiles, cfg: Config, resume: bool, overwrite: bool)
             for path in (files.best, files.last, files.metrics, files.log, files.src_vocab, files.tgt_vocab, files.config):
                 path.unlink(missing_ok=True)
             shutil.rmtree(files.root / "sentencepiece", ignore_errors=True)
+            for path in files.root.glob("ckpt-*.pt"):
+                path.unlink()
         return
     if files.last.exists() or files.best.exists():
         raise ConfigError(
@@ -147,10 +166,11 @@ def load_or_build_vocabs(cfg: Config, files: RunFiles, train_pairs: list[tuple[s
         return Vocab.load(files.src_vocab), Vocab.load(files.tgt_vocab)
     if train_pairs is None:
         train_pairs = load_corpus(cfg.data.train, cfg.data.format, cfg.data.src_lang, cfg.data.tgt_lang, "train")
-    src_vocab, tgt_vocab = build_vocabs(
-        train_pairs, tokenizer_for(cfg), cfg.data.min_freq, cfg.data.max_size, cfg.data.shared_vocab
-    )
     _ensure_dir(files.root)
+    src_tokenizer, tgt_tokenizer = load_or_build_tokenizers(cfg, files, train_pairs)
+    src_vocab, tgt_vocab = build_vocabs(
+        train_pairs, src_tokenizer, cfg.data.min_freq, cfg.data.max_size, cfg.data.shared_vocab, tgt_tokenizer
+    )
     src_vocab.save(files.src_vocab)
     tgt_vocab.save(files.tgt_vocab)
     atomic_write_text(files.config, dump_config(cfg))
@@ -222,8 +242,8 @@ def train(
     valid_pairs = load_corpus(d.valid, d.format, d.src_lang, d.tgt_lang, "valid")
     src_vocab, tgt_vocab = load_or_build_vocabs(cfg, files, train_pairs)
     atomic_write_text(files.config, dump_config(cfg))
-    tokenizer = tokenizer_for(cfg)
-    src_enc, tgt_enc = Encoder(tokenizer, src_vocab), Encoder(tokenizer, tgt_vocab)
+    src_tokenizer, tgt_tokenizer = load_or_build_tokenizers(cfg, files)
+    src_enc, tgt_enc = Encoder(src_tokenizer, src_vocab), Encoder(tgt_tokenizer, tgt_vocab)
     examples = encode_pairs(train_pairs, src_enc, tgt_enc, max_len=d.max_len)
     if not examples:
         raise DataError(f"data.max_len: every training pair is longer than {d.max_len} tokens")
@@ -235,6 +255,10 @@ def train(
         if t.weight_decay > 0
         else torch.optim.Adam(model.parameters(), lr=t.lr)
     )
+    planned_steps = t.epochs * len(sampler.batches(0))
+    schedule = LRSchedule.from_config(t, min(planned_steps, t.max_steps or planned_steps))
+    early = EarlyStopping(t.patience)
+    kept: list[dict[str, Any]] = []  # the k best validations: {"step", "val_bleu"}, best first
     progress = Progress()
     if resume:
         state = load_checkpoint(files.last)
@@ -242,28 +266,54 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         progress = Progress(**state["progress"])
         _set_rng_state(state["rng"])
+        if "schedule" in state:
+            schedule.load_state_dict(state["schedule"])
+            early.load_state_dict(state["early_stopping"])
+            kept = list(state["kept_best"])
         log.info("resumed %s at step %d (epoch %d, batch %d)", files.last, progress.step, progress.epoch + 1, progress.batch_in_epoch)
     log.info(
         "training %s: %d parameters, %d pairs, device %s, %s; run directory %s",
         cfg.model.attention, count_parameters(model), len(examples), device, precision, files.root,
     )
 
-    def checkpoint_state() -> dict[str, Any]:
+    def model_state() -> dict[str, Any]:
+        """What decoding needs: weights, config, vocabularies and tokenizers."""
         return {
             "config": config_to_dict(cfg),
             "src_vocab": src_vocab.to_list(),
             "tgt_vocab": tgt_vocab.to_list(),
-            "tokenizer": tokenizer.to_dict(),
+            "tokenizer": src_tokenizer.to_dict(),
+            "tgt_tokenizer": tgt_tokenizer.to_dict(),
             "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
             "step": progress.step,
+        }
+
+    def checkpoint_state() -> dict[str, Any]:
+        return {
+            **model_state(),
+            "optimizer": optimizer.state_dict(),
             "progress": asdict(progress),
             "rng": _rng_state(),
+            "schedule": schedule.state_dict(),
+            "early_stopping": early.state_dict(),
+            "kept_best": [dict(k) for k in kept],
         }
+
+    def keep_if_among_best(record: dict[str, Any]) -> None:
+        """train.keep_best > 1: save ckpt-STEP.pt when this validation is among the k best; drop the one it displaces."""
+        if t.keep_best < 2 or (len(kept) >= t.keep_best and record["val_bleu"] <= kept[-1]["val_bleu"]):
+            return
+        save_checkpoint(files.kept(progress.step), {**model_state(), "scores": record})
+        kept.append({"step": progress.step, "val_bleu": record["val_bleu"]})
+        kept.sort(key=lambda k: -k["val_bleu"])  # stable: on a tie the earlier step stays ahead
+        for dropped in kept[t.keep_best :]:
+            files.kept(dropped["step"]).unlink(missing_ok=True)
+        del kept[t.keep_best :]
 
     def validate() -> dict[str, Any]:
         scores = evaluate(
-            model, valid_pairs, src_enc, tgt_enc, device, precision, cfg.decode.batch_size, cfg.decode.max_len_a, cfg.decode.max_len_b
+            model, valid_pairs, src_enc, tgt_enc, device, precision, cfg.decode.batch_size, cfg.decode.max_len_a, cfg.decode.max_len_b,
+            min_len=cfg.decode.min_len,
         )
         record = {
             "step": progress.step, "epoch": progress.epoch + 1, "val_loss": scores.loss, "val_ppl": scores.ppl,
@@ -272,12 +322,17 @@ def train(
         improved = scores.bleu > progress.best_bleu
         if improved:
             progress.best_bleu = scores.bleu
+        if schedule.on_validation(scores.bleu):
+            new_lr = schedule.lr_at(progress.step + 1)
+            log.info("step %d: val BLEU on a plateau (train.plateau_patience): learning rate now %.3g", progress.step, new_lr)
+        early.update(scores.bleu)
         log.info(
             "step %d: val loss %.4f ppl %.2f BLEU %.2f chrF %.2f%s",
             progress.step, scores.loss, scores.ppl, scores.bleu, scores.chrf, " (best)" if improved else "",
         )
         record["elapsed"] = progress.elapsed
         _append_metrics(files.metrics, record)
+        keep_if_among_best(record)
         state = checkpoint_state()
         if improved:
             save_checkpoint(files.best, {**state, "scores": record})
@@ -293,7 +348,7 @@ def train(
     bad_steps = 0
     stop = False
     model.train()
-    while progress.epoch < t.epochs and not stop:
+    while progress.epoch < t.epochs and not stop and not early.stopped:
         batches = sampler.batches(progress.epoch)
         bar = tqdm(
             total=len(batches), initial=progress.batch_in_epoch, desc=f"epoch {progress.epoch + 1}/{t.epochs}",
@@ -318,6 +373,8 @@ def train(
                 loss.backward()
                 if t.clip_grad > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
+                for group in optimizer.param_groups:
+                    group["lr"] = schedule.lr_at(progress.step + 1)
                 optimizer.step()
                 window_loss += loss_sum.item()
                 window_tokens += n_tokens
@@ -346,12 +403,17 @@ def train(
                 log.info("stopping: %s reached", "train.max_time" if out_of_time else "train.max_steps")
                 stop = True
                 break
+            if early.stopped:
+                stop = True
+                break
         bar.close()
         if not stop:
             progress.epoch += 1
             progress.batch_in_epoch = 0
         if not t.valid_every and last_validated != progress.step:
             best_record = _merge_best(best_record, validate())
+        if early.stopped:
+            log.info("stopping early: no better val BLEU in %d validations (train.patience)", t.patience)
     if last_validated != progress.step:
         best_record = _merge_best(best_record, validate())
     record_default_model(files.root)

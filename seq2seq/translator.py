@@ -19,7 +19,7 @@ from seq2seq.data import Encoder
 from seq2seq.device import autocast, resolve_device, resolve_precision
 from seq2seq.errors import CheckpointError, ConfigError, DataError
 from seq2seq.model import Seq2Seq
-from seq2seq.search import Hypothesis, decode_corpus
+from seq2seq.search import Hypothesis, decode_corpus, decode_corpus_nbest
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.vocab import EOS, Vocab
 
@@ -30,6 +30,8 @@ def model_from_state(state: dict[str, Any], where: str) -> tuple[Config, Seq2Seq
         cfg = config_from_dict(state["config"])
         src_vocab, tgt_vocab = Vocab(state["src_vocab"]), Vocab(state["tgt_vocab"])
         tokenizer = Tokenizer.from_dict(state["tokenizer"])
+        # Checkpoints before per-side subword models hold one tokenizer for both sides.
+        tgt_tokenizer = Tokenizer.from_dict(state["tgt_tokenizer"]) if "tgt_tokenizer" in state else tokenizer
     except (ConfigError, DataError, KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{where}: inconsistent checkpoint: {e}") from None
     model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab))
@@ -45,7 +47,7 @@ def model_from_state(state: dict[str, Any], where: str) -> tuple[Config, Seq2Seq
         first = str(e).strip().splitlines()
         raise CheckpointError(f"{where}: weights do not match the model in its config: {' '.join(first[:2])[:300]}") from None
     model.eval()
-    return cfg, model, Encoder(tokenizer, src_vocab), Encoder(tokenizer, tgt_vocab)
+    return cfg, model, Encoder(tokenizer, src_vocab), Encoder(tgt_tokenizer, tgt_vocab)
 
 
 @dataclass
@@ -73,19 +75,42 @@ class Translator:
         return [self.src.ids(t) + [EOS] for t in texts]
 
     def hypotheses(
-        self, texts: Sequence[str], batch_size: int | None = None, return_attention: bool = False
+        self, texts: Sequence[str], batch_size: int | None = None, return_attention: bool = False, beam_size: int | None = None
     ) -> list[Hypothesis]:
+        """The best hypothesis per text; beam_size None: decode.beam_size of the model's config (1: greedy)."""
         decode = self.cfg.decode
         with autocast(self.device, self.precision):
             return decode_corpus(
                 self.model, self.encode_sources(texts), self.device, batch_size or decode.batch_size,
                 decode.max_len_a, decode.max_len_b, return_attention,
+                beam_size=beam_size or decode.beam_size, alpha=decode.length_penalty, min_len=decode.min_len,
             )
+
+    def nbest(
+        self, texts: Sequence[str], nbest: int, beam_size: int | None = None, batch_size: int | None = None
+    ) -> list[list[tuple[float, str]]]:
+        """The `nbest` best (score, translation) pairs per text, best first; an empty text gives none.
+
+        beam_size None: the larger of decode.beam_size and `nbest`; it must be at least `nbest`.
+        """
+        decode = self.cfg.decode
+        beam = beam_size or max(decode.beam_size, nbest)
+        if nbest > beam:
+            raise ConfigError(f"--nbest {nbest} needs a beam at least as large (--beam {beam})")
+        with autocast(self.device, self.precision):
+            results = decode_corpus_nbest(
+                self.model, self.encode_sources(texts), self.device, batch_size or decode.batch_size,
+                decode.max_len_a, decode.max_len_b, beam, decode.length_penalty, decode.min_len, nbest,
+            )
+        return [
+            [(h.score, self.detokenize(h.ids)) for h in hyps] if text.strip() else []
+            for text, hyps in zip(texts, results)
+        ]
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.tgt.tokenizer.detokenize(self.tgt.vocab.decode(ids))
 
-    def translate(self, texts: Sequence[str], batch_size: int | None = None) -> list[str]:
+    def translate(self, texts: Sequence[str], batch_size: int | None = None, beam_size: int | None = None) -> list[str]:
         """One output line per input text, in input order (an empty input gives an empty output)."""
-        hyps = self.hypotheses(texts, batch_size)
+        hyps = self.hypotheses(texts, batch_size, beam_size=beam_size)
         return [self.detokenize(h.ids) if text.strip() else "" for text, h in zip(texts, hyps)]
