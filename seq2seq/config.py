@@ -60,7 +60,10 @@ class ModelConfig:
         "`luong`: bilinear attention on the current state (the GRU runs over the whole target at once)",
         choices=("bahdanau", "luong"),
     )
-    dropout: float = _opt(0.3, "dropout on embeddings, between GRU layers and before the output layer", min=0.0, max=0.9)
+    dropout: float = _opt(
+        0.3, "dropout on embeddings, between GRU layers and on their outputs, and before the output layer (see the three keys below)",
+        min=0.0, max=0.9,
+    )
     tie_embeddings: bool = _opt(False, "share the target embedding matrix with the output projection")
     emb_dropout: Optional[float] = _opt(None, "dropout on source and target embeddings (null: model.dropout)", min=0.0, max=0.9)
     hidden_dropout: Optional[float] = _opt(

@@ -12,12 +12,12 @@ import io
 import logging
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from seq2seq.checkpoint import atomic_write_bytes
 from seq2seq.config import DataConfig
 from seq2seq.errors import ConfigError
-from seq2seq.tokenizer import SUBWORD_LEVELS, Tokenizer, normalize
+from seq2seq.tokenizer import SUBWORD_LEVELS, Tokenizer, normalize, sp_escape
 
 log = logging.getLogger("seq2seq")
 
@@ -26,7 +26,7 @@ SP_DIR = "sentencepiece"
 
 
 def train_sentencepiece(lines: Iterable[str], model_type: str, vocab_size: int) -> bytes:
-    """Train a sentencepiece model on `lines` (already normalized) and return its serialized bytes.
+    """Train a sentencepiece model on `lines` (normalized and `sp_escape`d) and return its serialized bytes.
 
     `vocab_size` is an upper bound (small corpora get fewer pieces). Identity normalization keeps the text as
     it is and byte fallback spells rare characters as bytes, so decode(encode(s)) == s for any s. Pad, bos and
@@ -40,6 +40,15 @@ def train_sentencepiece(lines: Iterable[str], model_type: str, vocab_size: int) 
     if not text:
         raise ConfigError("data.train: no text to train the sentencepiece model on")
     model = io.BytesIO()
+    try:
+        _train(sentencepiece, text, model, model_type, vocab_size)
+    except RuntimeError as e:  # e.g. fewer pieces allowed than distinct characters + 256 bytes
+        reason = str(e).split("] ")[-1].strip()
+        raise ConfigError(f"data.vocab_size: sentencepiece cannot train a {model_type} model of {vocab_size} pieces: {reason}") from None
+    return model.getvalue()
+
+
+def _train(sentencepiece: Any, text: list[str], model: io.BytesIO, model_type: str, vocab_size: int) -> None:
     sentencepiece.SentencePieceTrainer.train(
         sentence_iterator=iter(text),
         model_writer=model,
@@ -56,7 +65,6 @@ def train_sentencepiece(lines: Iterable[str], model_type: str, vocab_size: int) 
         num_threads=min(os.cpu_count() or 1, 8),
         minloglevel=2,
     )
-    return model.getvalue()
 
 
 def model_paths(root: Path, shared: bool) -> tuple[Path, Path]:
@@ -78,8 +86,8 @@ def load_or_train(d: DataConfig, root: Path, pairs: Sequence[Pair] | None) -> tu
             raise ConfigError(
                 f"{root}: no sentencepiece model in {root / SP_DIR} for its vocabularies; train with --overwrite to rebuild both"
             )
-        src_text = [normalize(s, d.lowercase) for s, _ in pairs]
-        tgt_text = [normalize(t, d.lowercase) for _, t in pairs]
+        src_text = [sp_escape(normalize(s, d.lowercase)) for s, _ in pairs]
+        tgt_text = [sp_escape(normalize(t, d.lowercase)) for _, t in pairs]
         src_path.parent.mkdir(parents=True, exist_ok=True)
         if d.sp_shared:
             atomic_write_bytes(src_path, train_sentencepiece(src_text + tgt_text, d.level, d.vocab_size))

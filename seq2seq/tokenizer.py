@@ -10,7 +10,8 @@ written as the token `<￭>` so that even it survives the round trip.
 
 `bpe` / `unigram` levels: sentencepiece subwords ("▁Hello", ",", "▁world", "."), the model trained on the
 training data by seq2seq.subword and carried by the Tokenizer itself (its serialized bytes), so a checkpoint
-tokenizes exactly as in training. Identity normalization and byte fallback make the decode exact.
+tokenizes exactly as in training. Identity normalization and byte fallback make the decode exact; a literal
+`▁` (sentencepiece's space mark) is escaped before encoding (see `sp_escape`).
 
 BLEU is computed on `detokenize` output against the raw references, so no Moses scripts are needed.
 """
@@ -87,6 +88,24 @@ def detokenize_words(tokens: Sequence[str]) -> str:
     return "".join(out)
 
 
+_SP_SPACE = "\u2581"  # ▁, which sentencepiece reads as a space
+_SP_ESC = "\uf581"  # a private-use character: ESC ESC is a literal ESC, ESC "_" is a literal ▁
+_SP_UNESCAPE = re.compile(f"{_SP_ESC}[{_SP_ESC}_]")
+
+
+def sp_escape(text: str) -> str:
+    """Hide literal `▁` from sentencepiece, reversibly (`sp_unescape(sp_escape(s)) == s`)."""
+    if _SP_ESC not in text and _SP_SPACE not in text:
+        return text
+    return text.replace(_SP_ESC, _SP_ESC + _SP_ESC).replace(_SP_SPACE, _SP_ESC + "_")
+
+
+def sp_unescape(text: str) -> str:
+    if _SP_ESC not in text:
+        return text
+    return _SP_UNESCAPE.sub(lambda m: _SP_ESC if m.group()[1] == _SP_ESC else _SP_SPACE, text)
+
+
 def normalize(text: str, lowercase: bool) -> str:
     """The text every level tokenizes (and sentencepiece trains on): whitespace normalized, maybe lowercased."""
     text = normalize_whitespace(text)
@@ -122,14 +141,14 @@ class Tokenizer:
     def tokenize(self, text: str) -> list[str]:
         text = normalize(text, self.lowercase)
         if self.sp_model is not None:
-            return self._sp.encode(text, out_type=str) if text else []  # type: ignore[attr-defined]
+            return self._sp.encode(sp_escape(text), out_type=str) if text else []  # type: ignore[attr-defined]
         if self.level == "char":
             return list(text)
         return tokenize_words(text)
 
     def detokenize(self, tokens: Sequence[str]) -> str:
         if self.sp_model is not None:
-            return self._sp.decode_pieces(list(tokens))  # type: ignore[attr-defined]
+            return sp_unescape(self._sp.decode_pieces(list(tokens)))  # type: ignore[attr-defined]
         if self.level == "char":
             return "".join(tokens)
         return detokenize_words(tokens)

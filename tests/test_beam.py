@@ -1,0 +1,115 @@
+"""Beam search: k = 1 is greedy, batch invariance, n-best order and distinctness, length limits, corpus order."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import random_examples, tiny_model
+from seq2seq.data import pad
+from seq2seq.search import beam_search, decode_corpus, decode_corpus_nbest, greedy_search, max_output_lengths
+from seq2seq.vocab import EOS
+
+STYLES = ("bahdanau", "luong")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models decode step by step: one thread avoids OpenMP hand-offs that dominate on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def peaked_model(attention: str, seed: int = 1, eos_bias: float = 0.3) -> torch.nn.Module:
+    """A random tiny model in float64 with sharper output distributions and a nudge towards <eos>, so that
+    hypotheses end at many different lengths (a plain random model never emits <eos>)."""
+    model = tiny_model(seed, attention=attention).double()
+    with torch.no_grad():
+        model.output.weight *= 8
+        model.output.bias[EOS] += eos_bias
+    return model
+
+
+def sources(n: int, seed: int) -> list[list[int]]:
+    return [s for s, _ in random_examples(n, seed)]
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("alpha,min_len", [(0.0, 0), (1.0, 0), (0.6, 3)])
+def test_beam_of_one_is_greedy(style: str, alpha: float, min_len: int) -> None:
+    model = peaked_model(style)
+    src, src_lengths = pad(sources(16, 5))
+    greedy = greedy_search(model, src, src_lengths, 1.5, 3, min_len=min_len)
+    beam = beam_search(model, src, src_lengths, 1, alpha, 1, 1.5, 3, min_len=min_len)
+    assert len({len(h.ids) for h in greedy}) > 2  # the outputs end at several lengths
+    for g, (b,) in zip(greedy, beam):
+        assert b.ids == g.ids
+        if alpha == 0.0:
+            assert b.score == g.score
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_beam_output_is_batch_invariant(style: str) -> None:
+    """A sentence's n-best list is the same alone and inside a padded batch of other sentences."""
+    model = peaked_model(style)
+    batch = sources(10, 8)
+    src, src_lengths = pad(batch)
+    together = beam_search(model, src, src_lengths, 4, 1.0, 4, 1.5, 3)
+    for seq, nbest in zip(batch, together):
+        alone = beam_search(model, *pad([seq]), 4, 1.0, 4, 1.5, 3)[0]
+        assert [h.ids for h in alone] == [h.ids for h in nbest]
+        assert [h.score for h in alone] == pytest.approx([h.score for h in nbest], abs=1e-5)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_nbest_is_sorted_distinct_and_within_lengths(style: str) -> None:
+    model = peaked_model(style, seed=2)
+    batch = sources(12, 9)
+    src, src_lengths = pad(batch)
+    max_lens = max_output_lengths(src_lengths, 1.5, 3).tolist()
+    results = beam_search(model, src, src_lengths, 5, 0.8, 5, 1.5, 3, min_len=2)
+    for nbest, max_len in zip(results, max_lens):
+        assert len(nbest) == 5
+        scores = [h.score for h in nbest]
+        assert scores == sorted(scores, reverse=True)
+        assert len({tuple(h.ids) for h in nbest}) == 5
+        for h in nbest:
+            assert min(2, max_len) <= len(h.ids) <= max_len
+            assert EOS not in h.ids
+
+
+def test_beam_search_finds_the_higher_probability_output_than_greedy_on_average() -> None:
+    """With no length penalty, the best of a wider beam scores at least as well as greedy on most sentences
+    (search is not exact, so not on every one), and strictly better on some."""
+    model = peaked_model("bahdanau", seed=3, eos_bias=0.0)
+    src, src_lengths = pad(sources(24, 4))
+    greedy = greedy_search(model, src, src_lengths, 1.5, 3)
+    beam = beam_search(model, src, src_lengths, 6, 0.0, 1, 1.5, 3)
+    better_or_equal = sum(b[0].score >= g.score - 1e-9 for g, b in zip(greedy, beam))
+    assert better_or_equal >= 20
+    assert any(b[0].score > g.score + 1e-6 for g, b in zip(greedy, beam))
+
+
+def test_beam_attention_rows_follow_the_hypothesis() -> None:
+    model = peaked_model("luong")
+    batch = sources(6, 11)
+    src, src_lengths = pad(batch)
+    for seq, nbest in zip(batch, beam_search(model, src, src_lengths, 3, 1.0, 3, 1.5, 3, return_attention=True)):
+        for h in nbest:
+            assert h.attention is not None
+            assert h.attention.shape[1] == len(seq)
+            assert h.attention.shape[0] in (len(h.ids), len(h.ids) + 1)  # + the step that produced <eos>
+            assert torch.allclose(h.attention.sum(-1), torch.ones(h.attention.shape[0]), atol=1e-5)
+
+
+def test_decode_corpus_restores_input_order_with_beam() -> None:
+    model = peaked_model("bahdanau")
+    batch = sources(9, 12)
+    whole = decode_corpus_nbest(model, batch, torch.device("cpu"), 4, 1.5, 3, 3, 1.0, 0, 2)
+    for seq, nbest in zip(batch, whole):
+        alone = beam_search(model, *pad([seq]), 3, 1.0, 2, 1.5, 3)[0]
+        assert [h.ids for h in nbest] == [h.ids for h in alone]
+    best = decode_corpus(model, batch, torch.device("cpu"), 4, 1.5, 3, beam_size=3, alpha=1.0)
+    assert [h.ids for h in best] == [n[0].ids for n in whole]
