@@ -228,13 +228,19 @@ def example_lengths(examples: Sequence[Example]) -> tuple[list[int], list[int]]:
     return [len(s) for s, _ in examples], [len(t) + 1 for _, t in examples]
 
 
-def build_vocabs(pairs: Sequence[Pair], tokenizer: Tokenizer, min_freq: int, max_size: int | None, shared: bool) -> tuple[Vocab, Vocab]:
+def build_vocabs(
+    pairs: Sequence[Pair], tokenizer: Tokenizer, min_freq: int, max_size: int | None, shared: bool, progress: bool = False
+) -> tuple[Vocab, Vocab]:
     """Source and target vocabularies from training pairs (one joint vocabulary when `shared`)."""
+    import sys
     from collections import Counter
+
+    from tqdm import tqdm
 
     src_counts: Counter[str] = Counter()
     tgt_counts: Counter[str] = Counter()
-    for s, t in pairs:
+    bar = tqdm(pairs, desc="vocabulary", unit=" pairs", disable=not progress, leave=False, file=sys.stderr, dynamic_ncols=True)
+    for s, t in bar:
         src_counts.update(tokenizer.tokenize(s))
         tgt_counts.update(tokenizer.tokenize(t))
     if shared:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
 import shutil
+import sys
 import time
+import types
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 from tqdm import tqdm
@@ -22,6 +23,7 @@ from seq2seq.device import autocast, resolve_device, resolve_precision
 from seq2seq.errors import CheckpointError, ConfigError, DataError
 from seq2seq.evaluate import evaluate
 from seq2seq.loss import masked_nll
+from seq2seq.metrics import MetricsLogger
 from seq2seq.model import Seq2Seq, count_parameters
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.vocab import Vocab
@@ -64,6 +66,10 @@ class RunFiles:
     @property
     def log(self) -> Path:
         return self.root / "train.log"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
 
 
 @dataclass
@@ -132,6 +138,7 @@ def prepare_run_dir(files: RunFiles, cfg: Config, resume: bool, overwrite: bool)
             for path in (files.best, files.last, files.metrics, files.log, files.src_vocab, files.tgt_vocab, files.config):
                 path.unlink(missing_ok=True)
             shutil.rmtree(files.root / "sentencepiece", ignore_errors=True)
+            shutil.rmtree(files.tensorboard, ignore_errors=True)
         return
     if files.last.exists() or files.best.exists():
         raise ConfigError(
@@ -141,14 +148,16 @@ def prepare_run_dir(files: RunFiles, cfg: Config, resume: bool, overwrite: bool)
         raise ConfigError(f"{files.root} holds another run's config ({files.config}): use --overwrite or another train.run_dir")
 
 
-def load_or_build_vocabs(cfg: Config, files: RunFiles, train_pairs: list[tuple[str, str]] | None = None) -> tuple[Vocab, Vocab]:
+def load_or_build_vocabs(
+    cfg: Config, files: RunFiles, train_pairs: list[tuple[str, str]] | None = None, quiet: bool = False
+) -> tuple[Vocab, Vocab]:
     """Use the run directory's vocabularies, or build them from the training data and save them."""
     if files.src_vocab.exists() and files.tgt_vocab.exists():
         return Vocab.load(files.src_vocab), Vocab.load(files.tgt_vocab)
     if train_pairs is None:
         train_pairs = load_corpus(cfg.data.train, cfg.data.format, cfg.data.src_lang, cfg.data.tgt_lang, "train")
     src_vocab, tgt_vocab = build_vocabs(
-        train_pairs, tokenizer_for(cfg), cfg.data.min_freq, cfg.data.max_size, cfg.data.shared_vocab
+        train_pairs, tokenizer_for(cfg), cfg.data.min_freq, cfg.data.max_size, cfg.data.shared_vocab, progress=not quiet
     )
     _ensure_dir(files.root)
     src_vocab.save(files.src_vocab)
@@ -220,7 +229,7 @@ def train(
     d = cfg.data
     train_pairs = load_corpus(d.train, d.format, d.src_lang, d.tgt_lang, "train")
     valid_pairs = load_corpus(d.valid, d.format, d.src_lang, d.tgt_lang, "valid")
-    src_vocab, tgt_vocab = load_or_build_vocabs(cfg, files, train_pairs)
+    src_vocab, tgt_vocab = load_or_build_vocabs(cfg, files, train_pairs, quiet)
     atomic_write_text(files.config, dump_config(cfg))
     tokenizer = tokenizer_for(cfg)
     src_enc, tgt_enc = Encoder(tokenizer, src_vocab), Encoder(tokenizer, tgt_vocab)
@@ -243,6 +252,7 @@ def train(
         progress = Progress(**state["progress"])
         _set_rng_state(state["rng"])
         log.info("resumed %s at step %d (epoch %d, batch %d)", files.last, progress.step, progress.epoch + 1, progress.batch_in_epoch)
+    metrics = MetricsLogger(files.metrics, files.tensorboard if t.tensorboard else None, progress.step if resume else None)
     log.info(
         "training %s: %d parameters, %d pairs, device %s, %s; run directory %s",
         cfg.model.attention, count_parameters(model), len(examples), device, precision, files.root,
@@ -263,10 +273,13 @@ def train(
 
     def validate() -> dict[str, Any]:
         scores = evaluate(
-            model, valid_pairs, src_enc, tgt_enc, device, precision, cfg.decode.batch_size, cfg.decode.max_len_a, cfg.decode.max_len_b
+            model, valid_pairs, src_enc, tgt_enc, device, precision, cfg.decode.batch_size, cfg.decode.max_len_a, cfg.decode.max_len_b,
+            progress=not quiet,
         )
+        # At the end of an epoch `progress.epoch` already counts it: the record names the epoch just trained.
+        epoch = progress.epoch + 1 if progress.batch_in_epoch else progress.epoch
         record = {
-            "step": progress.step, "epoch": progress.epoch + 1, "val_loss": scores.loss, "val_ppl": scores.ppl,
+            "step": progress.step, "epoch": epoch, "val_loss": scores.loss, "val_ppl": scores.ppl,
             "val_bleu": scores.bleu, "val_chrf": scores.chrf,
         }
         improved = scores.bleu > progress.best_bleu
@@ -277,7 +290,7 @@ def train(
             progress.step, scores.loss, scores.ppl, scores.bleu, scores.chrf, " (best)" if improved else "",
         )
         record["elapsed"] = progress.elapsed
-        _append_metrics(files.metrics, record)
+        metrics.log(record)
         state = checkpoint_state()
         if improved:
             save_checkpoint(files.best, {**state, "scores": record})
@@ -329,9 +342,12 @@ def train(
             if progress.step % 10 == 0 or progress.step % t.log_every == 0:
                 now = time.monotonic()
                 rate = window_tokens / max(now - window_start, 1e-9)
-                bar.set_postfix(loss=f"{window_loss / max(window_tokens, 1):.3f}", tok_s=f"{rate:,.0f}")
+                postfix = {"loss": f"{window_loss / max(window_tokens, 1):.3f}", "tok_s": f"{rate:,.0f}"}
+                if t.max_time is not None:
+                    postfix["max_time_in"] = tqdm.format_interval(max(t.max_time * 60 - progress.elapsed, 0))
+                bar.set_postfix(postfix)
                 if progress.step % t.log_every == 0:
-                    _append_metrics(files.metrics, {
+                    metrics.log({
                         "step": progress.step, "epoch": progress.epoch + 1,
                         "train_loss": window_loss / max(window_tokens, 1), "lr": optimizer.param_groups[0]["lr"],
                         "tokens_per_s": rate, "elapsed": progress.elapsed,
@@ -354,6 +370,7 @@ def train(
             best_record = _merge_best(best_record, validate())
     if last_validated != progress.step:
         best_record = _merge_best(best_record, validate())
+    metrics.close()
     record_default_model(files.root)
     log.info("done: %d steps in %.1f s, best val BLEU %.2f -> %s", progress.step, progress.elapsed, progress.best_bleu, files.best)
     return TrainResult(files.root, progress, best_record)
@@ -363,6 +380,23 @@ def _merge_best(best: dict[str, Any] | None, record: dict[str, Any]) -> dict[str
     return record if best is None or record["val_bleu"] > best["val_bleu"] else best
 
 
-def _append_metrics(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+class _CallableModule(types.ModuleType):
+    """Lets `seq2seq.train(config)` work: after `import seq2seq.train` (by anyone) the package attribute
+    `train` is this module, not a function, so calling the module calls `seq2seq.api.train`."""
+
+    def __call__(
+        self,
+        config: Config | dict[str, Any] | str | Path,
+        run_dir: str | Path | None = None,
+        *,
+        overrides: Sequence[str] = (),
+        resume: bool = False,
+        overwrite: bool = False,
+        quiet: bool = False,
+    ) -> TrainResult:
+        from seq2seq.api import train as api_train
+
+        return api_train(config, run_dir, overrides=overrides, resume=resume, overwrite=overwrite, quiet=quiet)
+
+
+sys.modules[__name__].__class__ = _CallableModule
