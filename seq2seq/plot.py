@@ -46,8 +46,10 @@ def plot_curves(records: Sequence[dict[str, Any]], path: Path, title: str) -> No
         steps, values = latest_per_step(list(records), key)
         if steps:
             ax_loss.plot(steps, values, style, label=label, markersize=4)
+    if all(v > 0 for line in ax_loss.get_lines() for v in line.get_ydata()) and ax_loss.get_lines():
+        ax_loss.set_yscale("log")  # the loss falls by orders of magnitude; a linear axis flattens the tail
     ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel("loss per target token")
+    ax_loss.set_ylabel("loss per target token (log scale)" if ax_loss.get_yscale() == "log" else "loss per target token")
     ax_loss.set_title("loss")
     for key, label, style in (("val_bleu", "val BLEU", "o-"), ("val_chrf", "val chrF", "s--")):
         steps, values = latest_per_step(list(records), key)
