@@ -188,7 +188,7 @@ def translate(
     (line editing and history; :q or Ctrl-D quits). Translations go to stdout, everything else to stderr.
 
     \b
-    Examples:
+    Example:
       seq2seq translate "I love you"
       seq2seq translate --input test.en > test.hyp
       echo "I love you" | seq2seq translate --json
