@@ -299,8 +299,8 @@ def plot_curves(
     run_dir = Path(model) if model is not None and Path(model).is_dir() else resolve_model_path(model).parent
     path = output if output is not None else run_dir / "curves.png"
     check_image_path(path)
-    pyplot()
     records = read_metrics(run_dir / "metrics.jsonl")
+    pyplot()
     draw_curves(records, path, f"{run_dir.resolve().name}: {max(r['step'] for r in records) if records else 0} steps")
     typer.echo(f"curves: {path}", err=True)
 

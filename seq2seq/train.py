@@ -116,7 +116,7 @@ def _same_run(files: RunFiles, cfg: Config) -> bool:
         return False
     ours = config_to_dict(cfg)
     for d in (theirs, ours):
-        for key in ("run_dir", "num_threads", "max_time", "max_steps", "epochs"):
+        for key in ("run_dir", "num_threads", "max_time", "max_steps", "epochs", "tensorboard"):
             d["train"].pop(key, None)
     return theirs == ours
 

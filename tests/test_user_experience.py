@@ -28,8 +28,17 @@ from seq2seq.results import SHADES, Result, terminal_heatmap
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 TOY = ROOT / "data" / "toy"
-HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
-HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+HAS_MATPLOTLIB = _installed("matplotlib")
+HAS_TENSORBOARD = _installed("tensorboard")
 needs_matplotlib = pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib (the `plot` extra) is not installed")
 needs_tensorboard = pytest.mark.skipif(not HAS_TENSORBOARD, reason="tensorboard (the `tensorboard` extra) is not installed")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -201,11 +210,13 @@ def test_attention_png_has_tokens_sized_axes(run: Path, tmp_path: Path, capsys, 
     assert png_size(tmp_path / "a-2.png")[0] > png_size(tmp_path / "a-1.png")[0]
 
 
-def test_attention_file_without_matplotlib_says_how_to_install(tmp_path: Path, capsys, monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "matplotlib", None)
-    code, stdout, stderr = cli(capsys, monkeypatch, "translate", "I love you", "--attention", str(tmp_path / "a.png"))
-    assert code == 2 and stdout == ""
-    assert stderr.count("\n") == 1 and "pip install 'seq2seq[plot]'" in stderr
+def test_pictures_without_matplotlib_say_how_to_install(run: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes the import fail
+    for args in (("translate", "I love you", "--attention", str(tmp_path / "a.png")), ("plot", "curves", "-o", str(tmp_path / "c.png"))):
+        code, stdout, stderr = cli(capsys, monkeypatch, *args, "--model", str(run))
+        assert code == 2 and stdout == ""
+        assert stderr.count("\n") == 1 and "pip install 'seq2seq[plot]'" in stderr
+    assert not (tmp_path / "a.png").exists() and not (tmp_path / "c.png").exists()
 
 
 def test_attention_needs_an_image_name(capsys, monkeypatch) -> None:
