@@ -104,6 +104,7 @@ def evaluate(
     batch_size: Optional[int] = BatchOpt,
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the translations to this file."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Score a model: sacreBLEU BLEU, chrF and TER on detokenized output; loss and perplexity per real token.
 
@@ -129,7 +130,7 @@ def evaluate(
     decode = t.cfg.decode
     scores = run_eval(
         t.model, pairs, t.src, t.tgt, t.device, t.precision, batch_size or decode.batch_size,
-        decode.max_len_a, decode.max_len_b, beam or decode.beam_size, decode.length_penalty, decode.min_len,
+        decode.max_len_a, decode.max_len_b, beam or decode.beam_size, decode.length_penalty, decode.min_len, progress=not quiet,
     )
     if output is not None:
         from seq2seq.checkpoint import atomic_write_text
@@ -165,29 +166,192 @@ def translate(
     input_file: Optional[Path] = typer.Option(None, "--input", "-i", help="Translate this file, line by line."),
     batch_size: Optional[int] = BatchOpt,
     beam: Optional[int] = BeamOpt,
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object per line: input, output, score, tokens (and the attention with --attention)."
+    ),
+    attention: Optional[str] = typer.Option(
+        None, "--attention", "-a", metavar="FILE|-",
+        help="Show the attention: draw it into FILE (.png, .svg or .pdf; needs the plot extra; several inputs give FILE-1.png, "
+        "FILE-2.png, ...), or with - as shaded blocks in the terminal (on stderr).",
+        show_default=False,
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, banner or info lines."),
     nbest: int = typer.Option(
         1, "--nbest", "-n", min=1,
-        help="Print the N best translations of each input: N lines `score<TAB>translation` (best first; the score is "
-        "the length-normalized log-probability), then an empty line. Needs a beam of at least N [default beam: max(N, decode.beam_size)].",
+        help="Print the N best translations of each input: N lines `score<TAB>translation` (best first; the score is the "
+        "length-normalized log-probability), then an empty line; with --json one object per input holding `nbest`. "
+        "Needs a beam of at least N [default beam: max(N, decode.beam_size)].",
     ),
 ) -> None:
     """Translate text: one output line per input line, in input order (an empty line gives an empty line).
 
-    Example: seq2seq translate "I love you"    or    seq2seq translate --beam 5 --input test.en > test.hyp
+    With no TEXT and no --input, reads stdin; when stdin is a terminal, starts an interactive prompt
+    (line editing and history; :q or Ctrl-D quits). Translations go to stdout, everything else to stderr.
+
+    \b
+    Example:
+      seq2seq translate "I love you"
+      seq2seq translate --input test.en > test.hyp
+      seq2seq translate --beam 5 --nbest 3 "I love you"
+      echo "I love you" | seq2seq translate --json
+      seq2seq translate "I love you" --attention a.png     (or --attention - for the terminal)
     """
     from seq2seq.translator import Translator
 
-    lines = _read_inputs(texts, input_file)
+    attention_file = None if attention in (None, "-") else Path(attention)
+    if attention_file is not None:
+        from seq2seq.plot import check_image_path, pyplot
+
+        check_image_path(attention_file)
+        pyplot()  # no matplotlib: say so before loading the model
+    interactive = not texts and input_file is None and sys.stdin.isatty()
+    lines = [] if interactive else _read_inputs(texts, input_file)
     if beam is not None and nbest > beam:
         raise typer.BadParameter(f"--nbest {nbest} needs --beam {nbest} or more", param_hint="'--nbest'")
+    if nbest > 1 and attention is not None:
+        raise typer.BadParameter("--attention shows one translation per input; leave out --nbest", param_hint="'--nbest'")
     t = Translator.load(model)
     if nbest > 1:
-        blocks = t.nbest(lines, nbest, beam, batch_size)
-        sys.stdout.write("".join("".join(f"{score:.4f}\t{text}\n" for score, text in block) + "\n" for block in blocks))
+        emit = lambda texts: _emit_nbest(t, texts, nbest, beam, batch_size, as_json)  # noqa: E731
     else:
-        outputs = t.translate(lines, batch_size, beam)
-        sys.stdout.write("".join(o + "\n" for o in outputs))
+        emit = lambda texts: _emit(t, texts, batch_size, as_json, attention_file, attention == "-", False, quiet, beam)  # noqa: E731
+    if interactive:
+        from seq2seq.interactive import prompt_loop
+
+        d = t.cfg.data
+        banner = "" if quiet else f"seq2seq {__version__}: {t.path} ({d.src_lang} -> {d.tgt_lang}). Type a sentence; :q or Ctrl-D quits."
+        prompt_loop(lambda text: emit([text]), banner)
+        return
+    if nbest > 1:
+        emit(lines)
+        return
+    # A bar only where a person watches stderr: a log file would collect every redraw.
+    progress = not quiet and not texts and sys.stderr.isatty()
+    _emit(t, lines, batch_size, as_json, attention_file, attention == "-", progress, quiet, beam)
+
+
+def _emit_nbest(
+    t,  # noqa: ANN001 (Translator, imported lazily)
+    lines: list[str],
+    nbest: int,
+    beam: Optional[int],
+    batch_size: Optional[int],
+    as_json: bool,
+) -> None:
+    """Print the `nbest` best translations of each line: `score<TAB>text` lines and an empty line, or one JSON object."""
+    for text, block in zip(lines, t.nbest(lines, nbest, beam, batch_size)):
+        if as_json:
+            sys.stdout.write(json.dumps({"input": text, "nbest": [{"output": o, "score": sc} for sc, o in block]}, ensure_ascii=False) + "\n")
+        else:
+            sys.stdout.write("".join(f"{sc:.4f}\t{o}\n" for sc, o in block) + "\n")
     sys.stdout.flush()
+
+
+def _emit(
+    t,  # noqa: ANN001 (Translator, imported lazily)
+    lines: list[str],
+    batch_size: Optional[int],
+    as_json: bool,
+    attention_file: Optional[Path],
+    attention_terminal: bool,
+    progress: bool,
+    quiet: bool,
+    beam: Optional[int] = None,
+) -> None:
+    """Translate `lines` and print one line each on stdout; heatmaps go to image files or to stderr."""
+    from seq2seq.results import make_results, terminal_heatmap
+
+    with_attention = attention_file is not None or attention_terminal
+    hyps = t.hypotheses(lines, batch_size, return_attention=with_attention, progress=progress, beam_size=beam)
+    results = make_results(t, lines, hyps)
+    for i, r in enumerate(results):
+        sys.stdout.write((r.to_json() if as_json else r.output) + "\n")
+        if not r.attention:
+            continue
+        if attention_file is not None:
+            from seq2seq.plot import plot_attention
+            from seq2seq.results import display_token
+
+            path = attention_file if len(results) == 1 else attention_file.with_name(f"{attention_file.stem}-{i + 1}{attention_file.suffix}")
+            title = f"{r.input}  \u2192  {r.output}"
+            plot_attention(
+                [display_token(x) for x in r.src_tokens], [display_token(x) for x in r.attention_rows], r.attention, path,
+                title if len(title) <= 90 else title[:89] + "\u2026",
+            )
+            if not quiet:
+                print(f"attention: {path}", file=sys.stderr)
+        elif attention_terminal and not as_json:
+            sys.stdout.flush()
+            print(terminal_heatmap(r), file=sys.stderr, flush=True)
+    sys.stdout.flush()
+
+
+@app.command()
+def info(
+    model: Optional[str] = ModelOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
+) -> None:
+    """Describe a checkpoint: architecture, parameters, vocabularies, training steps and time, best val BLEU, config.
+
+    Example: seq2seq info --model runs/demo
+    """
+    from seq2seq.checkpoint import resolve_model_path
+    from seq2seq.info import describe, format_info
+
+    summary = describe(resolve_model_path(model))
+    typer.echo(json.dumps(summary) if as_json else format_info(summary))
+
+
+plot_app = typer.Typer(
+    help="Draw pictures of a run (needs the plot extra: pip install 'seq2seq[plot]').\n\nExample: seq2seq plot curves --model runs/demo",
+    no_args_is_help=True,
+)
+app.add_typer(plot_app, name="plot")
+
+
+@plot_app.command("curves")
+def plot_curves(
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="Run directory (or a .pt file in it) [default: the last trained run].", show_default=False
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Image to write (.png, .svg or .pdf) [default: RUN_DIR/curves.png].", show_default=False
+    ),
+) -> None:
+    """Plot train / validation loss and validation BLEU and chrF against the step, from the run's metrics.jsonl.
+
+    Example: seq2seq plot curves --model runs/demo -o curves.png
+    """
+    from seq2seq.checkpoint import resolve_model_path
+    from seq2seq.metrics import read_metrics
+    from seq2seq.plot import check_image_path, plot_curves as draw_curves, pyplot
+
+    run_dir = Path(model) if model is not None and Path(model).is_dir() else resolve_model_path(model).parent
+    path = output if output is not None else run_dir / "curves.png"
+    check_image_path(path)
+    records = read_metrics(run_dir / "metrics.jsonl")
+    pyplot()
+    draw_curves(records, path, f"{run_dir.resolve().name}: {max(r['step'] for r in records) if records else 0} steps")
+    typer.echo(f"curves: {path}", err=True)
+
+
+@app.command()
+def bench(
+    config: Path = ConfigOpt,
+    overrides: Optional[List[str]] = SetOpt,
+    steps: int = typer.Option(30, "--steps", min=1, help="Timed training steps (after the warm-up)."),
+    warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed training steps first."),
+    sentences: int = typer.Option(1000, "--sentences", min=1, help="Sentences of the test (else valid) corpus to decode."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
+    """Measure training tokens/s, padding, MFU, decoding speed (greedy, beam 5) and peak memory; writes nothing.
+
+    Example: seq2seq bench --config configs/bench_reference.yaml --set train.precision=bf16 --json
+    """
+    from seq2seq.bench import format_table, run_bench
+
+    result = run_bench(_load_config(config, overrides), steps=steps, warmup=warmup, decode_sentences=sentences)
+    typer.echo(json.dumps(result) if as_json else format_table(result))
 
 
 @app.command()

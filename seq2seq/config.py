@@ -93,6 +93,7 @@ class TrainConfig:
     valid_every: int = _opt(0, "validate every N updates (0: at the end of each epoch)", min=0)
     log_every: int = _opt(50, "write a training-loss line to train.log every N updates", min=1)
     num_threads: Optional[int] = _opt(None, "CPU threads for torch (null: torch's default)", min=1)
+    tensorboard: bool = _opt(False, "also write TensorBoard event files into RUN_DIR/tensorboard (needs the `tensorboard` extra)")
     schedule: str = _opt(
         "constant",
         "learning-rate schedule after `warmup_steps` of linear warmup: `constant`, `plateau` (multiply by plateau_factor "

@@ -229,18 +229,22 @@ def example_lengths(examples: Sequence[Example]) -> tuple[list[int], list[int]]:
 
 
 def build_vocabs(
-    pairs: Sequence[Pair], tokenizer: Tokenizer, min_freq: int, max_size: int | None, shared: bool,
+    pairs: Sequence[Pair], tokenizer: Tokenizer, min_freq: int, max_size: int | None, shared: bool, progress: bool = False,
     tgt_tokenizer: Tokenizer | None = None,
 ) -> tuple[Vocab, Vocab]:
     """Source and target vocabularies from training pairs (one joint vocabulary when `shared`).
 
     `tgt_tokenizer` (None: `tokenizer`) tokenizes the target side, for per-side subword models.
     """
+    import sys
     from collections import Counter
+
+    from tqdm import tqdm
 
     src_counts: Counter[str] = Counter()
     tgt_counts: Counter[str] = Counter()
-    for s, t in pairs:
+    bar = tqdm(pairs, desc="vocabulary", unit=" pairs", disable=not progress, leave=False, file=sys.stderr, dynamic_ncols=True)
+    for s, t in bar:
         src_counts.update(tokenizer.tokenize(s))
         tgt_counts.update((tgt_tokenizer or tokenizer).tokenize(t))
     if shared:

@@ -76,10 +76,12 @@ def evaluate(
     beam_size: int = 1,
     length_penalty: float = 0.0,
     min_len: int = 0,
+    progress: bool = False,
 ) -> Scores:
     """Decode the sources (greedy when beam_size is 1), score against the raw references, and compute the teacher-forced loss.
 
     `length_penalty` (GNMT alpha) only matters for beam search; `min_len` forbids <eos> before that many tokens.
+    `progress`: show a progress bar on stderr while decoding.
     """
     was_training = model.training
     model.eval()
@@ -88,7 +90,7 @@ def evaluate(
     with autocast(device, precision):
         hyps = decode_corpus(
             model, [s for s, _ in examples], device, batch_size, max_len_a, max_len_b,
-            beam_size=beam_size, alpha=length_penalty, min_len=min_len,
+            beam_size=beam_size, alpha=length_penalty, min_len=min_len, progress=progress,
         )
     model.train(was_training)
     outputs = [tgt.tokenizer.detokenize(tgt.vocab.decode(h.ids)) for h in hyps]

@@ -6,9 +6,11 @@ so a sentence decodes to the same output alone or inside any batch.
 
 from __future__ import annotations
 
+import sys
 from typing import NamedTuple, Sequence
 
 import torch
+from tqdm import tqdm
 
 from seq2seq.data import pad
 from seq2seq.model import Seq2Seq
@@ -194,13 +196,16 @@ def decode_corpus_nbest(
     min_len: int,
     nbest: int,
     return_attention: bool = False,
+    progress: bool = False,
 ) -> list[list[Hypothesis]]:
     """The `nbest` best hypotheses of each source id list (each ending in <eos>), best first, in input order.
 
     Sources are sorted by length into batches; beam_size 1 is greedy search (one hypothesis each).
+    `progress`: show a progress bar on stderr.
     """
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     results: list[list[Hypothesis] | None] = [None] * len(sources)
+    bar = tqdm(total=len(order), desc="decoding", unit=" sent", disable=not progress, leave=False, file=sys.stderr, dynamic_ncols=True)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         src, src_lengths = pad([sources[i] for i in chunk])
@@ -211,6 +216,8 @@ def decode_corpus_nbest(
             nbests = beam_search(model, src, src_lengths, beam_size, alpha, nbest, max_len_a, max_len_b, min_len, return_attention)
         for i, hyps in zip(chunk, nbests):
             results[i] = hyps
+        bar.update(len(chunk))
+    bar.close()
     return [h for h in results if h is not None]
 
 
@@ -225,12 +232,13 @@ def decode_corpus(
     beam_size: int = 1,
     alpha: float = 0.0,
     min_len: int = 0,
+    progress: bool = False,
 ) -> list[Hypothesis]:
     """Decode many source id lists (each ending in <eos>): sorted by length into batches, original order restored.
 
-    The best hypothesis of each; beam_size 1 is greedy search.
+    The best hypothesis of each; beam_size 1 is greedy search. `progress`: show a progress bar on stderr.
     """
     nbests = decode_corpus_nbest(
-        model, sources, device, batch_size, max_len_a, max_len_b, beam_size, alpha, min_len, 1, return_attention
+        model, sources, device, batch_size, max_len_a, max_len_b, beam_size, alpha, min_len, 1, return_attention, progress
     )
     return [hyps[0] for hyps in nbests]

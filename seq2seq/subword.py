@@ -75,6 +75,19 @@ def model_paths(root: Path, shared: bool) -> tuple[Path, Path]:
     return directory / "src.model", directory / "tgt.model"
 
 
+def train_tokenizers(d: DataConfig, pairs: Sequence[Pair]) -> tuple[Tokenizer, Tokenizer]:
+    """Source and target subword tokenizers trained on `pairs` as `d` says (one joint model when d.sp_shared)."""
+    src_text = [sp_escape(normalize(s, d.lowercase)) for s, _ in pairs]
+    tgt_text = [sp_escape(normalize(t, d.lowercase)) for _, t in pairs]
+    if d.sp_shared:
+        joint = Tokenizer(d.level, d.lowercase, train_sentencepiece(src_text + tgt_text, d.level, d.vocab_size))
+        return joint, joint
+    return (
+        Tokenizer(d.level, d.lowercase, train_sentencepiece(src_text, d.level, d.vocab_size)),
+        Tokenizer(d.level, d.lowercase, train_sentencepiece(tgt_text, d.level, d.vocab_size)),
+    )
+
+
 def load_or_train(d: DataConfig, root: Path, pairs: Sequence[Pair] | None) -> tuple[Tokenizer, Tokenizer]:
     """Source and target subword tokenizers: read from RUN_DIR/sentencepiece/, or trained on `pairs` and saved there.
 
@@ -86,14 +99,12 @@ def load_or_train(d: DataConfig, root: Path, pairs: Sequence[Pair] | None) -> tu
             raise ConfigError(
                 f"{root}: no sentencepiece model in {root / SP_DIR} for its vocabularies; train with --overwrite to rebuild both"
             )
-        src_text = [sp_escape(normalize(s, d.lowercase)) for s, _ in pairs]
-        tgt_text = [sp_escape(normalize(t, d.lowercase)) for _, t in pairs]
+        src, tgt = train_tokenizers(d, pairs)
         src_path.parent.mkdir(parents=True, exist_ok=True)
-        if d.sp_shared:
-            atomic_write_bytes(src_path, train_sentencepiece(src_text + tgt_text, d.level, d.vocab_size))
-        else:
-            atomic_write_bytes(src_path, train_sentencepiece(src_text, d.level, d.vocab_size))
-            atomic_write_bytes(tgt_path, train_sentencepiece(tgt_text, d.level, d.vocab_size))
+        assert src.sp_model is not None and tgt.sp_model is not None
+        atomic_write_bytes(src_path, src.sp_model)
+        if not d.sp_shared:
+            atomic_write_bytes(tgt_path, tgt.sp_model)
         log.info("sentencepiece %s model%s (vocab_size %d) -> %s", d.level, "" if d.sp_shared else "s", d.vocab_size, src_path.parent)
     try:
         src = Tokenizer(d.level, d.lowercase, src_path.read_bytes())

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
 import shutil
+import sys
 import time
+import types
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 from tqdm import tqdm
 
 from seq2seq.checkpoint import atomic_write_text, load_checkpoint, record_default_model, save_checkpoint
-from seq2seq.config import Config, config_from_dict, config_to_dict, dump_config, read_yaml
-from seq2seq.data import BucketSampler, Encoder, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
+from seq2seq.config import Config, TrainConfig, config_from_dict, config_to_dict, dump_config, read_yaml
+from seq2seq.data import Batch, BucketSampler, Encoder, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
 from seq2seq.device import autocast, resolve_device, resolve_precision
 from seq2seq.errors import CheckpointError, ConfigError, DataError
 from seq2seq.evaluate import evaluate
 from seq2seq.loss import masked_nll
+from seq2seq.metrics import MetricsLogger
 from seq2seq.model import Seq2Seq, count_parameters
 from seq2seq.schedule import EarlyStopping, LRSchedule
 from seq2seq.tokenizer import SUBWORD_LEVELS, Tokenizer
@@ -65,6 +67,10 @@ class RunFiles:
     @property
     def log(self) -> Path:
         return self.root / "train.log"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
 
     def kept(self, step: int) -> Path:
         """One of the k best checkpoints (train.keep_best > 1), weights only."""
@@ -127,7 +133,7 @@ def _same_run(files: RunFiles, cfg: Config) -> bool:
         return False
     ours = config_to_dict(cfg)
     for d in (theirs, ours):
-        for key in ("run_dir", "num_threads", "max_time", "max_steps", "epochs"):
+        for key in ("run_dir", "num_threads", "max_time", "max_steps", "epochs", "tensorboard"):
             d["train"].pop(key, None)
     return theirs == ours
 
@@ -151,6 +157,7 @@ def prepare_run_dir(files: RunFiles, cfg: Config, resume: bool, overwrite: bool)
             shutil.rmtree(files.root / "sentencepiece", ignore_errors=True)
             for path in files.root.glob("ckpt-*.pt"):
                 path.unlink()
+            shutil.rmtree(files.tensorboard, ignore_errors=True)
         return
     if files.last.exists() or files.best.exists():
         raise ConfigError(
@@ -160,7 +167,9 @@ def prepare_run_dir(files: RunFiles, cfg: Config, resume: bool, overwrite: bool)
         raise ConfigError(f"{files.root} holds another run's config ({files.config}): use --overwrite or another train.run_dir")
 
 
-def load_or_build_vocabs(cfg: Config, files: RunFiles, train_pairs: list[tuple[str, str]] | None = None) -> tuple[Vocab, Vocab]:
+def load_or_build_vocabs(
+    cfg: Config, files: RunFiles, train_pairs: list[tuple[str, str]] | None = None, quiet: bool = False
+) -> tuple[Vocab, Vocab]:
     """Use the run directory's vocabularies, or build them from the training data and save them."""
     if files.src_vocab.exists() and files.tgt_vocab.exists():
         return Vocab.load(files.src_vocab), Vocab.load(files.tgt_vocab)
@@ -169,7 +178,8 @@ def load_or_build_vocabs(cfg: Config, files: RunFiles, train_pairs: list[tuple[s
     _ensure_dir(files.root)
     src_tokenizer, tgt_tokenizer = load_or_build_tokenizers(cfg, files, train_pairs)
     src_vocab, tgt_vocab = build_vocabs(
-        train_pairs, src_tokenizer, cfg.data.min_freq, cfg.data.max_size, cfg.data.shared_vocab, tgt_tokenizer
+        train_pairs, src_tokenizer, cfg.data.min_freq, cfg.data.max_size, cfg.data.shared_vocab, progress=not quiet,
+        tgt_tokenizer=tgt_tokenizer,
     )
     src_vocab.save(files.src_vocab)
     tgt_vocab.save(files.tgt_vocab)
@@ -240,7 +250,7 @@ def train(
     d = cfg.data
     train_pairs = load_corpus(d.train, d.format, d.src_lang, d.tgt_lang, "train")
     valid_pairs = load_corpus(d.valid, d.format, d.src_lang, d.tgt_lang, "valid")
-    src_vocab, tgt_vocab = load_or_build_vocabs(cfg, files, train_pairs)
+    src_vocab, tgt_vocab = load_or_build_vocabs(cfg, files, train_pairs, quiet)
     atomic_write_text(files.config, dump_config(cfg))
     src_tokenizer, tgt_tokenizer = load_or_build_tokenizers(cfg, files)
     src_enc, tgt_enc = Encoder(src_tokenizer, src_vocab), Encoder(tgt_tokenizer, tgt_vocab)
@@ -271,6 +281,7 @@ def train(
             early.load_state_dict(state["early_stopping"])
             kept = list(state["kept_best"])
         log.info("resumed %s at step %d (epoch %d, batch %d)", files.last, progress.step, progress.epoch + 1, progress.batch_in_epoch)
+    metrics = MetricsLogger(files.metrics, files.tensorboard if t.tensorboard else None, progress.step if resume else None)
     log.info(
         "training %s: %d parameters, %d pairs, device %s, %s; run directory %s",
         cfg.model.attention, count_parameters(model), len(examples), device, precision, files.root,
@@ -313,10 +324,12 @@ def train(
     def validate() -> dict[str, Any]:
         scores = evaluate(
             model, valid_pairs, src_enc, tgt_enc, device, precision, cfg.decode.batch_size, cfg.decode.max_len_a, cfg.decode.max_len_b,
-            min_len=cfg.decode.min_len,
+            min_len=cfg.decode.min_len, progress=not quiet,
         )
+        # At the end of an epoch `progress.epoch` already counts it: the record names the epoch just trained.
+        epoch = progress.epoch + 1 if progress.batch_in_epoch else progress.epoch
         record = {
-            "step": progress.step, "epoch": progress.epoch + 1, "val_loss": scores.loss, "val_ppl": scores.ppl,
+            "step": progress.step, "epoch": epoch, "val_loss": scores.loss, "val_ppl": scores.ppl,
             "val_bleu": scores.bleu, "val_chrf": scores.chrf,
         }
         improved = scores.bleu > progress.best_bleu
@@ -331,7 +344,7 @@ def train(
             progress.step, scores.loss, scores.ppl, scores.bleu, scores.chrf, " (best)" if improved else "",
         )
         record["elapsed"] = progress.elapsed
-        _append_metrics(files.metrics, record)
+        metrics.log(record)
         keep_if_among_best(record)
         state = checkpoint_state()
         if improved:
@@ -386,9 +399,12 @@ def train(
             if progress.step % 10 == 0 or progress.step % t.log_every == 0:
                 now = time.monotonic()
                 rate = window_tokens / max(now - window_start, 1e-9)
-                bar.set_postfix(loss=f"{window_loss / max(window_tokens, 1):.3f}", tok_s=f"{rate:,.0f}")
+                postfix = {"loss": f"{window_loss / max(window_tokens, 1):.3f}", "tok_s": f"{rate:,.0f}"}
+                if t.max_time is not None:
+                    postfix["max_time_in"] = tqdm.format_interval(max(t.max_time * 60 - progress.elapsed, 0))
+                bar.set_postfix(postfix)
                 if progress.step % t.log_every == 0:
-                    _append_metrics(files.metrics, {
+                    metrics.log({
                         "step": progress.step, "epoch": progress.epoch + 1,
                         "train_loss": window_loss / max(window_tokens, 1), "lr": optimizer.param_groups[0]["lr"],
                         "tokens_per_s": rate, "elapsed": progress.elapsed,
@@ -416,15 +432,59 @@ def train(
             log.info("stopping early: no better val BLEU in %d validations (train.patience)", t.patience)
     if last_validated != progress.step:
         best_record = _merge_best(best_record, validate())
+    metrics.close()
     record_default_model(files.root)
     log.info("done: %d steps in %.1f s, best val BLEU %.2f -> %s", progress.step, progress.elapsed, progress.best_bleu, files.best)
     return TrainResult(files.root, progress, best_record)
+
+
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    t: TrainConfig,
+    device: torch.device,
+    precision: str,
+) -> tuple[torch.Tensor, int]:
+    """One update on `batch` (already on `device`): forward, masked loss per real token, backward, clip, step.
+
+    Returns the summed loss (a tensor: reading it is the caller's choice, it syncs) and the real token count.
+    A non-finite loss updates nothing.
+    """
+    with autocast(device, precision):
+        logits = model(batch.src, batch.src_lengths, batch.tgt_in, t.teacher_forcing_ratio)
+    loss_sum, n_tokens = masked_nll(logits, batch.tgt_out, t.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_sum / n_tokens
+    if torch.isfinite(loss):
+        loss.backward()
+        if t.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
+        optimizer.step()
+    return loss_sum.detach(), n_tokens
 
 
 def _merge_best(best: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
     return record if best is None or record["val_bleu"] > best["val_bleu"] else best
 
 
-def _append_metrics(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+class _CallableModule(types.ModuleType):
+    """Lets `seq2seq.train(config)` work: after `import seq2seq.train` (by anyone) the package attribute
+    `train` is this module, not a function, so calling the module calls `seq2seq.api.train`."""
+
+    def __call__(
+        self,
+        config: Config | dict[str, Any] | str | Path,
+        run_dir: str | Path | None = None,
+        *,
+        overrides: Sequence[str] = (),
+        resume: bool = False,
+        overwrite: bool = False,
+        quiet: bool = False,
+    ) -> TrainResult:
+        from seq2seq.api import train as api_train
+
+        return api_train(config, run_dir, overrides=overrides, resume=resume, overwrite=overwrite, quiet=quiet)
+
+
+sys.modules[__name__].__class__ = _CallableModule

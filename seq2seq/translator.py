@@ -75,14 +75,18 @@ class Translator:
         return [self.src.ids(t) + [EOS] for t in texts]
 
     def hypotheses(
-        self, texts: Sequence[str], batch_size: int | None = None, return_attention: bool = False, beam_size: int | None = None
+        self, texts: Sequence[str], batch_size: int | None = None, return_attention: bool = False, progress: bool = False,
+        beam_size: int | None = None,
     ) -> list[Hypothesis]:
-        """The best hypothesis per text; beam_size None: decode.beam_size of the model's config (1: greedy)."""
+        """The best hypothesis per text (`progress`: a progress bar on stderr).
+
+        beam_size None: decode.beam_size of the model's config (1: greedy).
+        """
         decode = self.cfg.decode
         with autocast(self.device, self.precision):
             return decode_corpus(
                 self.model, self.encode_sources(texts), self.device, batch_size or decode.batch_size,
-                decode.max_len_a, decode.max_len_b, return_attention,
+                decode.max_len_a, decode.max_len_b, return_attention, progress=progress,
                 beam_size=beam_size or decode.beam_size, alpha=decode.length_penalty, min_len=decode.min_len,
             )
 

@@ -83,16 +83,8 @@ def tiny_config(tmp_path: Path, **train_keys: object) -> Config:
     return config_from_dict(raw)
 
 
-@pytest.fixture()
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_run_keeps_its_k_best_checkpoints_follows_its_schedule_and_averages(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # runs/latest goes here
     cfg = tiny_config(
@@ -142,7 +134,7 @@ def test_run_keeps_its_k_best_checkpoints_follows_its_schedule_and_averages(
 
 
 def test_early_stopping_ends_the_run_after_patience_validations_without_gain(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With a learning rate too small to change any output, BLEU never improves after the first validation."""
     monkeypatch.chdir(tmp_path)

@@ -13,15 +13,6 @@ from seq2seq.vocab import EOS
 STYLES = ("bahdanau", "luong")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models decode step by step: one thread avoids OpenMP hand-offs that dominate on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def peaked_model(attention: str, seed: int = 1, eos_bias: float = 0.3) -> torch.nn.Module:
     """A random tiny model in float64 with sharper output distributions and a nudge towards <eos>, so that
     hypotheses end at many different lengths (a plain random model never emits <eos>)."""
