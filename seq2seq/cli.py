@@ -65,10 +65,13 @@ def train(
 
     Example: seq2seq train --config configs/demo.yaml --set train.epochs=5
     """
+    from seq2seq.distributed import is_main
     from seq2seq.train import default_run_dir, train as run_training
 
     cfg = _load_config(config, overrides)
     result = run_training(cfg, default_run_dir(cfg, config), resume=resume, overwrite=overwrite, quiet=quiet)
+    if not is_main():  # under torchrun, rank 0 reports
+        return
     best = result.best_scores or {}
     typer.echo(
         f"trained {result.progress.step} steps in {result.progress.elapsed:.0f} s; "
@@ -352,6 +355,31 @@ def bench(
 
     result = run_bench(_load_config(config, overrides), steps=steps, warmup=warmup, decode_sentences=sentences)
     typer.echo(json.dumps(result) if as_json else format_table(result))
+
+
+@app.command()
+def preprocess(
+    config: Path = ConfigOpt,
+    overrides: Optional[List[str]] = SetOpt,
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="Tokenizing processes [default: all cores].", show_default=False),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info lines."),
+) -> None:
+    """Tokenize the training corpus once into binary shards in RUN_DIR/bin/; train then reads them from disk.
+
+    For corpora larger than memory: training memory no longer grows with the corpus. Builds the
+    vocabularies too when the run directory has none. Example: seq2seq preprocess --config configs/demo.yaml
+    """
+    from seq2seq.shards import preprocess as run_preprocess
+    from seq2seq.train import default_run_dir, setup_logging
+
+    cfg = _load_config(config, overrides)
+    setup_logging(None, quiet)
+    result = run_preprocess(cfg, default_run_dir(cfg, config), workers=workers, quiet=quiet)
+    typer.echo(
+        f"{result.root}: {result.n_examples} examples of {result.n_pairs} pairs, "
+        f"{result.src_tokens} + {result.tgt_tokens} tokens in {result.seconds:.1f} s",
+        err=True,
+    )
 
 
 @app.command()

@@ -16,6 +16,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from tqdm import tqdm
 
+from seq2seq import distributed, shards
 from seq2seq.checkpoint import atomic_write_text, load_checkpoint, record_default_model, save_checkpoint
 from seq2seq.config import Config, TrainConfig, config_from_dict, config_to_dict, dump_config, read_yaml
 from seq2seq.data import Batch, BucketSampler, Encoder, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
@@ -86,6 +87,7 @@ class Progress:
     batch_in_epoch: int = 0  # batches of `epoch` already trained on
     best_bleu: float = -1.0
     elapsed: float = 0.0  # seconds of training, over all sessions of this run
+    world_size: int = 1  # processes that trained it (`step` counts their joint updates)
 
 
 def default_run_dir(cfg: Config, config_path: str | Path | None) -> Path:
@@ -236,28 +238,53 @@ def train(
 ) -> TrainResult:
     """Train a model as configured, writing everything into `run_dir`."""
     files = RunFiles(run_dir)
-    prepare_run_dir(files, cfg, resume, overwrite)
-    _ensure_dir(files.root)
-    setup_logging(files.log, quiet)
+    dist_ctx = distributed.init(resolve_device(cfg.train.device))  # single process unless torchrun started us
+    distributed.on_main(lambda: (prepare_run_dir(files, cfg, resume, overwrite), _ensure_dir(files.root)), dist_ctx)
+    setup_logging(files.log if dist_ctx.is_main else None, quiet or not dist_ctx.is_main)
+    if not dist_ctx.is_main:
+        log.setLevel(logging.ERROR)
     t = cfg.train
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
-    device = resolve_device(t.device)
+    device = dist_ctx.device
     precision = resolve_precision(t.precision, device)
     random.seed(t.seed)
     torch.manual_seed(t.seed)
 
     d = cfg.data
-    train_pairs = load_corpus(d.train, d.format, d.src_lang, d.tgt_lang, "train")
+    shard_set = shards.open_shards(files.root, cfg)  # made by `seq2seq preprocess`; None: read the text
+    train_pairs = load_corpus(d.train, d.format, d.src_lang, d.tgt_lang, "train") if shard_set is None else None
     valid_pairs = load_corpus(d.valid, d.format, d.src_lang, d.tgt_lang, "valid")
-    src_vocab, tgt_vocab = load_or_build_vocabs(cfg, files, train_pairs, quiet)
-    atomic_write_text(files.config, dump_config(cfg))
-    src_tokenizer, tgt_tokenizer = load_or_build_tokenizers(cfg, files)
+
+    def vocabs() -> tuple[Vocab, Vocab]:
+        if shard_set is not None:
+            shard_set.restore_vocabs(files.src_vocab, files.tgt_vocab)
+        return load_or_build_vocabs(cfg, files, train_pairs, quiet)
+
+    src_vocab, tgt_vocab = distributed.on_main(vocabs, dist_ctx)  # built once, by rank 0
+    if dist_ctx.is_main:
+        atomic_write_text(files.config, dump_config(cfg))
+
+    def tokenizers() -> tuple[dict[str, Any], dict[str, Any]]:
+        src_tok, tgt_tok = load_or_build_tokenizers(cfg, files)
+        return src_tok.to_dict(), tgt_tok.to_dict()
+
+    src_dict, tgt_dict = distributed.on_main(tokenizers, dist_ctx)  # rank 0's sentencepiece models reach every rank
+    src_tokenizer, tgt_tokenizer = Tokenizer.from_dict(src_dict), Tokenizer.from_dict(tgt_dict)
     src_enc, tgt_enc = Encoder(src_tokenizer, src_vocab), Encoder(tgt_tokenizer, tgt_vocab)
-    examples = encode_pairs(train_pairs, src_enc, tgt_enc, max_len=d.max_len)
+    if shard_set is not None:
+        shard_set.check_vocabs(src_vocab, tgt_vocab)
+        examples = shard_set.dataset()
+        lengths = examples.lengths()
+        log.info("training data: %s (%d examples)", shard_set.files.root, len(examples))
+    else:
+        examples = encode_pairs(train_pairs, src_enc, tgt_enc, max_len=d.max_len)
+        lengths = example_lengths(examples)
     if not examples:
         raise DataError(f"data.max_len: every training pair is longer than {d.max_len} tokens")
-    sampler = BucketSampler(*example_lengths(examples), batch_size=t.batch_size, max_tokens=t.max_tokens, seed=t.seed)
+    sampler = BucketSampler(
+        *lengths, batch_size=t.batch_size, max_tokens=t.max_tokens, seed=t.seed, rank=dist_ctx.rank, world_size=dist_ctx.world_size
+    )
 
     model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab)).to(device)
     optimizer = (
@@ -281,11 +308,21 @@ def train(
             early.load_state_dict(state["early_stopping"])
             kept = list(state["kept_best"])
         log.info("resumed %s at step %d (epoch %d, batch %d)", files.last, progress.step, progress.epoch + 1, progress.batch_in_epoch)
-    metrics = MetricsLogger(files.metrics, files.tensorboard if t.tensorboard else None, progress.step if resume else None)
+    metrics = (
+        MetricsLogger(files.metrics, files.tensorboard if t.tensorboard else None, progress.step if resume else None)
+        if dist_ctx.is_main
+        else None
+    )
+    progress.batch_in_epoch = distributed.rescale_position(progress.batch_in_epoch, progress.world_size, dist_ctx.world_size)
+    progress.world_size = dist_ctx.world_size
+    distributed.seed_rank(t.seed, progress.step, dist_ctx)
+    forward_model = distributed.wrap(model, dist_ctx)  # DDP under torchrun; validation and checkpoints use `model`
     log.info(
         "training %s: %d parameters, %d pairs, device %s, %s; run directory %s",
         cfg.model.attention, count_parameters(model), len(examples), device, precision, files.root,
     )
+    if dist_ctx.enabled:
+        log.info("distributed: %d processes, each update takes one batch from each", dist_ctx.world_size)
 
     def model_state() -> dict[str, Any]:
         """What decoding needs: weights, config, vocabularies and tokenizers."""
@@ -321,7 +358,22 @@ def train(
             files.kept(dropped["step"]).unlink(missing_ok=True)
         del kept[t.keep_best :]
 
-    def validate() -> dict[str, Any]:
+    def share_bleu(bleu: float) -> float:
+        """Rank 0's validation BLEU on every rank, so that all take the same schedule and early-stopping steps."""
+        if not dist_ctx.enabled:
+            return bleu
+        value = torch.tensor([bleu if dist_ctx.is_main else 0.0], dtype=torch.float64, device=dist_ctx.device)
+        return float(distributed.all_reduce_sum(value, dist_ctx).item())
+
+    def validate() -> dict[str, Any] | None:
+        nonlocal last_validated
+        if not dist_ctx.is_main:  # rank 0 validates and writes; the others wait for it
+            last_validated = progress.step
+            distributed.barrier(dist_ctx)
+            bleu = share_bleu(0.0)
+            schedule.on_validation(bleu)
+            early.update(bleu)
+            return None
         scores = evaluate(
             model, valid_pairs, src_enc, tgt_enc, device, precision, cfg.decode.batch_size, cfg.decode.max_len_a, cfg.decode.max_len_b,
             min_len=cfg.decode.min_len, progress=not quiet,
@@ -350,8 +402,9 @@ def train(
         if improved:
             save_checkpoint(files.best, {**state, "scores": record})
         save_checkpoint(files.last, state)
-        nonlocal last_validated
         last_validated = progress.step
+        distributed.barrier(dist_ctx)
+        share_bleu(scores.bleu)
         return record
 
     best_record: dict[str, Any] | None = None
@@ -365,16 +418,17 @@ def train(
         batches = sampler.batches(progress.epoch)
         bar = tqdm(
             total=len(batches), initial=progress.batch_in_epoch, desc=f"epoch {progress.epoch + 1}/{t.epochs}",
-            disable=quiet, leave=False, dynamic_ncols=True, file=__import__("sys").stderr,
+            disable=quiet or not dist_ctx.is_main, leave=False, dynamic_ncols=True, file=__import__("sys").stderr,
         )
         for index in batches[progress.batch_in_epoch :]:
             batch = collate([examples[i] for i in index]).to(device)
             with autocast(device, precision):
-                logits = model(batch.src, batch.src_lengths, batch.tgt_in, t.teacher_forcing_ratio)
+                logits = forward_model(batch.src, batch.src_lengths, batch.tgt_in, t.teacher_forcing_ratio)
             loss_sum, n_tokens = masked_nll(logits, batch.tgt_out, t.label_smoothing)
-            loss = loss_sum / n_tokens
+            # Divided by the tokens of all ranks' batches; loss_sum / n_tokens become the global figures.
+            loss, loss_sum, n_tokens = distributed.global_loss(loss_sum, n_tokens, dist_ctx)
             optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):
+            if not torch.isfinite(loss_sum):
                 bad_steps += 1
                 log.warning("step %d: non-finite loss, update skipped (%d in a row)", progress.step + 1, bad_steps)
                 if bad_steps >= MAX_BAD_STEPS:
@@ -403,7 +457,7 @@ def train(
                 if t.max_time is not None:
                     postfix["max_time_in"] = tqdm.format_interval(max(t.max_time * 60 - progress.elapsed, 0))
                 bar.set_postfix(postfix)
-                if progress.step % t.log_every == 0:
+                if progress.step % t.log_every == 0 and metrics is not None:
                     metrics.log({
                         "step": progress.step, "epoch": progress.epoch + 1,
                         "train_loss": window_loss / max(window_tokens, 1), "lr": optimizer.param_groups[0]["lr"],
@@ -412,6 +466,8 @@ def train(
                     log.debug("step %d loss %.4f", progress.step, window_loss / max(window_tokens, 1))
                     window_start, window_loss, window_tokens = now, 0.0, 0
             out_of_time = t.max_time is not None and progress.elapsed >= t.max_time * 60
+            if t.max_time is not None:
+                out_of_time = distributed.any_rank(out_of_time, dist_ctx)  # clocks differ: all ranks stop together
             out_of_steps = t.max_steps is not None and progress.step >= t.max_steps
             if t.valid_every and progress.step % t.valid_every == 0:
                 best_record = _merge_best(best_record, validate())
@@ -432,8 +488,10 @@ def train(
             log.info("stopping early: no better val BLEU in %d validations (train.patience)", t.patience)
     if last_validated != progress.step:
         best_record = _merge_best(best_record, validate())
-    metrics.close()
-    record_default_model(files.root)
+    if metrics is not None:
+        metrics.close()
+    if dist_ctx.is_main:
+        record_default_model(files.root)
     log.info("done: %d steps in %.1f s, best val BLEU %.2f -> %s", progress.step, progress.elapsed, progress.best_bleu, files.best)
     return TrainResult(files.root, progress, best_record)
 
@@ -464,7 +522,9 @@ def train_step(
     return loss_sum.detach(), n_tokens
 
 
-def _merge_best(best: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
+def _merge_best(best: dict[str, Any] | None, record: dict[str, Any] | None) -> dict[str, Any] | None:
+    if record is None:  # not rank 0: it did not validate
+        return best
     return record if best is None or record["val_bleu"] > best["val_bleu"] else best
 
 
