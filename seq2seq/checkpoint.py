@@ -6,11 +6,12 @@ both vocabularies, the tokenizer settings, the step and the optimizer state. Not
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -40,20 +41,49 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     A crash at any moment leaves either the old file or the new one, never a torn one.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
+            # mkstemp makes the file private (0600); give it the mode a plain open() would have.
+            os.fchmod(f.fileno(), _default_mode())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):  # name the file the user knows, not our temporary one
+            raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
         raise
     _fsync_dir(path.parent)
+
+
+TMP_SUFFIX = ".tmp"
+_UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
+
+def _default_mode() -> int:
+    return 0o666 & ~_UMASK
+
+
+def remove_stale_temp_files(directory: Path, names: Sequence[str]) -> list[Path]:
+    """Delete the temporary files that a process killed inside `atomic_write_bytes` left for `names`."""
+    removed = []
+    for name in names:
+        for tmp in Path(directory).glob(f".{glob.escape(name)}.*{TMP_SUFFIX}"):
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:
+                pass
+    return removed
 
 
 def atomic_write_text(path: Path, text: str) -> None:

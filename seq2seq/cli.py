@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -65,10 +66,20 @@ def train(
 
     Example: seq2seq train --config configs/demo.yaml --set train.epochs=5
     """
+    cfg = _load_config(config, overrides)  # before importing torch (seconds): a typo fails at once
+    from seq2seq.interrupt import EXIT_CODE, StopRequest, TrainingInterrupted
     from seq2seq.train import default_run_dir, train as run_training
 
-    cfg = _load_config(config, overrides)
-    result = run_training(cfg, default_run_dir(cfg, config), resume=resume, overwrite=overwrite, quiet=quiet)
+    try:
+        with StopRequest() as stop:
+            result = run_training(cfg, default_run_dir(cfg, config), resume=resume, overwrite=overwrite, quiet=quiet, stop_request=stop)
+    except TrainingInterrupted as e:
+        command = ["seq2seq", "train", "--config", str(config)]
+        for item in overrides or []:
+            command += ["--set", item]
+        command += ["--resume"] + (["--quiet"] if quiet else [])
+        typer.echo(f"stopped by {e.signal_name} at step {e.step}; saved {e.checkpoint}; resume with: {shlex.join(command)}", err=True)
+        raise typer.Exit(EXIT_CODE) from None
     best = result.best_scores or {}
     typer.echo(
         f"trained {result.progress.step} steps in {result.progress.elapsed:.0f} s; "
@@ -83,9 +94,9 @@ def build_vocab(config: Path = ConfigOpt, overrides: Optional[List[str]] = SetOp
 
     Example: seq2seq build-vocab --config configs/demo.yaml
     """
+    cfg = _load_config(config, overrides)
     from seq2seq.train import RunFiles, default_run_dir, load_or_build_vocabs, setup_logging
 
-    cfg = _load_config(config, overrides)
     files = RunFiles(default_run_dir(cfg, config))
     setup_logging(None)
     if files.src_vocab.exists() or files.tgt_vocab.exists():
@@ -175,10 +186,10 @@ def translate(
 
     Example: seq2seq translate "I love you"    or    seq2seq translate --input test.en > test.hyp
     """
-    from seq2seq.translator import Translator
-
     lines = _read_inputs(texts, input_file)
     _check_beam(beam)
+    from seq2seq.translator import Translator  # after the cheap checks: importing torch takes seconds
+
     t = Translator.load(model)
     outputs = t.translate(lines, batch_size)
     sys.stdout.write("".join(o + "\n" for o in outputs))

@@ -78,6 +78,8 @@ class TrainConfig:
     valid_every: int = _opt(0, "validate every N updates (0: at the end of each epoch)", min=0)
     log_every: int = _opt(50, "write a training-loss line to train.log every N updates", min=1)
     num_threads: Optional[int] = _opt(None, "CPU threads for torch (null: torch's default)", min=1)
+    save_every: int = _opt(0, "also write last.pt every N updates, so a crash loses at most N updates (0: only at validation)", min=0)
+    max_bad_steps: int = _opt(5, "stop training after this many non-finite losses in a row (each one skips its update)", min=1)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class DecodeConfig:
     batch_size: int = _opt(64, "sentences per decoding batch", min=1)
     max_len_a: float = _opt(1.5, "maximum output length is a * source length + b", min=0.0)
     max_len_b: int = _opt(10, "maximum output length is a * source length + b", min=0)
+    max_src_len: int = _opt(250, "`translate` truncates longer inputs to this many tokens, with a warning", min=1)
 
 
 @dataclass(frozen=True)

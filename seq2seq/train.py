@@ -15,20 +15,22 @@ from typing import Any, Iterator
 import torch
 from tqdm import tqdm
 
-from seq2seq.checkpoint import atomic_write_text, load_checkpoint, record_default_model, save_checkpoint
+from seq2seq.checkpoint import (
+    atomic_write_text, load_checkpoint, record_default_model, remove_stale_temp_files, save_checkpoint,
+)
 from seq2seq.config import Config, config_from_dict, config_to_dict, dump_config, read_yaml
 from seq2seq.data import BucketSampler, Encoder, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
 from seq2seq.device import autocast, resolve_device, resolve_precision
 from seq2seq.errors import CheckpointError, ConfigError, DataError
 from seq2seq.evaluate import evaluate
+from seq2seq.interrupt import StopRequest, TrainingInterrupted
 from seq2seq.loss import masked_nll
 from seq2seq.model import Seq2Seq, count_parameters
+from seq2seq.resume import restore, trim_metrics
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.vocab import Vocab
 
 log = logging.getLogger("seq2seq")
-
-MAX_BAD_STEPS = 5  # consecutive non-finite losses before training stops
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class Progress:
     batch_in_epoch: int = 0  # batches of `epoch` already trained on
     best_bleu: float = -1.0
     elapsed: float = 0.0  # seconds of training, over all sessions of this run
+    bad_steps: int = 0  # non-finite losses in a row, up to now
+    validated_at: int = -1  # the step of the last validation
 
 
 def default_run_dir(cfg: Config, config_path: str | Path | None) -> Path:
@@ -110,7 +114,7 @@ def _same_run(files: RunFiles, cfg: Config) -> bool:
         return False
     ours = config_to_dict(cfg)
     for d in (theirs, ours):
-        for key in ("run_dir", "num_threads", "max_time", "max_steps", "epochs"):
+        for key in ("run_dir", "num_threads", "max_time", "max_steps", "epochs", "save_every", "max_bad_steps"):
             d["train"].pop(key, None)
     return theirs == ours
 
@@ -123,7 +127,7 @@ def prepare_run_dir(files: RunFiles, cfg: Config, resume: bool, overwrite: bool)
         raise ConfigError(f"train.run_dir: {files.root} exists and is not a directory")
     if resume:
         if not files.last.exists():
-            raise CheckpointError(f"{files.last}: nothing to resume (no last.pt in {files.root})")
+            raise CheckpointError(f"{files.last}: nothing to resume (no last.pt in {files.root}); start the run without --resume")
         if files.config.exists() and not _same_run(files, cfg):
             raise ConfigError(f"{files.config}: the run in {files.root} was trained with another config; resume it with that config")
         return
@@ -151,9 +155,10 @@ def load_or_build_vocabs(cfg: Config, files: RunFiles, train_pairs: list[tuple[s
         train_pairs, tokenizer_for(cfg), cfg.data.min_freq, cfg.data.max_size, cfg.data.shared_vocab
     )
     _ensure_dir(files.root)
+    # The config first: vocabularies found without it could come from a run with other data settings.
+    atomic_write_text(files.config, dump_config(cfg))
     src_vocab.save(files.src_vocab)
     tgt_vocab.save(files.tgt_vocab)
-    atomic_write_text(files.config, dump_config(cfg))
     log.info("vocabulary: %d source, %d target types -> %s", len(src_vocab), len(tgt_vocab), files.root)
     return src_vocab, tgt_vocab
 
@@ -202,12 +207,18 @@ class TrainResult:
 
 
 def train(
-    cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = False, quiet: bool = False
+    cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = False, quiet: bool = False,
+    stop_request: StopRequest | None = None,
 ) -> TrainResult:
-    """Train a model as configured, writing everything into `run_dir`."""
+    """Train a model as configured, writing everything into `run_dir`.
+
+    When `stop_request.requested` turns true (a signal), the current step ends, last.pt is written and
+    TrainingInterrupted is raised.
+    """
     files = RunFiles(run_dir)
     prepare_run_dir(files, cfg, resume, overwrite)
     _ensure_dir(files.root)
+    remove_stale_temp_files(files.root, [p.name for p in (files.best, files.last, files.config, files.src_vocab, files.tgt_vocab, files.metrics)])
     setup_logging(files.log, quiet)
     t = cfg.train
     if t.num_threads:
@@ -238,10 +249,9 @@ def train(
     progress = Progress()
     if resume:
         state = load_checkpoint(files.last)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        progress = Progress(**state["progress"])
-        _set_rng_state(state["rng"])
+        saved = restore(state, files.last, model, optimizer, src_vocab, tgt_vocab, _set_rng_state)
+        progress = Progress(**{k: v for k, v in saved.items() if k in Progress.__dataclass_fields__})
+        trim_metrics(files.metrics, progress.step)
         log.info("resumed %s at step %d (epoch %d, batch %d)", files.last, progress.step, progress.epoch + 1, progress.batch_in_epoch)
     log.info(
         "training %s: %d parameters, %d pairs, device %s, %s; run directory %s",
@@ -278,6 +288,7 @@ def train(
         )
         record["elapsed"] = progress.elapsed
         _append_metrics(files.metrics, record)
+        progress.validated_at = progress.step
         state = checkpoint_state()
         if improved:
             save_checkpoint(files.best, {**state, "scores": record})
@@ -287,10 +298,9 @@ def train(
         return record
 
     best_record: dict[str, Any] | None = None
-    last_validated = -1
+    last_validated = progress.validated_at
     started = time.monotonic() - progress.elapsed
     tokens_seen, window_start, window_loss, window_tokens = 0, time.monotonic(), 0.0, 0
-    bad_steps = 0
     stop = False
     model.train()
     while progress.epoch < t.epochs and not stop:
@@ -300,24 +310,30 @@ def train(
             disable=quiet, leave=False, dynamic_ncols=True, file=__import__("sys").stderr,
         )
         for index in batches[progress.batch_in_epoch :]:
+            if t.max_steps is not None and progress.step >= t.max_steps:  # resumed from the final checkpoint
+                stop = True
+                break
             batch = collate([examples[i] for i in index]).to(device)
             with autocast(device, precision):
                 logits = model(batch.src, batch.src_lengths, batch.tgt_in, t.teacher_forcing_ratio)
             loss_sum, n_tokens = masked_nll(logits, batch.tgt_out, t.label_smoothing)
             loss = loss_sum / n_tokens
             optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):
-                bad_steps += 1
-                log.warning("step %d: non-finite loss, update skipped (%d in a row)", progress.step + 1, bad_steps)
-                if bad_steps >= MAX_BAD_STEPS:
-                    raise DataError(
-                        f"training diverged: {bad_steps} non-finite losses in a row; the last good checkpoint is {files.last} (try a lower train.lr)"
-                    )
-            else:
-                bad_steps = 0
+            finite = bool(torch.isfinite(loss))
+            if finite:
                 loss.backward()
                 if t.clip_grad > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
+                    finite = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)))
+            if not finite:
+                progress.bad_steps += 1
+                log.warning("step %d: non-finite loss or gradient, update skipped (%d in a row)", progress.step + 1, progress.bad_steps)
+                if progress.bad_steps >= t.max_bad_steps:
+                    kept = f"the last good checkpoint is {files.last}" if files.last.exists() else "no checkpoint was saved"
+                    raise DataError(
+                        f"training diverged: {progress.bad_steps} non-finite losses in a row (train.max_bad_steps); {kept} (try a lower train.lr)"
+                    )
+            else:
+                progress.bad_steps = 0
                 optimizer.step()
                 window_loss += loss_sum.item()
                 window_tokens += n_tokens
@@ -342,6 +358,13 @@ def train(
             out_of_steps = t.max_steps is not None and progress.step >= t.max_steps
             if t.valid_every and progress.step % t.valid_every == 0:
                 best_record = _merge_best(best_record, validate())
+            interrupted = stop_request is not None and stop_request.requested
+            if interrupted or (t.save_every and progress.step % t.save_every == 0):
+                if last_validated != progress.step:  # validate() has just saved it otherwise
+                    save_checkpoint(files.last, checkpoint_state())
+                if interrupted:
+                    bar.close()
+                    raise TrainingInterrupted(stop_request.signal_name, progress.step, files.last)
             if out_of_time or out_of_steps:
                 log.info("stopping: %s reached", "train.max_time" if out_of_time else "train.max_steps")
                 stop = True
