@@ -13,8 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-
 from seq2seq.errors import CheckpointError
 
 FORMAT = "seq2seq-checkpoint"
@@ -92,6 +90,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Serialize `state` (plain containers and tensors only) and write it atomically."""
+    import torch  # here, not at the top: the CLI checks --model paths without paying for torch's import
+
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, buffer)
     atomic_write_bytes(Path(path), buffer.getvalue())
@@ -107,6 +107,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint not found")
     if path.is_dir():
         raise CheckpointError(f"{path}: is a directory, expected a .pt checkpoint")
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a refused pickle, a truncated zip, garbage bytes: all the same to the user

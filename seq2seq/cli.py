@@ -66,6 +66,8 @@ def train(
 
     Example: seq2seq train --config configs/demo.yaml --set train.epochs=5
     """
+    if resume and overwrite:
+        raise typer.BadParameter("--resume and --overwrite exclude each other", param_hint="'--resume' / '--overwrite'")
     cfg = _load_config(config, overrides)  # before importing torch (seconds): a typo fails at once
     from seq2seq.interrupt import EXIT_CODE, StopRequest, TrainingInterrupted
     from seq2seq.train import default_run_dir, train as run_training
@@ -120,14 +122,17 @@ def evaluate(
 
     Example: seq2seq eval --split test --json
     """
-    from seq2seq.data import drop_empty, load_corpus, read_parallel_files
-    from seq2seq.evaluate import evaluate as run_eval
-    from seq2seq.translator import Translator
+    from seq2seq.checkpoint import resolve_model_path
 
     if split not in ("val", "test"):
         raise typer.BadParameter(f"{split!r} is not one of val, test", param_hint="'--split'")
     if (src is None) != (ref is None):
         raise typer.BadParameter("--src and --ref go together", param_hint="'--src' / '--ref'")
+    resolve_model_path(model)  # a wrong --model fails before torch is imported (seconds)
+    from seq2seq.data import drop_empty, load_corpus, read_parallel_files
+    from seq2seq.evaluate import evaluate as run_eval
+    from seq2seq.translator import Translator
+
     t = Translator.load(model)
     d = t.cfg.data
     if src is not None and ref is not None:
@@ -163,14 +168,14 @@ def _check_beam(beam: Optional[int]) -> None:
 
 
 def _read_inputs(texts: Optional[List[str]], input_file: Optional[Path]) -> list[str]:
-    from seq2seq.data import decode_lines, read_lines
-
     if texts and input_file is not None:
         raise typer.BadParameter("give TEXT or --input, not both", param_hint="'--input'")
-    if input_file is not None:
-        return read_lines(input_file)
     if texts:
         return [line for text in texts for line in (text.split("\n") if text else [""])]
+    from seq2seq.data import decode_lines, read_lines
+
+    if input_file is not None:
+        return read_lines(input_file)
     return decode_lines(sys.stdin.buffer.read(), "<stdin>")
 
 
@@ -186,9 +191,12 @@ def translate(
 
     Example: seq2seq translate "I love you"    or    seq2seq translate --input test.en > test.hyp
     """
+    from seq2seq.checkpoint import resolve_model_path
+
     lines = _read_inputs(texts, input_file)
     _check_beam(beam)
-    from seq2seq.translator import Translator  # after the cheap checks: importing torch takes seconds
+    resolve_model_path(model)  # the cheap checks first: importing torch takes seconds
+    from seq2seq.translator import Translator
 
     t = Translator.load(model)
     outputs = t.translate(lines, batch_size)

@@ -213,7 +213,8 @@ def read_yaml(path: str | Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not valid UTF-8 (byte {e.start})") from None
+        line = e.object.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"{path}:{line}: not valid UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
     try:
