@@ -1,0 +1,129 @@
+"""Corpora, collate (the shift), the pad mask and the bucketed sampler."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+
+import pytest
+import torch
+
+from seq2seq.data import BucketSampler, Encoder, collate, encode_pairs, example_lengths, load_corpus, read_pairs
+from seq2seq.errors import DataError
+from seq2seq.model import make_src_pad_mask
+from seq2seq.tokenizer import Tokenizer
+from seq2seq.vocab import BOS, EOS, PAD, Vocab
+from tests.conftest import random_examples, write_corpus
+
+
+def test_collate_shifts_targets_once_and_pads_everywhere_else():
+    examples = random_examples(11, 0)
+    b = collate(examples)
+    assert b.src.shape == (11, max(len(s) for s, _ in examples))
+    assert b.tgt_in.shape == b.tgt_out.shape == (11, max(len(t) for _, t in examples) + 1)
+    for i, (s, t) in enumerate(examples):
+        n = len(t) + 1
+        assert int(b.tgt_lengths[i]) == n and int(b.src_lengths[i]) == len(s)
+        assert b.src[i, : len(s)].tolist() == s and (b.src[i, len(s) :] == PAD).all()
+        assert b.tgt_in[i, :n].tolist() == [BOS] + t
+        assert b.tgt_out[i, :n].tolist() == t + [EOS]
+        assert torch.equal(b.tgt_in[i, 1:n], b.tgt_out[i, : n - 1])  # the shift, at real positions
+        assert (b.tgt_in[i, n:] == PAD).all() and (b.tgt_out[i, n:] == PAD).all()
+    assert all(t.device.type == "cpu" for t in b)
+
+
+def test_src_pad_mask_matches_lengths():
+    lengths = torch.tensor([3, 1, 5])
+    mask = make_src_pad_mask(lengths, 6)
+    assert mask.shape == (3, 6) and mask.dtype == torch.bool
+    assert mask.tolist() == [[i >= n for i in range(6)] for n in (3, 1, 5)]
+
+
+def _lengths(n: int, seed: int):
+    ex = random_examples(n, seed, max_len=30)
+    return example_lengths(ex)
+
+
+def test_bucket_sampler_is_deterministic_complete_and_shuffled():
+    src, tgt = _lengths(500, 1)
+    a = BucketSampler(src, tgt, batch_size=16, seed=3)
+    b = BucketSampler(src, tgt, batch_size=16, seed=3)
+    assert a.batches(0) == b.batches(0)
+    assert a.batches(0) != a.batches(1)
+    assert a.batches(0) != BucketSampler(src, tgt, batch_size=16, seed=4).batches(0)
+    for epoch in (0, 1):
+        flat = sorted(i for batch in a.batches(epoch) for i in batch)
+        assert flat == list(range(500))
+        assert all(len(batch) <= 16 for batch in a.batches(epoch))
+
+
+def test_bucket_sampler_max_tokens_bounds_padded_size_and_buckets_lengths():
+    src, tgt = _lengths(800, 2)
+    sampler = BucketSampler(src, tgt, batch_size=1, max_tokens=120, seed=0)
+    batches = sampler.batches(0)
+    assert sorted(i for b in batches for i in b) == list(range(800))
+    real = padded = 0
+    for batch in batches:
+        longest = max(max(src[i], tgt[i]) for i in batch)
+        assert len(batch) * longest <= 120 or len(batch) == 1
+        padded += len(batch) * max(tgt[i] for i in batch)
+        real += sum(tgt[i] for i in batch)
+    assert 1 - real / padded < 0.10  # bucketing keeps target padding under 10%
+
+
+def test_parallel_files_tsv_and_gzip_read_the_same(tmp_path):
+    pairs = [("a b", "x"), ("c", "y z")]
+    prefix = write_corpus(tmp_path, "c", pairs)
+    (tmp_path / "c.tsv").write_text("a b\tx\nc\ty z\n", encoding="utf-8")
+    with gzip.open(tmp_path / "g.en.gz", "wt", encoding="utf-8") as f:
+        f.write("a b\nc\n")
+    with gzip.open(tmp_path / "g.de.gz", "wt", encoding="utf-8") as f:
+        f.write("x\ny z\n")
+    assert read_pairs(prefix, "parallel", "en", "de") == pairs
+    assert read_pairs(str(tmp_path / "c.tsv"), "tsv", "en", "de") == pairs
+    assert read_pairs(str(tmp_path / "g"), "parallel", "en", "de") == pairs
+
+
+def test_misaligned_corpus_names_both_files_and_counts(tmp_path):
+    (tmp_path / "m.en").write_text("a\nb\nc\n", encoding="utf-8")
+    (tmp_path / "m.de").write_text("a\nb\n", encoding="utf-8")
+    with pytest.raises(DataError) as e:
+        read_pairs(str(tmp_path / "m"), "parallel", "en", "de")
+    msg = str(e.value)
+    assert "m.en" in msg and "m.de" in msg and "3" in msg and "2" in msg
+
+
+def test_non_utf8_names_file_and_line(tmp_path):
+    (tmp_path / "u.en").write_bytes(b"ok\nfine\nbad \xff byte\n")
+    (tmp_path / "u.de").write_text("a\nb\nc\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"u\.en:3: not valid UTF-8"):
+        read_pairs(str(tmp_path / "u"), "parallel", "en", "de")
+
+
+def test_tsv_line_without_tab_names_file_and_line(tmp_path):
+    (tmp_path / "t.tsv").write_text("a\tb\nno tab here\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"t\.tsv:2: expected source<TAB>target"):
+        read_pairs(str(tmp_path / "t.tsv"), "tsv", "en", "de")
+
+
+def test_only_newline_splits_lines(tmp_path):
+    # \x1c and \u2028 are line breaks to str.splitlines(); treating them so would misalign the corpus.
+    write_corpus(tmp_path, "s", [("a\x1cb", "x"), ("c\u2028d", "y")])
+    assert len(read_pairs(str(tmp_path / "s"), "parallel", "en", "de")) == 2
+
+
+def test_pair_with_an_empty_side_is_dropped_as_a_pair(tmp_path, caplog):
+    prefix = write_corpus(tmp_path, "e", [("a", "x"), ("", "y"), ("b", ""), ("c", "z")])
+    with caplog.at_level(logging.INFO, logger="seq2seq"):
+        pairs = load_corpus(prefix, "parallel", "en", "de", "train")
+    assert pairs == [("a", "x"), ("c", "z")]  # alignment kept: never one side only
+    assert "dropped 2 of 4" in caplog.text
+
+
+def test_max_len_filters_training_pairs_only_when_asked():
+    tok = Tokenizer()
+    vocab = Vocab.build(__import__("collections").Counter("a b c".split()))
+    enc = Encoder(tok, vocab)
+    pairs = [("a b c a b", "a"), ("a", "b"), ("a", "a b c a b c")]
+    assert len(encode_pairs(pairs, enc, enc, max_len=3)) == 1
+    assert len(encode_pairs(pairs, enc, enc)) == 3  # evaluation data: never filtered

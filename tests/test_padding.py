@@ -1,0 +1,105 @@
+"""Padding changes nothing: loss, gradients, encoder states, attention and translations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seq2seq.data import collate, pad
+from seq2seq.loss import masked_nll
+from seq2seq.search import greedy_search
+from tests.conftest import random_examples, tiny_model
+
+OPTIONS = [
+    {"attention": "bahdanau"},
+    {"attention": "luong"},
+    {"attention": "bahdanau", "bidirectional": False, "enc_layers": 2, "dec_layers": 2},
+    {"attention": "luong", "enc_layers": 2, "dec_layers": 2, "tie_embeddings": True},
+]
+
+
+def _single_losses(model, examples):
+    out = []
+    for ex in examples:
+        b = collate([ex])
+        loss_sum, n = masked_nll(model(b.src, b.src_lengths, b.tgt_in), b.tgt_out)
+        out.append((loss_sum, n))
+    return out
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@torch.no_grad()
+def test_batch_loss_is_token_weighted_mean_of_single_losses(options, seed):
+    model = tiny_model(seed, **options)
+    examples = random_examples(7, seed)
+    b = collate(examples)
+    assert len(set(b.src_lengths.tolist())) > 1 and len(set(b.tgt_lengths.tolist())) > 1  # real padding
+    loss_sum, n = masked_nll(model(b.src, b.src_lengths, b.tgt_in), b.tgt_out)
+    singles = _single_losses(model, examples)
+    assert n == sum(k for _, k in singles) == int(b.tgt_lengths.sum())
+    weighted_mean = sum(float(s) for s, _ in singles) / n
+    assert abs(float(loss_sum) / n - weighted_mean) <= 1e-5
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_batch_gradient_equals_sum_of_single_gradients(options):
+    model = tiny_model(3, **options)
+    examples = random_examples(6, 3)
+    b = collate(examples)
+    model.zero_grad()
+    masked_nll(model(b.src, b.src_lengths, b.tgt_in), b.tgt_out)[0].backward()
+    batch_grads = {k: p.grad.clone() for k, p in model.named_parameters()}
+    total = {k: torch.zeros_like(p) for k, p in model.named_parameters()}
+    for ex in examples:
+        model.zero_grad()
+        s = collate([ex])
+        masked_nll(model(s.src, s.src_lengths, s.tgt_in), s.tgt_out)[0].backward()
+        for k, p in model.named_parameters():
+            total[k] += p.grad
+    for k in batch_grads:
+        scale = total[k].abs().max().clamp(min=1e-6)
+        assert ((batch_grads[k] - total[k]).abs().max() / scale) <= 1e-4, k
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_encoder_states_unchanged_by_extra_padding(options):
+    model = tiny_model(4, **options)
+    examples = random_examples(5, 4)
+    src, lengths = pad([s for s, _ in examples])
+    wider = torch.cat([src, torch.zeros(src.size(0), 6, dtype=torch.long)], dim=1)  # 6 extra pad columns
+    with torch.no_grad():
+        narrow_states, narrow_final = model.encoder(src, lengths)
+        wide_states, wide_final = model.encoder(wider, lengths)
+        for i, (s, _) in enumerate(examples):
+            alone, alone_final = model.encoder(torch.tensor([s]), torch.tensor([len(s)]))
+            assert torch.allclose(narrow_states[i, : len(s)], alone[0], atol=1e-6)
+            assert torch.allclose(narrow_final[i], alone_final[0], atol=1e-6)
+    assert torch.allclose(narrow_states, wide_states[:, : src.size(1)], atol=1e-6)
+    assert torch.equal(wide_states[:, src.size(1) :], torch.zeros_like(wide_states[:, src.size(1) :]))
+    assert torch.allclose(narrow_final, wide_final, atol=1e-6)
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_attention_on_pads_is_exactly_zero(options):
+    model = tiny_model(5, **options)
+    b = collate(random_examples(8, 5))
+    with torch.no_grad():
+        enc = model.encode(b.src, b.src_lengths)
+        _, _, weights = model.decoder(b.tgt_in, enc, enc.hidden)  # (B, T, S)
+    pad_mask = torch.arange(b.src.size(1))[None, :] >= b.src_lengths[:, None]  # (B, S)
+    assert pad_mask.any()
+    assert torch.equal(weights.masked_select(pad_mask[:, None, :].expand_as(weights)), torch.zeros(int(pad_mask.sum()) * weights.size(1)))
+    assert torch.allclose(weights.sum(-1), torch.ones(weights.shape[:2]), atol=1e-5)
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_greedy_translation_same_alone_and_in_batch(options):
+    model = tiny_model(6, **options)
+    sources = [s for s, _ in random_examples(9, 6)]
+    src, lengths = pad(sources)
+    batch = greedy_search(model, src, lengths, max_len_a=1.0, max_len_b=5)
+    for s, hyp in zip(sources, batch):
+        alone = greedy_search(model, torch.tensor([s]), torch.tensor([len(s)]), max_len_a=1.0, max_len_b=5)[0]
+        assert hyp.ids == alone.ids
+        assert abs(hyp.score - alone.score) < 1e-4
