@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import os
 import shutil
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,8 @@ from typing import Callable, NamedTuple
 
 import pytest
 import torch
+
+from tests.conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "data" / "toy"
@@ -155,8 +155,7 @@ def snapshot(directory: Path) -> dict[str, str]:
 
 
 def cli(args: list[str], cwd: Path, stdin: bytes = b"") -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "seq2seq", *args], cwd=cwd, env=env, input=stdin, capture_output=True, timeout=300)
+    return run_cli(*args, cwd=cwd, stdin=stdin, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +168,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
         write(base / f"val.{lang}", "".join(lines[200:220]))
     write(base / "tiny.yaml", CONFIG)
     proc = cli(TRAIN, base)
-    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.returncode == 0, proc.stderr
     assert (base / "run" / "best.pt").exists() and (base / "runs" / "latest").exists()
     return base
 
@@ -189,7 +188,7 @@ def outcomes(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         after = snapshot(work)
         changed = [name for name, digest in before.items() if after.get(name) != digest]
         appeared = [name for name in after if name not in before]
-        return Outcome(proc.returncode, proc.stderr.decode("utf-8", "replace"), changed, appeared)
+        return Outcome(proc.returncode, proc.stderr, changed, appeared)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         return dict(zip((c.id for c in CASES), pool.map(run, CASES)))
@@ -220,11 +219,11 @@ def test_translate_keeps_every_line_whatever_it_holds(trained: Path):
              "tab\tin", "\x00nul", "the " * 400, "end"]
     data = ("".join(s + "\n" for s in lines[:-1]) + lines[-1] + "\r\n").encode("utf-8")
     proc = cli(["translate", "--model", "run"], trained, data)
-    assert proc.returncode == 0, proc.stderr.decode()
-    out = proc.stdout.decode("utf-8")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
     assert out.endswith("\n") and out.count("\n") == len(lines)
     outputs = out.split("\n")[:-1]
     assert [o == "" for o in outputs[1:3]] == [True, True] and outputs[0] and outputs[-1]
-    assert proc.stderr.decode().splitlines() == [
+    assert proc.stderr.splitlines() == [
         "warning: 1 input line(s) longer than decode.max_src_len=250 tokens were truncated (line 12)"
     ]
