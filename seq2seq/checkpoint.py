@@ -42,7 +42,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     except OSError as e:
-        raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from None
+        raise _write_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             # mkstemp makes the file private (0600); give it the mode a plain open() would have.
@@ -57,9 +57,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except OSError:
             pass
         if isinstance(e, OSError):  # name the file the user knows, not our temporary one
-            raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
+            raise _write_error(path, e) from None
         raise
     _fsync_dir(path.parent)
+
+
+def _write_error(path: Path, e: OSError) -> OSError:
+    error = OSError(f"cannot write {path}: {e.strerror or e}")
+    error.errno = e.errno
+    return error
 
 
 TMP_SUFFIX = ".tmp"
@@ -112,10 +118,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a refused pickle, a truncated zip, garbage bytes: all the same to the user
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "weights_only" in str(e) or "Unsupported global" in str(e):
             reason = "it holds pickled Python objects, which are never loaded (weights_only=True)"
-        raise CheckpointError(f"{path}: not a loadable checkpoint: {reason[:200]}") from None
+        else:  # torch's own words, first sentence only: they run on for lines
+            detail = str(e).strip().split(". ")[0].splitlines()[0] if str(e).strip() else type(e).__name__
+            reason = f"truncated, corrupted or not a PyTorch file ({detail[:120]})"
+        raise CheckpointError(f"{path}: not a loadable checkpoint: {reason}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a seq2seq checkpoint")
     if state.get("format_version") != FORMAT_VERSION:

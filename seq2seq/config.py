@@ -243,11 +243,17 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Confi
     if not isinstance(raw, dict):
         where = f"{path}: " if path is not None else ""
         raise ConfigError(f"{where}top level: expected a mapping with sections {', '.join(SECTIONS)}, got {type(raw).__name__}")
+    overridden = {item.split("=", 1)[0].strip() for item in overrides if "=" in item}
     try:
         return config_from_dict(apply_overrides(raw, overrides))
     except ConfigError as e:
-        if path is not None and not str(e).startswith(str(path)):
-            raise ConfigError(f"{path}: {e}") from None
+        message = str(e)
+        if message.startswith("--set"):
+            raise
+        if message.split(":", 1)[0] in overridden:  # the bad value came from --set, not from the file
+            raise ConfigError(f"--set {message}") from None
+        if path is not None and not message.startswith(str(path)):
+            raise ConfigError(f"{path}: {message}") from None
         raise
 
 

@@ -310,7 +310,9 @@ def train(
             disable=quiet, leave=False, dynamic_ncols=True, file=__import__("sys").stderr,
         )
         for index in batches[progress.batch_in_epoch :]:
-            if t.max_steps is not None and progress.step >= t.max_steps:  # resumed from the final checkpoint
+            if (t.max_steps is not None and progress.step >= t.max_steps) or (
+                t.max_time is not None and progress.elapsed >= t.max_time * 60
+            ):  # resumed from the checkpoint of a run that had stopped
                 stop = True
                 break
             batch = collate([examples[i] for i in index]).to(device)
