@@ -204,6 +204,25 @@ def translate(
     sys.stdout.flush()
 
 
+@app.command()
+def bench(
+    config: Path = ConfigOpt,
+    overrides: Optional[List[str]] = SetOpt,
+    steps: int = typer.Option(30, "--steps", min=1, help="Timed training steps (after the warm-up)."),
+    warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed training steps first."),
+    sentences: int = typer.Option(1000, "--sentences", min=1, help="Sentences of the test (else valid) corpus to decode."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
+    """Measure training tokens/s, padding, MFU, decoding speed (greedy, beam 5) and peak memory; writes nothing.
+
+    Example: seq2seq bench --config configs/bench_reference.yaml --set train.precision=bf16 --json
+    """
+    from seq2seq.bench import format_table, run_bench
+
+    result = run_bench(_load_config(config, overrides), steps=steps, warmup=warmup, decode_sentences=sentences)
+    typer.echo(json.dumps(result) if as_json else format_table(result))
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     try:

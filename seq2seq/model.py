@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -98,6 +99,16 @@ def attend(
     return context, weights
 
 
+def _gru_gates(gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """nn.GRU's cell from its two projections gi = W_i x + b_i, gh = W_h h + b_h (B, 3H), gates ordered r, z, n."""
+    i_r, i_z, i_n = gi.chunk(3, dim=-1)
+    h_r, h_z, h_n = gh.chunk(3, dim=-1)
+    r = torch.sigmoid(i_r + h_r)
+    z = torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    return n + z * (h - n)  # = (1 - z) * n + z * h
+
+
 class EncoderOutput(NamedTuple):
     states: torch.Tensor  # (B, S, D)
     keys: torch.Tensor  # (B, S, A) attention keys, projected once
@@ -153,14 +164,8 @@ class Decoder(nn.Module):
             out, hidden = self.rnn(emb, hidden)  # (B, T, H)
             context, weights = attend(self.attention, out, enc.keys, enc.states, enc.src_pad_mask)
             return self._pre_output(out, context, emb), hidden, weights
-        outs, contexts, all_weights = [], [], []
-        for t in range(tgt_in.size(1)):
-            out, hidden, context, weights = self._bahdanau_rnn_step(emb[:, t : t + 1], enc, hidden)
-            outs.append(out)
-            contexts.append(context)
-            all_weights.append(weights)
-        out, context = torch.cat(outs, dim=1), torch.cat(contexts, dim=1)  # (B, T, H), (B, T, D)
-        return self._pre_output(out, context, emb), hidden, torch.cat(all_weights, dim=1)
+        out, context, hidden, weights = self._bahdanau_steps(emb, enc, hidden)
+        return self._pre_output(out, context, emb), hidden, weights
 
     def step(
         self, prev: torch.Tensor, enc: EncoderOutput, hidden: torch.Tensor
@@ -171,17 +176,52 @@ class Decoder(nn.Module):
             out, hidden = self.rnn(emb, hidden)  # (B, 1, H)
             context, weights = attend(self.attention, out, enc.keys, enc.states, enc.src_pad_mask)
         else:
-            out, hidden, context, weights = self._bahdanau_rnn_step(emb, enc, hidden)
+            out, context, hidden, weights = self._bahdanau_steps(emb, enc, hidden)
         return self._pre_output(out, context, emb)[:, 0], hidden, weights[:, 0]
 
-    def _bahdanau_rnn_step(
+    def _bahdanau_steps(
         self, emb: torch.Tensor, enc: EncoderOutput, hidden: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """emb (B, 1, E), hidden (L, B, H) -> out (B, 1, H), hidden, context (B, 1, D), weights (B, 1, S)."""
-        query = hidden[-1][:, None, :]  # (B, 1, H)
-        context, weights = attend(self.attention, query, enc.keys, enc.states, enc.src_pad_mask)
-        out, hidden = self.rnn(torch.cat([emb, context], dim=-1), hidden)  # (B, 1, H)
-        return out, hidden, context, weights
+        """Run the attentive GRU over given embeddings emb (B, T, E) from hidden (L, B, H).
+
+        Returns GRU outputs (B, T, H), contexts (B, T, D), the last hidden (L, B, H) and attention (B, T, S).
+        The GRU is written out with nn.GRU's own weights so that work can be moved out of the step loop:
+        the embedding half of the first layer's input projection runs once for all T steps, and with one
+        layer the attention query is projected in the same matmul as the recurrent gates (both read h).
+        """
+        rnn, attention = self.rnn, self.attention
+        E = emb.size(-1)
+        w_ih = rnn.weight_ih_l0  # (3H, E + D)
+        gi_emb = F.linear(emb, w_ih[:, :E], rnn.bias_ih_l0)  # (B, T, 3H), all steps in one matmul
+        w_ctx = w_ih[:, E:]  # (3H, D)
+        fused = self.num_layers == 1
+        if fused:
+            w_hq = torch.cat([rnn.weight_hh_l0, attention.query_proj.weight])  # (3H + A, H)
+            b_hq = torch.cat([rnn.bias_hh_l0, rnn.bias_hh_l0.new_zeros(attention.query_proj.out_features)])
+        states = list(hidden.unbind(0))  # L x (B, H)
+        outs, contexts, all_weights = [], [], []
+        for t in range(emb.size(1)):
+            if fused:
+                gh_q = F.linear(states[0], w_hq, b_hq)  # (B, 3H + A)
+                gh, query = gh_q[:, : 3 * self.hidden_size], gh_q[:, 3 * self.hidden_size :]
+            else:
+                gh = F.linear(states[0], rnn.weight_hh_l0, rnn.bias_hh_l0)  # (B, 3H)
+                query = attention.query_proj(states[-1])  # (B, A)
+            scores = attention.energy(torch.tanh(query[:, None, :] + enc.keys)).squeeze(-1)  # (B, S)
+            weights = torch.softmax(scores.float().masked_fill(enc.src_pad_mask, float("-inf")), dim=-1)  # (B, S)
+            context = torch.bmm(weights[:, None, :].to(enc.states.dtype), enc.states)[:, 0]  # (B, D)
+            gi = gi_emb[:, t] + F.linear(context, w_ctx)  # (B, 3H)
+            states[0] = _gru_gates(gi, gh, states[0])
+            for layer in range(1, self.num_layers):
+                x = F.dropout(states[layer - 1], rnn.dropout, self.training)
+                gi = F.linear(x, getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"bias_ih_l{layer}"))
+                gh = F.linear(states[layer], getattr(rnn, f"weight_hh_l{layer}"), getattr(rnn, f"bias_hh_l{layer}"))
+                states[layer] = _gru_gates(gi, gh, states[layer])
+            outs.append(states[-1])
+            contexts.append(context)
+            all_weights.append(weights)
+        stack = lambda xs: torch.stack(xs, dim=1)  # noqa: E731
+        return stack(outs), stack(contexts), torch.stack(states), stack(all_weights)
 
     def _pre_output(self, out: torch.Tensor, context: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         parts = [out, context, emb] if self.style == "bahdanau" else [out, context]

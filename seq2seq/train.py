@@ -18,8 +18,8 @@ from tqdm import tqdm
 from seq2seq.checkpoint import (
     atomic_write_text, load_checkpoint, record_default_model, remove_stale_temp_files, save_checkpoint,
 )
-from seq2seq.config import Config, config_from_dict, config_to_dict, dump_config, read_yaml
-from seq2seq.data import BucketSampler, Encoder, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
+from seq2seq.config import Config, TrainConfig, config_from_dict, config_to_dict, dump_config, read_yaml
+from seq2seq.data import Batch, BucketSampler, Encoder, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
 from seq2seq.device import autocast, resolve_device, resolve_precision
 from seq2seq.errors import CheckpointError, ConfigError, DataError
 from seq2seq.evaluate import evaluate
@@ -382,6 +382,32 @@ def train(
     record_default_model(files.root)
     log.info("done: %d steps in %.1f s, best val BLEU %.2f -> %s", progress.step, progress.elapsed, progress.best_bleu, files.best)
     return TrainResult(files.root, progress, best_record)
+
+
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    t: TrainConfig,
+    device: torch.device,
+    precision: str,
+) -> tuple[torch.Tensor, int]:
+    """One update on `batch` (already on `device`): forward, masked loss per real token, backward, clip, step.
+
+    Returns the summed loss (a tensor: reading it is the caller's choice, it syncs) and the real token count.
+    A non-finite loss updates nothing.
+    """
+    with autocast(device, precision):
+        logits = model(batch.src, batch.src_lengths, batch.tgt_in, t.teacher_forcing_ratio)
+    loss_sum, n_tokens = masked_nll(logits, batch.tgt_out, t.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_sum / n_tokens
+    if torch.isfinite(loss):
+        loss.backward()
+        if t.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
+        optimizer.step()
+    return loss_sum.detach(), n_tokens
 
 
 def _merge_best(best: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:

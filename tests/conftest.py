@@ -16,6 +16,11 @@ from seq2seq.data import Example
 from seq2seq.model import Seq2Seq
 from seq2seq.vocab import SPECIALS
 
+# The tests use tiny models, which gain nothing from threads and lose a lot when the cores are shared
+# (OpenMP threads spin while they wait for each other).
+torch.set_num_threads(1)
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "data" / "toy"
 MULTI30K = ROOT.parent / "shared" / "data" / "multi30k"
@@ -43,7 +48,7 @@ def random_examples(n: int, seed: int, vocab: int = 23, max_len: int = 9) -> lis
 
 def run_cli(*args: str, cwd: Path, stdin: str | bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run `python -m seq2seq ARGS` in `cwd`; returns the completed process (text output)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     data = stdin.encode("utf-8") if isinstance(stdin, str) else stdin
     proc = subprocess.run(
         [sys.executable, "-m", "seq2seq", *args], cwd=cwd, input=data, capture_output=True, env=env, timeout=timeout

@@ -7,9 +7,7 @@ are the usual way a translated file ends up one line short: they are drawn on pu
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from hypothesis import given, settings
@@ -67,22 +65,10 @@ def tiny_translator(max_src_len: int = 250) -> Translator:
 TRANSLATOR = tiny_translator(max_src_len=30)
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: a second torch thread only waits for the first (badly, on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 @settings(max_examples=50, deadline=None)
 @given(st.lists(line, max_size=9))
 def test_translate_any_unicode_keeps_the_line_count(lines):
-    with one_thread():
-        outputs = TRANSLATOR.translate(lines, batch_size=3)
+    outputs = TRANSLATOR.translate(lines, batch_size=3)
     assert len(outputs) == len(lines)
     for text, out in zip(lines, outputs):
         assert "\n" not in out and "\r" not in out
@@ -93,7 +79,7 @@ def test_translate_any_unicode_keeps_the_line_count(lines):
 def test_long_inputs_are_truncated_with_a_warning(caplog):
     translator = tiny_translator(max_src_len=20)
     lines = ["a b c " * 2000, "", "der die das", "x " * 21]
-    with caplog.at_level(logging.WARNING, logger="seq2seq"), one_thread():
+    with caplog.at_level(logging.WARNING, logger="seq2seq"):
         outputs = translator.translate(lines)
     assert len(outputs) == 4 and outputs[1] == ""
     assert [len(ids) for ids in translator.encode_sources(lines)] == [21, 1, 4, 21]  # <eos> included

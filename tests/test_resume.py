@@ -24,6 +24,7 @@ from seq2seq.config import load_config
 from seq2seq.errors import DataError
 from seq2seq.interrupt import StopRequest, TrainingInterrupted
 from seq2seq.train import train
+from tests.conftest import ONE_THREAD
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "data" / "toy"
@@ -51,7 +52,7 @@ def write_tiny_setup(directory: Path, epochs: int = 5, save_every: int = 2, n: i
 
 
 def cli(*args: str, cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, "-m", "seq2seq", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )

@@ -1,0 +1,241 @@
+"""`seq2seq bench`: training and decoding speed, padding, peak memory and MFU on a config's model and data.
+
+FLOPs are counted from the layer sizes (a (m x k) @ (k x n) matmul is 2mkn FLOPs; elementwise work, softmax and
+the embedding lookups are not counted). With E embedding, H hidden, D = H x directions encoder output, A = H
+attention size, O pre-output size, V target vocabulary, a forward pass costs
+
+    per source token   sum over encoder layers of  dirs * 2 * 3H * (in + H)     (in = E, then D)
+                       + 2 * D * A                                            (attention keys, once)
+    per target token   bahdanau: 2*3H*(E + D + H) [+ 2*3H*2H per extra layer] + 2*H*A (query)
+                                 + 2*O*(H + D + E) (pre-output) + 2*O*V (output)
+                       luong:    2*3H*(E + H) [+ 2*3H*2H per extra layer]
+                                 + 2*O*(H + D) (pre-output) + 2*O*V (output)
+    per (target, source) token pair   2*A (bahdanau energy) or 2*A (luong score), + 2*D (context)
+    per sentence       2 * D * layers * H (bridge)
+
+and a training step costs 3x its forward pass (the backward pass is counted as twice the forward).
+MFU = counted training FLOPs per second / the device's matmul peak measured in the same run, for the dtype
+the matmuls run in (fp32, or bf16 under autocast).
+"""
+
+from __future__ import annotations
+
+import itertools
+import resource
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from seq2seq.config import Config, ModelConfig
+from seq2seq.data import BucketSampler, Encoder, Example, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
+from seq2seq.device import autocast, resolve_device, resolve_precision
+from seq2seq.errors import DataError
+from seq2seq.model import Seq2Seq, count_parameters
+from seq2seq.search import decode_corpus
+from seq2seq.tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class FlopCounts:
+    """Forward FLOPs, split by what they scale with."""
+
+    per_src_token: float
+    per_tgt_token: float
+    per_token_pair: float
+    per_sentence: float
+
+    def forward(self, src_len: int, tgt_len: int) -> float:
+        """Forward FLOPs of one sentence pair with `src_len` source and `tgt_len` target tokens."""
+        return (
+            self.per_src_token * src_len + self.per_tgt_token * tgt_len
+            + self.per_token_pair * src_len * tgt_len + self.per_sentence
+        )
+
+
+def flop_counts(cfg: ModelConfig, tgt_vocab_size: int) -> FlopCounts:
+    """Matmul FLOPs of the model's forward pass (see the module docstring for the formula)."""
+    E, H = cfg.emb_size, cfg.hidden_size
+    dirs = 2 if cfg.bidirectional else 1
+    D, A = H * dirs, H
+    O = E if cfg.tie_embeddings else H
+    V = tgt_vocab_size
+    enc = 0.0
+    for layer in range(cfg.enc_layers):
+        inp = E if layer == 0 else D
+        enc += dirs * 2 * 3 * H * (inp + H)
+    enc += 2 * D * A
+    upper = 2 * 3 * H * 2 * H * (cfg.dec_layers - 1)
+    if cfg.attention == "bahdanau":
+        dec = 2 * 3 * H * (E + D + H) + upper + 2 * H * A + 2 * O * (H + D + E) + 2 * O * V
+    else:
+        dec = 2 * 3 * H * (E + H) + upper + 2 * O * (H + D) + 2 * O * V
+    pair = 2 * A + 2 * D
+    return FlopCounts(float(enc), float(dec), float(pair), float(2 * D * cfg.dec_layers * H))
+
+
+def matmul_peak(device: torch.device, precision: str, seconds: float = 1.0) -> float:
+    """Measured FLOP/s of a large square matmul in the dtype the model's matmuls use."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    n = 4096 if device.type == "cuda" else 1024
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        torch.mm(a, b)
+    _sync(device)
+    reps, start = 0, time.perf_counter()
+    while True:
+        for _ in range(5):
+            torch.mm(a, b)
+        reps += 5
+        _sync(device)
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return 2 * n**3 * reps / elapsed
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def padding_fractions(examples: Sequence[Example], batches: Sequence[Sequence[int]]) -> tuple[float, float]:
+    """Fraction of pad positions in the (source, target) tensors of these batches."""
+    src_real = src_all = tgt_real = tgt_all = 0
+    for batch in batches:
+        src = [len(examples[i][0]) for i in batch]
+        tgt = [len(examples[i][1]) + 1 for i in batch]
+        src_real, src_all = src_real + sum(src), src_all + len(src) * max(src)
+        tgt_real, tgt_all = tgt_real + sum(tgt), tgt_all + len(tgt) * max(tgt)
+    return 1 - src_real / src_all, 1 - tgt_real / tgt_all
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def run_bench(
+    cfg: Config, steps: int = 30, warmup: int = 5, decode_sentences: int = 1000, beam_size: int = 5,
+    decode_warmup: int = 64,
+) -> dict[str, Any]:
+    """Measure everything `seq2seq bench` prints; returns one flat dict."""
+    t, d = cfg.train, cfg.data
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    device = resolve_device(t.device)
+    precision = resolve_precision(t.precision, device)
+    torch.manual_seed(t.seed)
+    train_pairs = load_corpus(d.train, d.format, d.src_lang, d.tgt_lang, "train")
+    eval_spec = d.test or d.valid
+    eval_pairs = load_corpus(eval_spec, d.format, d.src_lang, d.tgt_lang, "test" if d.test else "valid") if eval_spec else train_pairs
+    tokenizer = Tokenizer(level=d.level, lowercase=d.lowercase)
+    src_vocab, tgt_vocab = build_vocabs(train_pairs, tokenizer, d.min_freq, d.max_size, d.shared_vocab)
+    src_enc, tgt_enc = Encoder(tokenizer, src_vocab), Encoder(tokenizer, tgt_vocab)
+    examples = encode_pairs(train_pairs, src_enc, tgt_enc, max_len=d.max_len)
+    if not examples:
+        raise DataError("data.max_len: no training pair is short enough to benchmark")
+    batches = BucketSampler(*example_lengths(examples), batch_size=t.batch_size, max_tokens=t.max_tokens, seed=t.seed).batches(0)
+    src_pad, tgt_pad = padding_fractions(examples, batches)
+
+    from seq2seq.train import train_step  # the training loop's own step, so the bench measures what train runs
+
+    model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
+    flops = flop_counts(cfg.model, len(tgt_vocab))
+    model.train()
+    cycle = itertools.cycle(batches)
+    for _ in range(warmup):
+        train_step(model, optimizer, collate([examples[i] for i in next(cycle)]).to(device), t, device, precision)
+    _sync(device)
+    tokens = sentences = 0
+    train_flops = 0.0
+    start = time.perf_counter()
+    for _ in range(steps):
+        index = next(cycle)
+        batch = collate([examples[i] for i in index]).to(device)
+        _, n = train_step(model, optimizer, batch, t, device, precision)
+        tokens += n
+        sentences += len(index)
+        train_flops += 3 * sum(flops.forward(len(examples[i][0]), len(examples[i][1]) + 1) for i in index)
+    _sync(device)
+    train_time = time.perf_counter() - start
+
+    model.eval()
+    sources = [src_enc.ids(s) + [3] for s, _ in eval_pairs[:decode_sentences]]
+    decode_corpus(model, sources[:decode_warmup], device, cfg.decode.batch_size, cfg.decode.max_len_a, cfg.decode.max_len_b)
+    results: dict[str, Any] = {}
+    for name, beam in (("greedy", 1), (f"beam{beam_size}", beam_size)):
+        _sync(device)
+        start = time.perf_counter()
+        with autocast(device, precision):
+            hyps = _decode(model, sources, device, cfg, beam)
+        _sync(device)
+        elapsed = time.perf_counter() - start
+        if hyps is None:
+            results[f"{name}_sentences_per_s"] = None
+            results[f"{name}_tokens_per_s"] = None
+            continue
+        out_tokens = sum(len(h.ids) + 1 for h in hyps)
+        results[f"{name}_sentences_per_s"] = len(sources) / elapsed
+        results[f"{name}_tokens_per_s"] = out_tokens / elapsed
+    peak = matmul_peak(device, precision)
+    train_flops_per_s = train_flops / train_time
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    return {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "precision": precision,
+        "attention": cfg.model.attention,
+        "parameters": count_parameters(model),
+        "src_vocab": len(src_vocab),
+        "tgt_vocab": len(tgt_vocab),
+        "train_steps": steps,
+        "train_tokens_per_s": tokens / train_time,
+        "train_sentences_per_s": sentences / train_time,
+        "src_padding_fraction": src_pad,
+        "tgt_padding_fraction": tgt_pad,
+        "mean_batch_sentences": mean([len(b) for b in batches]),
+        "forward_mflop_per_tgt_token": flops.per_tgt_token / 1e6,
+        "forward_mflop_per_src_token": flops.per_src_token / 1e6,
+        "train_gflop_per_s": train_flops_per_s / 1e9,
+        "matmul_peak_gflop_per_s": peak / 1e9,
+        "mfu": train_flops_per_s / peak,
+        "decode_sentences": len(sources),
+        **results,
+        "peak_rss_mb": peak_rss_bytes() / 2**20,
+        "cuda_max_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+    }
+
+
+def _decode(model: Seq2Seq, sources: list[list[int]], device: torch.device, cfg: Config, beam: int) -> list[Any] | None:
+    if beam == 1:
+        return decode_corpus(model, sources, device, cfg.decode.batch_size, cfg.decode.max_len_a, cfg.decode.max_len_b)
+    import inspect
+
+    if "beam_size" not in inspect.signature(decode_corpus).parameters:
+        return None  # this build has no beam search
+    return decode_corpus(  # type: ignore[call-arg]
+        model, sources, device, cfg.decode.batch_size, cfg.decode.max_len_a, cfg.decode.max_len_b, beam_size=beam
+    )
+
+
+def format_table(r: dict[str, Any]) -> str:
+    def num(value: Any, fmt: str) -> str:
+        return "n/a" if value is None else format(value, fmt)
+
+    rows = [
+        ("device", f"{r['device_name']} ({r['threads']} threads), {r['precision']}"),
+        ("model", f"{r['attention']}, {r['parameters']:,} parameters, vocab {r['src_vocab']:,} / {r['tgt_vocab']:,}"),
+        ("training tokens/s", f"{r['train_tokens_per_s']:,.0f}  (real target tokens; {r['train_steps']} steps)"),
+        ("training sentences/s", f"{r['train_sentences_per_s']:,.1f}"),
+        ("padding", f"source {r['src_padding_fraction']:.1%}, target {r['tgt_padding_fraction']:.1%}  ({r['mean_batch_sentences']:.0f} sentences/batch)"),
+        ("FLOPs", f"{r['forward_mflop_per_tgt_token']:.1f} MFLOP fwd per target token, {r['forward_mflop_per_src_token']:.1f} per source token"),
+        ("MFU", f"{r['mfu']:.1%}  ({r['train_gflop_per_s']:.0f} of {r['matmul_peak_gflop_per_s']:.0f} GFLOP/s matmul peak)"),
+        ("greedy decoding", f"{num(r['greedy_sentences_per_s'], ',.0f')} sentences/s, {num(r['greedy_tokens_per_s'], ',.0f')} tokens/s  ({r['decode_sentences']} sentences)"),
+        ("beam-5 decoding", f"{num(r.get('beam5_sentences_per_s'), ',.0f')} sentences/s"),
+        ("peak memory", f"RSS {r['peak_rss_mb']:,.0f} MB" + (f", CUDA {r['cuda_max_allocated_mb']:,.0f} MB" if r["cuda_max_allocated_mb"] is not None else "")),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -1,0 +1,66 @@
+"""The optimized code paths compute what the straightforward ones do."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seq2seq.bench import flop_counts
+from seq2seq.config import ModelConfig
+from seq2seq.data import collate
+from seq2seq.model import attend
+from tests.conftest import random_examples, tiny_model
+
+
+def straightforward_bahdanau(model, b):
+    """The textbook loop: nn.GRU called once per step on [embedding; context], query projected per step."""
+    dec = model.decoder
+    enc = model.encode(b.src, b.src_lengths)
+    emb = dec.embed(b.tgt_in)
+    hidden, outs, contexts = enc.hidden, [], []
+    for t in range(b.tgt_in.size(1)):
+        context, _ = attend(dec.attention, hidden[-1][:, None, :], enc.keys, enc.states, enc.src_pad_mask)
+        out, hidden = dec.rnn(torch.cat([emb[:, t : t + 1], context], dim=-1), hidden)
+        outs.append(out)
+        contexts.append(context)
+    out, context = torch.cat(outs, 1), torch.cat(contexts, 1)
+    return model.output(torch.tanh(dec.pre_output(torch.cat([out, context, emb], -1))))
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_optimized_bahdanau_decoder_matches_the_textbook_loop(layers):
+    model = tiny_model(0, attention="bahdanau", dec_layers=layers, enc_layers=layers)
+    b = collate(random_examples(6, 0))
+    with torch.no_grad():
+        fast = model(b.src, b.src_lengths, b.tgt_in)
+        slow = straightforward_bahdanau(model, b)
+    assert torch.allclose(fast, slow, atol=1e-5)
+
+
+@pytest.mark.parametrize("attention", ["bahdanau", "luong"])
+def test_teacher_forced_pass_matches_step_by_step_decoding(attention):
+    model = tiny_model(1, attention=attention, dec_layers=2)
+    b = collate(random_examples(5, 1))
+    with torch.no_grad():
+        full = model(b.src, b.src_lengths, b.tgt_in)
+        enc = model.encode(b.src, b.src_lengths)
+        hidden, steps = enc.hidden, []
+        for t in range(b.tgt_in.size(1)):
+            logits, hidden, _ = model.decode_step(b.tgt_in[:, t], enc, hidden)
+            steps.append(logits)
+    assert torch.allclose(full, torch.stack(steps, 1), atol=1e-5)
+
+
+def test_flop_count_matches_a_hand_count():
+    # E=2, H=3, bidirectional (D=6), A=3, O=3, V=5, one layer each.
+    cfg = ModelConfig(emb_size=2, hidden_size=3, attention="bahdanau", bidirectional=True)
+    f = flop_counts(cfg, 5)
+    # encoder: 2 directions * 2 * 3H * (E + H) = 2 * 2 * 9 * 5 = 180; keys: 2 * D * A = 36
+    assert f.per_src_token == 180 + 36
+    # GRU: 2 * 9 * (2 + 6 + 3) = 198; query: 2*3*3 = 18; pre-output: 2*3*(3+6+2) = 66; output: 2*3*5 = 30
+    assert f.per_tgt_token == 198 + 18 + 66 + 30
+    assert f.per_token_pair == 2 * 3 + 2 * 6
+    assert f.per_sentence == 2 * 6 * 1 * 3
+    luong = flop_counts(ModelConfig(emb_size=2, hidden_size=3, attention="luong", bidirectional=False, tie_embeddings=True), 5)
+    # GRU 2*9*(2+3) = 90; pre-output (O = E = 2): 2*2*(3+3) = 24; output 2*2*5 = 20; keys 2*3*3 = 18; encoder 90
+    assert (luong.per_tgt_token, luong.per_src_token) == (90 + 24 + 20, 90 + 18)
