@@ -69,6 +69,7 @@ def train(
     if resume and overwrite:
         raise typer.BadParameter("--resume and --overwrite exclude each other", param_hint="'--resume' / '--overwrite'")
     cfg = _load_config(config, overrides)  # before importing torch (seconds): a typo fails at once
+    from seq2seq.distributed import is_main
     from seq2seq.interrupt import EXIT_CODE, StopRequest, TrainingInterrupted
     from seq2seq.train import default_run_dir, train as run_training
 
@@ -76,12 +77,15 @@ def train(
         with StopRequest() as stop:
             result = run_training(cfg, default_run_dir(cfg, config), resume=resume, overwrite=overwrite, quiet=quiet, stop_request=stop)
     except TrainingInterrupted as e:
-        command = ["seq2seq", "train", "--config", str(config)]
-        for item in overrides or []:
-            command += ["--set", item]
-        command += ["--resume"] + (["--quiet"] if quiet else [])
-        typer.echo(f"stopped by {e.signal_name} at step {e.step}; saved {e.checkpoint}; resume with: {shlex.join(command)}", err=True)
+        if is_main():  # under torchrun, rank 0 reports
+            command = ["seq2seq", "train", "--config", str(config)]
+            for item in overrides or []:
+                command += ["--set", item]
+            command += ["--resume"] + (["--quiet"] if quiet else [])
+            typer.echo(f"stopped by {e.signal_name} at step {e.step}; saved {e.checkpoint}; resume with: {shlex.join(command)}", err=True)
         raise typer.Exit(EXIT_CODE) from None
+    if not is_main():  # under torchrun, rank 0 reports
+        return
     best = result.best_scores or {}
     typer.echo(
         f"trained {result.progress.step} steps in {result.progress.elapsed:.0f} s; "
@@ -117,6 +121,7 @@ def evaluate(
     batch_size: Optional[int] = BatchOpt,
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the translations to this file."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Score a model: sacreBLEU BLEU, chrF and TER on detokenized output; loss and perplexity per real token.
 
@@ -128,6 +133,8 @@ def evaluate(
         raise typer.BadParameter(f"{split!r} is not one of val, test", param_hint="'--split'")
     if (src is None) != (ref is None):
         raise typer.BadParameter("--src and --ref go together", param_hint="'--src' / '--ref'")
+    if output is not None:
+        _check_output_path(output, "'--output' / '-o'")  # now, not after the decoding
     resolve_model_path(model)  # a wrong --model fails before torch is imported (seconds)
     from seq2seq.data import drop_empty, load_corpus, read_parallel_files
     from seq2seq.evaluate import evaluate as run_eval
@@ -145,7 +152,7 @@ def evaluate(
     _check_beam(beam)
     scores = run_eval(
         t.model, pairs, t.src, t.tgt, t.device, t.precision, batch_size or t.cfg.decode.batch_size,
-        t.cfg.decode.max_len_a, t.cfg.decode.max_len_b,
+        t.cfg.decode.max_len_a, t.cfg.decode.max_len_b, progress=not quiet,
     )
     if output is not None:
         from seq2seq.checkpoint import atomic_write_text
@@ -160,6 +167,14 @@ def evaluate(
     typer.echo(f"chrF         {scores.chrf:.2f}   {scores.signatures['chrf']}")
     typer.echo(f"TER          {scores.ter:.2f}   {scores.signatures['ter']}")
     typer.echo(f"loss / ppl   {scores.loss:.4f} / {scores.ppl:.2f}  (per real target token)")
+
+
+def _check_output_path(path: Path, hint: str) -> None:
+    """Fail before the work, not after it, when `path` cannot be written."""
+    if path.is_dir():
+        raise typer.BadParameter(f"{path} is a directory, expected a file name", param_hint=hint)
+    if not path.parent.is_dir():
+        raise typer.BadParameter(f"directory {path.parent} does not exist", param_hint=hint)
 
 
 def _check_beam(beam: Optional[int]) -> None:
@@ -186,22 +201,141 @@ def translate(
     input_file: Optional[Path] = typer.Option(None, "--input", "-i", help="Translate this file, line by line."),
     batch_size: Optional[int] = BatchOpt,
     beam: Optional[int] = BeamOpt,
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object per line: input, output, score, tokens (and the attention with --attention)."
+    ),
+    attention: Optional[str] = typer.Option(
+        None, "--attention", "-a", metavar="FILE|-",
+        help="Show the attention: draw it into FILE (.png, .svg or .pdf; needs the plot extra; several inputs give FILE-1.png, "
+        "FILE-2.png, ...), or with - as shaded blocks in the terminal (on stderr).",
+        show_default=False,
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, banner or info lines."),
 ) -> None:
     """Translate text: one output line per input line, in input order (an empty line gives an empty line).
 
-    Example: seq2seq translate "I love you"    or    seq2seq translate --input test.en > test.hyp
+    With no TEXT and no --input, reads stdin; when stdin is a terminal, starts an interactive prompt
+    (line editing and history; :q or Ctrl-D quits). Translations go to stdout, everything else to stderr.
+
+    \b
+    Example:
+      seq2seq translate "I love you"
+      seq2seq translate --input test.en > test.hyp
+      echo "I love you" | seq2seq translate --json
+      seq2seq translate "I love you" --attention a.png     (or --attention - for the terminal)
     """
     from seq2seq.checkpoint import resolve_model_path
 
-    lines = _read_inputs(texts, input_file)
+    attention_file = None if attention in (None, "-") else Path(attention)
+    if attention_file is not None:
+        from seq2seq.plot import check_image_path, pyplot
+
+        check_image_path(attention_file)
+        pyplot()  # no matplotlib: say so before loading the model
+    interactive = not texts and input_file is None and sys.stdin.isatty()
+    lines = [] if interactive else _read_inputs(texts, input_file)
     _check_beam(beam)
     resolve_model_path(model)  # the cheap checks first: importing torch takes seconds
     from seq2seq.translator import Translator
 
     t = Translator.load(model)
-    outputs = t.translate(lines, batch_size)
-    sys.stdout.write("".join(o + "\n" for o in outputs))
+    if interactive:
+        from seq2seq.interactive import prompt_loop
+
+        d = t.cfg.data
+        banner = "" if quiet else f"seq2seq {__version__}: {t.path} ({d.src_lang} -> {d.tgt_lang}). Type a sentence; :q or Ctrl-D quits."
+        prompt_loop(lambda text: _emit(t, [text], batch_size, as_json, attention_file, attention == "-", False, quiet), banner)
+        return
+    # A bar only where a person watches stderr: a log file would collect every redraw.
+    progress = not quiet and not texts and sys.stderr.isatty()
+    _emit(t, lines, batch_size, as_json, attention_file, attention == "-", progress, quiet)
+
+
+def _emit(
+    t,  # noqa: ANN001 (Translator, imported lazily)
+    lines: list[str],
+    batch_size: Optional[int],
+    as_json: bool,
+    attention_file: Optional[Path],
+    attention_terminal: bool,
+    progress: bool,
+    quiet: bool,
+) -> None:
+    """Translate `lines` and print one line each on stdout; heatmaps go to image files or to stderr."""
+    from seq2seq.results import make_results, terminal_heatmap
+
+    with_attention = attention_file is not None or attention_terminal
+    hyps = t.hypotheses(lines, batch_size, return_attention=with_attention, progress=progress)
+    results = make_results(t, lines, hyps)
+    for i, r in enumerate(results):
+        sys.stdout.write((r.to_json() if as_json else r.output) + "\n")
+        if not r.attention:
+            continue
+        if attention_file is not None:
+            from seq2seq.plot import plot_attention
+            from seq2seq.results import display_token
+
+            path = attention_file if len(results) == 1 else attention_file.with_name(f"{attention_file.stem}-{i + 1}{attention_file.suffix}")
+            title = f"{r.input}  \u2192  {r.output}"
+            plot_attention(
+                [display_token(x) for x in r.src_tokens], [display_token(x) for x in r.attention_rows], r.attention, path,
+                title if len(title) <= 90 else title[:89] + "\u2026",
+            )
+            if not quiet:
+                print(f"attention: {path}", file=sys.stderr)
+        elif attention_terminal and not as_json:
+            sys.stdout.flush()
+            print(terminal_heatmap(r), file=sys.stderr, flush=True)
     sys.stdout.flush()
+
+
+@app.command()
+def info(
+    model: Optional[str] = ModelOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
+) -> None:
+    """Describe a checkpoint: architecture, parameters, vocabularies, training steps and time, best val BLEU, config.
+
+    Example: seq2seq info --model runs/demo
+    """
+    from seq2seq.checkpoint import resolve_model_path
+    from seq2seq.info import describe, format_info
+
+    summary = describe(resolve_model_path(model))
+    typer.echo(json.dumps(summary) if as_json else format_info(summary))
+
+
+plot_app = typer.Typer(
+    help="Draw pictures of a run (needs the plot extra: pip install 'seq2seq[plot]').\n\nExample: seq2seq plot curves --model runs/demo",
+    no_args_is_help=True,
+)
+app.add_typer(plot_app, name="plot")
+
+
+@plot_app.command("curves")
+def plot_curves(
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="Run directory (or a .pt file in it) [default: the last trained run].", show_default=False
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Image to write (.png, .svg or .pdf) [default: RUN_DIR/curves.png].", show_default=False
+    ),
+) -> None:
+    """Plot train / validation loss and validation BLEU and chrF against the step, from the run's metrics.jsonl.
+
+    Example: seq2seq plot curves --model runs/demo -o curves.png
+    """
+    from seq2seq.checkpoint import resolve_model_path
+    from seq2seq.metrics import read_metrics
+    from seq2seq.plot import check_image_path, plot_curves as draw_curves, pyplot
+
+    run_dir = Path(model) if model is not None and Path(model).is_dir() else resolve_model_path(model).parent
+    path = output if output is not None else run_dir / "curves.png"
+    check_image_path(path)
+    records = read_metrics(run_dir / "metrics.jsonl")
+    pyplot()
+    draw_curves(records, path, f"{run_dir.resolve().name}: {max(r['step'] for r in records) if records else 0} steps")
+    typer.echo(f"curves: {path}", err=True)
 
 
 @app.command()
@@ -221,6 +355,31 @@ def bench(
 
     result = run_bench(_load_config(config, overrides), steps=steps, warmup=warmup, decode_sentences=sentences)
     typer.echo(json.dumps(result) if as_json else format_table(result))
+
+
+@app.command()
+def preprocess(
+    config: Path = ConfigOpt,
+    overrides: Optional[List[str]] = SetOpt,
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="Tokenizing processes [default: all cores].", show_default=False),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info lines."),
+) -> None:
+    """Tokenize the training corpus once into binary shards in RUN_DIR/bin/; train then reads them from disk.
+
+    For corpora larger than memory: training memory no longer grows with the corpus. Builds the
+    vocabularies too when the run directory has none. Example: seq2seq preprocess --config configs/demo.yaml
+    """
+    from seq2seq.shards import preprocess as run_preprocess
+    from seq2seq.train import default_run_dir, setup_logging
+
+    cfg = _load_config(config, overrides)
+    setup_logging(None, quiet)
+    result = run_preprocess(cfg, default_run_dir(cfg, config), workers=workers, quiet=quiet)
+    typer.echo(
+        f"{result.root}: {result.n_examples} examples of {result.n_pairs} pairs, "
+        f"{result.src_tokens} + {result.tgt_tokens} tokens in {result.seconds:.1f} s",
+        err=True,
+    )
 
 
 def main() -> None:

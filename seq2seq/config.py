@@ -78,6 +78,7 @@ class TrainConfig:
     valid_every: int = _opt(0, "validate every N updates (0: at the end of each epoch)", min=0)
     log_every: int = _opt(50, "write a training-loss line to train.log every N updates", min=1)
     num_threads: Optional[int] = _opt(None, "CPU threads for torch (null: torch's default)", min=1)
+    tensorboard: bool = _opt(False, "also write TensorBoard event files into RUN_DIR/tensorboard (needs the `tensorboard` extra)")
     save_every: int = _opt(0, "also write last.pt every N updates, so a crash loses at most N updates (0: only at validation)", min=0)
     max_bad_steps: int = _opt(5, "stop training after this many non-finite losses in a row (each one skips its update)", min=1)
 

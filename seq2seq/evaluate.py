@@ -73,14 +73,18 @@ def evaluate(
     batch_size: int,
     max_len_a: float,
     max_len_b: int,
+    progress: bool = False,
 ) -> Scores:
-    """Decode the sources greedily, score against the raw references, and compute the teacher-forced loss."""
+    """Decode the sources greedily, score against the raw references, and compute the teacher-forced loss.
+
+    `progress`: show a progress bar on stderr while decoding.
+    """
     was_training = model.training
     model.eval()
     examples = encode_pairs(pairs, src, tgt)
     loss_sum, n_tokens = corpus_loss(model, examples, device, precision, batch_size)
     with autocast(device, precision):
-        hyps = decode_corpus(model, [s for s, _ in examples], device, batch_size, max_len_a, max_len_b)
+        hyps = decode_corpus(model, [s for s, _ in examples], device, batch_size, max_len_a, max_len_b, progress=progress)
     model.train(was_training)
     outputs = [tgt.tokenizer.detokenize(tgt.vocab.decode(h.ids)) for h in hyps]
     bleu, chrf, ter, signatures = bleu_chrf_ter(outputs, [t for _, t in pairs])

@@ -1,24 +1,20 @@
 """Resuming a run from its last.pt, exactly: weights, optimizer, progress and RNG, after any crash.
 
 A run may have been killed at any moment. What it wrote after its last checkpoint belongs to steps that
-will be trained again, so it is dropped here (metrics records past the checkpoint's step, temporary files
-of a write that never finished); everything else is checked against the checkpoint before it is trusted.
+will be trained again and is dropped (metrics records past the checkpoint's step: `metrics.MetricsLogger`;
+temporary files of a write that never finished: `checkpoint.remove_stale_temp_files`). Everything else
+is checked against the checkpoint before it is trusted.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
 
-from seq2seq.checkpoint import atomic_write_text
 from seq2seq.errors import CheckpointError
 from seq2seq.vocab import Vocab
-
-log = logging.getLogger("seq2seq")
 
 
 def _load(target: Any, saved: Any, what: str, where: Path) -> None:
@@ -68,26 +64,3 @@ def restore(
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{where}: the saved random-generator state is malformed ({type(e).__name__})") from None
     return dict(progress)
-
-
-def trim_metrics(path: Path, step: int) -> int:
-    """Drop the records of `path` (JSON lines) past `step`, and any torn line; returns how many went.
-
-    They were written by the crashed session after its last checkpoint and are about to be written again.
-    """
-    if not path.exists():
-        return 0
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
-    kept = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step and line.endswith("\n"):
-            kept.append(line)
-    dropped = len(lines) - len(kept)
-    if dropped:
-        atomic_write_text(path, "".join(kept))
-        log.info("%s: dropped %d records written after step %d", path, dropped, step)
-    return dropped

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from typing import NamedTuple, Sequence
 
 import torch
+from tqdm import tqdm
 
 from seq2seq.data import pad
 from seq2seq.model import Seq2Seq
@@ -82,14 +84,21 @@ def decode_corpus(
     max_len_a: float = 1.5,
     max_len_b: int = 10,
     return_attention: bool = False,
+    progress: bool = False,
 ) -> list[Hypothesis]:
-    """Decode many source id lists (each ending in <eos>): sorted by length into batches, original order restored."""
+    """Decode many source id lists (each ending in <eos>): sorted by length into batches, original order restored.
+
+    `progress`: show a progress bar on stderr.
+    """
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     results: list[Hypothesis | None] = [None] * len(sources)
+    bar = tqdm(total=len(order), desc="decoding", unit=" sent", disable=not progress, leave=False, file=sys.stderr, dynamic_ncols=True)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         src, src_lengths = pad([sources[i] for i in chunk])
         hyps = greedy_search(model, src.to(device), src_lengths.to(device), max_len_a, max_len_b, return_attention)
         for i, hyp in zip(chunk, hyps):
             results[i] = hyp
+        bar.update(len(chunk))
+    bar.close()
     return [h for h in results if h is not None]

@@ -53,6 +53,9 @@ def _is_word(piece: str) -> bool:
 def tokenize_words(text: str) -> list[str]:
     tokens: list[str] = []
     for chunk in text.split():
+        if chunk.isalnum():  # the common case, one plain word (isalnum is exactly `\w` less "_"): nothing to split or mark
+            tokens.append(chunk)
+            continue
         pieces = _split_chunk(chunk)
         marked = [_ESCAPED_JOINER if p == JOINER else p for p in pieces]
         for i in range(1, len(pieces)):

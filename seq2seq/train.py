@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
 import shutil
+import sys
 import time
+import types
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 from tqdm import tqdm
 
+from seq2seq import distributed, shards
 from seq2seq.checkpoint import (
     atomic_write_text, load_checkpoint, record_default_model, remove_stale_temp_files, save_checkpoint,
 )
@@ -25,8 +27,9 @@ from seq2seq.errors import CheckpointError, ConfigError, DataError
 from seq2seq.evaluate import evaluate
 from seq2seq.interrupt import StopRequest, TrainingInterrupted
 from seq2seq.loss import masked_nll
+from seq2seq.metrics import MetricsLogger
 from seq2seq.model import Seq2Seq, count_parameters
-from seq2seq.resume import restore, trim_metrics
+from seq2seq.resume import restore
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.vocab import Vocab
 
@@ -67,6 +70,10 @@ class RunFiles:
     def log(self) -> Path:
         return self.root / "train.log"
 
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
 
 @dataclass
 class Progress:
@@ -77,6 +84,7 @@ class Progress:
     batch_in_epoch: int = 0  # batches of `epoch` already trained on
     best_bleu: float = -1.0
     elapsed: float = 0.0  # seconds of training, over all sessions of this run
+    world_size: int = 1  # processes that trained it (`step` counts their joint updates)
     bad_steps: int = 0  # non-finite losses in a row, up to now
     validated_at: int = -1  # the step of the last validation
 
@@ -114,7 +122,7 @@ def _same_run(files: RunFiles, cfg: Config) -> bool:
         return False
     ours = config_to_dict(cfg)
     for d in (theirs, ours):
-        for key in ("run_dir", "num_threads", "max_time", "max_steps", "epochs", "save_every", "max_bad_steps"):
+        for key in ("run_dir", "num_threads", "max_time", "max_steps", "epochs", "tensorboard", "save_every", "max_bad_steps"):
             d["train"].pop(key, None)
     return theirs == ours
 
@@ -136,6 +144,7 @@ def prepare_run_dir(files: RunFiles, cfg: Config, resume: bool, overwrite: bool)
             for path in (files.best, files.last, files.metrics, files.log, files.src_vocab, files.tgt_vocab, files.config):
                 path.unlink(missing_ok=True)
             shutil.rmtree(files.root / "sentencepiece", ignore_errors=True)
+            shutil.rmtree(files.tensorboard, ignore_errors=True)
         return
     if files.last.exists() or files.best.exists():
         raise ConfigError(
@@ -145,14 +154,16 @@ def prepare_run_dir(files: RunFiles, cfg: Config, resume: bool, overwrite: bool)
         raise ConfigError(f"{files.root} holds another run's config ({files.config}): use --overwrite or another train.run_dir")
 
 
-def load_or_build_vocabs(cfg: Config, files: RunFiles, train_pairs: list[tuple[str, str]] | None = None) -> tuple[Vocab, Vocab]:
+def load_or_build_vocabs(
+    cfg: Config, files: RunFiles, train_pairs: list[tuple[str, str]] | None = None, quiet: bool = False
+) -> tuple[Vocab, Vocab]:
     """Use the run directory's vocabularies, or build them from the training data and save them."""
     if files.src_vocab.exists() and files.tgt_vocab.exists():
         return Vocab.load(files.src_vocab), Vocab.load(files.tgt_vocab)
     if train_pairs is None:
         train_pairs = load_corpus(cfg.data.train, cfg.data.format, cfg.data.src_lang, cfg.data.tgt_lang, "train")
     src_vocab, tgt_vocab = build_vocabs(
-        train_pairs, tokenizer_for(cfg), cfg.data.min_freq, cfg.data.max_size, cfg.data.shared_vocab
+        train_pairs, tokenizer_for(cfg), cfg.data.min_freq, cfg.data.max_size, cfg.data.shared_vocab, progress=not quiet
     )
     _ensure_dir(files.root)
     # The config first: vocabularies found without it could come from a run with other data settings.
@@ -216,29 +227,47 @@ def train(
     TrainingInterrupted is raised.
     """
     files = RunFiles(run_dir)
-    prepare_run_dir(files, cfg, resume, overwrite)
-    _ensure_dir(files.root)
-    remove_stale_temp_files(files.root, [p.name for p in (files.best, files.last, files.config, files.src_vocab, files.tgt_vocab, files.metrics)])
-    setup_logging(files.log, quiet)
+    dist_ctx = distributed.init(resolve_device(cfg.train.device))  # single process unless torchrun started us
+    distributed.on_main(lambda: (prepare_run_dir(files, cfg, resume, overwrite), _ensure_dir(files.root), _remove_stale_temp_files(files)), dist_ctx)
+    setup_logging(files.log if dist_ctx.is_main else None, quiet or not dist_ctx.is_main)
+    if not dist_ctx.is_main:
+        log.setLevel(logging.ERROR)
     t = cfg.train
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
-    device = resolve_device(t.device)
+    device = dist_ctx.device
     precision = resolve_precision(t.precision, device)
     random.seed(t.seed)
     torch.manual_seed(t.seed)
 
     d = cfg.data
-    train_pairs = load_corpus(d.train, d.format, d.src_lang, d.tgt_lang, "train")
+    shard_set = shards.open_shards(files.root, cfg)  # made by `seq2seq preprocess`; None: read the text
+    train_pairs = load_corpus(d.train, d.format, d.src_lang, d.tgt_lang, "train") if shard_set is None else None
     valid_pairs = load_corpus(d.valid, d.format, d.src_lang, d.tgt_lang, "valid")
-    src_vocab, tgt_vocab = load_or_build_vocabs(cfg, files, train_pairs)
-    atomic_write_text(files.config, dump_config(cfg))
+
+    def vocabs() -> tuple[Vocab, Vocab]:
+        if shard_set is not None:
+            shard_set.restore_vocabs(files.src_vocab, files.tgt_vocab)
+        return load_or_build_vocabs(cfg, files, train_pairs, quiet)
+
+    src_vocab, tgt_vocab = distributed.on_main(vocabs, dist_ctx)  # built once, by rank 0
+    if dist_ctx.is_main:
+        atomic_write_text(files.config, dump_config(cfg))
     tokenizer = tokenizer_for(cfg)
     src_enc, tgt_enc = Encoder(tokenizer, src_vocab), Encoder(tokenizer, tgt_vocab)
-    examples = encode_pairs(train_pairs, src_enc, tgt_enc, max_len=d.max_len)
+    if shard_set is not None:
+        shard_set.check_vocabs(src_vocab, tgt_vocab)
+        examples = shard_set.dataset()
+        lengths = examples.lengths()
+        log.info("training data: %s (%d examples)", shard_set.files.root, len(examples))
+    else:
+        examples = encode_pairs(train_pairs, src_enc, tgt_enc, max_len=d.max_len)
+        lengths = example_lengths(examples)
     if not examples:
         raise DataError(f"data.max_len: every training pair is longer than {d.max_len} tokens")
-    sampler = BucketSampler(*example_lengths(examples), batch_size=t.batch_size, max_tokens=t.max_tokens, seed=t.seed)
+    sampler = BucketSampler(
+        *lengths, batch_size=t.batch_size, max_tokens=t.max_tokens, seed=t.seed, rank=dist_ctx.rank, world_size=dist_ctx.world_size
+    )
 
     model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab)).to(device)
     optimizer = (
@@ -251,12 +280,22 @@ def train(
         state = load_checkpoint(files.last)
         saved = restore(state, files.last, model, optimizer, src_vocab, tgt_vocab, _set_rng_state)
         progress = Progress(**{k: v for k, v in saved.items() if k in Progress.__dataclass_fields__})
-        trim_metrics(files.metrics, progress.step)
         log.info("resumed %s at step %d (epoch %d, batch %d)", files.last, progress.step, progress.epoch + 1, progress.batch_in_epoch)
+    metrics = (
+        MetricsLogger(files.metrics, files.tensorboard if t.tensorboard else None, progress.step if resume else None)
+        if dist_ctx.is_main
+        else None
+    )
+    progress.batch_in_epoch = distributed.rescale_position(progress.batch_in_epoch, progress.world_size, dist_ctx.world_size)
+    progress.world_size = dist_ctx.world_size
+    distributed.seed_rank(t.seed, progress.step, dist_ctx)
+    forward_model = distributed.wrap(model, dist_ctx)  # DDP under torchrun; validation and checkpoints use `model`
     log.info(
         "training %s: %d parameters, %d pairs, device %s, %s; run directory %s",
         cfg.model.attention, count_parameters(model), len(examples), device, precision, files.root,
     )
+    if dist_ctx.enabled:
+        log.info("distributed: %d processes, each update takes one batch from each", dist_ctx.world_size)
 
     def checkpoint_state() -> dict[str, Any]:
         return {
@@ -271,12 +310,20 @@ def train(
             "rng": _rng_state(),
         }
 
-    def validate() -> dict[str, Any]:
+    def validate() -> dict[str, Any] | None:
+        nonlocal last_validated
+        if not dist_ctx.is_main:  # rank 0 validates and writes; the others wait for it
+            last_validated = progress.validated_at = progress.step
+            distributed.barrier(dist_ctx)
+            return None
         scores = evaluate(
-            model, valid_pairs, src_enc, tgt_enc, device, precision, cfg.decode.batch_size, cfg.decode.max_len_a, cfg.decode.max_len_b
+            model, valid_pairs, src_enc, tgt_enc, device, precision, cfg.decode.batch_size, cfg.decode.max_len_a, cfg.decode.max_len_b,
+            progress=not quiet,
         )
+        # At the end of an epoch `progress.epoch` already counts it: the record names the epoch just trained.
+        epoch = progress.epoch + 1 if progress.batch_in_epoch else progress.epoch
         record = {
-            "step": progress.step, "epoch": progress.epoch + 1, "val_loss": scores.loss, "val_ppl": scores.ppl,
+            "step": progress.step, "epoch": epoch, "val_loss": scores.loss, "val_ppl": scores.ppl,
             "val_bleu": scores.bleu, "val_chrf": scores.chrf,
         }
         improved = scores.bleu > progress.best_bleu
@@ -287,14 +334,14 @@ def train(
             progress.step, scores.loss, scores.ppl, scores.bleu, scores.chrf, " (best)" if improved else "",
         )
         record["elapsed"] = progress.elapsed
-        _append_metrics(files.metrics, record)
+        metrics.log(record)
         progress.validated_at = progress.step
         state = checkpoint_state()
         if improved:
             save_checkpoint(files.best, {**state, "scores": record})
         save_checkpoint(files.last, state)
-        nonlocal last_validated
         last_validated = progress.step
+        distributed.barrier(dist_ctx)
         return record
 
     best_record: dict[str, Any] | None = None
@@ -307,7 +354,7 @@ def train(
         batches = sampler.batches(progress.epoch)
         bar = tqdm(
             total=len(batches), initial=progress.batch_in_epoch, desc=f"epoch {progress.epoch + 1}/{t.epochs}",
-            disable=quiet, leave=False, dynamic_ncols=True, file=__import__("sys").stderr,
+            disable=quiet or not dist_ctx.is_main, leave=False, dynamic_ncols=True, file=__import__("sys").stderr,
         )
         for index in batches[progress.batch_in_epoch :]:
             if (t.max_steps is not None and progress.step >= t.max_steps) or (
@@ -317,11 +364,12 @@ def train(
                 break
             batch = collate([examples[i] for i in index]).to(device)
             with autocast(device, precision):
-                logits = model(batch.src, batch.src_lengths, batch.tgt_in, t.teacher_forcing_ratio)
+                logits = forward_model(batch.src, batch.src_lengths, batch.tgt_in, t.teacher_forcing_ratio)
             loss_sum, n_tokens = masked_nll(logits, batch.tgt_out, t.label_smoothing)
-            loss = loss_sum / n_tokens
+            # Divided by the tokens of all ranks' batches; loss_sum / n_tokens become the global figures.
+            loss, loss_sum, n_tokens = distributed.global_loss(loss_sum, n_tokens, dist_ctx)
             optimizer.zero_grad(set_to_none=True)
-            finite = bool(torch.isfinite(loss))
+            finite = bool(torch.isfinite(loss_sum))  # the global loss: every rank decides the same
             if finite:
                 loss.backward()
                 if t.clip_grad > 0:
@@ -347,9 +395,12 @@ def train(
             if progress.step % 10 == 0 or progress.step % t.log_every == 0:
                 now = time.monotonic()
                 rate = window_tokens / max(now - window_start, 1e-9)
-                bar.set_postfix(loss=f"{window_loss / max(window_tokens, 1):.3f}", tok_s=f"{rate:,.0f}")
-                if progress.step % t.log_every == 0:
-                    _append_metrics(files.metrics, {
+                postfix = {"loss": f"{window_loss / max(window_tokens, 1):.3f}", "tok_s": f"{rate:,.0f}"}
+                if t.max_time is not None:
+                    postfix["max_time_in"] = tqdm.format_interval(max(t.max_time * 60 - progress.elapsed, 0))
+                bar.set_postfix(postfix)
+                if progress.step % t.log_every == 0 and metrics is not None:
+                    metrics.log({
                         "step": progress.step, "epoch": progress.epoch + 1,
                         "train_loss": window_loss / max(window_tokens, 1), "lr": optimizer.param_groups[0]["lr"],
                         "tokens_per_s": rate, "elapsed": progress.elapsed,
@@ -357,16 +408,20 @@ def train(
                     log.debug("step %d loss %.4f", progress.step, window_loss / max(window_tokens, 1))
                     window_start, window_loss, window_tokens = now, 0.0, 0
             out_of_time = t.max_time is not None and progress.elapsed >= t.max_time * 60
+            if t.max_time is not None:
+                out_of_time = distributed.any_rank(out_of_time, dist_ctx)  # clocks differ: all ranks stop together
             out_of_steps = t.max_steps is not None and progress.step >= t.max_steps
             if t.valid_every and progress.step % t.valid_every == 0:
                 best_record = _merge_best(best_record, validate())
-            interrupted = stop_request is not None and stop_request.requested
+            # all ranks stop at the same step, even if the signal reached only some of them
+            interrupted = distributed.any_rank(stop_request is not None and stop_request.requested, dist_ctx)
             if interrupted or (t.save_every and progress.step % t.save_every == 0):
-                if last_validated != progress.step:  # validate() has just saved it otherwise
+                if last_validated != progress.step and dist_ctx.is_main:  # validate() has just saved it otherwise
                     save_checkpoint(files.last, checkpoint_state())
                 if interrupted:
                     bar.close()
-                    raise TrainingInterrupted(stop_request.signal_name, progress.step, files.last)
+                    distributed.barrier(dist_ctx)  # the checkpoint is on disk before any rank exits
+                    raise TrainingInterrupted((stop_request and stop_request.signal_name) or "a signal", progress.step, files.last)
             if out_of_time or out_of_steps:
                 log.info("stopping: %s reached", "train.max_time" if out_of_time else "train.max_steps")
                 stop = True
@@ -379,7 +434,10 @@ def train(
             best_record = _merge_best(best_record, validate())
     if last_validated != progress.step:
         best_record = _merge_best(best_record, validate())
-    record_default_model(files.root)
+    if metrics is not None:
+        metrics.close()
+    if dist_ctx.is_main:
+        record_default_model(files.root)
     log.info("done: %d steps in %.1f s, best val BLEU %.2f -> %s", progress.step, progress.elapsed, progress.best_bleu, files.best)
     return TrainResult(files.root, progress, best_record)
 
@@ -410,10 +468,34 @@ def train_step(
     return loss_sum.detach(), n_tokens
 
 
-def _merge_best(best: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
+def _remove_stale_temp_files(files: RunFiles) -> None:
+    names = [p.name for p in (files.best, files.last, files.config, files.src_vocab, files.tgt_vocab, files.metrics)]
+    remove_stale_temp_files(files.root, names)
+
+
+def _merge_best(best: dict[str, Any] | None, record: dict[str, Any] | None) -> dict[str, Any] | None:
+    if record is None:  # not rank 0: it did not validate
+        return best
     return record if best is None or record["val_bleu"] > best["val_bleu"] else best
 
 
-def _append_metrics(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+class _CallableModule(types.ModuleType):
+    """Lets `seq2seq.train(config)` work: after `import seq2seq.train` (by anyone) the package attribute
+    `train` is this module, not a function, so calling the module calls `seq2seq.api.train`."""
+
+    def __call__(
+        self,
+        config: Config | dict[str, Any] | str | Path,
+        run_dir: str | Path | None = None,
+        *,
+        overrides: Sequence[str] = (),
+        resume: bool = False,
+        overwrite: bool = False,
+        quiet: bool = False,
+    ) -> TrainResult:
+        from seq2seq.api import train as api_train
+
+        return api_train(config, run_dir, overrides=overrides, resume=resume, overwrite=overwrite, quiet=quiet)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -90,13 +90,14 @@ class Translator:
         return sources
 
     def hypotheses(
-        self, texts: Sequence[str], batch_size: int | None = None, return_attention: bool = False
+        self, texts: Sequence[str], batch_size: int | None = None, return_attention: bool = False, progress: bool = False
     ) -> list[Hypothesis]:
+        """One Hypothesis per text (`progress`: a progress bar on stderr)."""
         decode = self.cfg.decode
         with autocast(self.device, self.precision):
             return decode_corpus(
                 self.model, self.encode_sources(texts), self.device, batch_size or decode.batch_size,
-                decode.max_len_a, decode.max_len_b, return_attention,
+                decode.max_len_a, decode.max_len_b, return_attention, progress,
             )
 
     def detokenize(self, ids: Sequence[int]) -> str:

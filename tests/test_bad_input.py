@@ -136,7 +136,8 @@ CASES = [
     Case("eval-unknown-split", ["eval", "--model", "run", "--split", "train"], ("'--split'", "'train' is not one of val, test")),
     Case("eval-src-without-ref", ["eval", "--model", "run", "--src", "toy.en"], ("--src and --ref go together",)),
     Case("eval-misaligned", ["eval", "--model", "run", "--src", "mis.en", "--ref", "mis.de"], ("misaligned corpus: mis.en has 3 lines but mis.de has 2",), lambda d: corpus(d, "mis", ["a", "b", "c"], ["x", "y"])),
-    Case("eval-output-dir-missing", ["eval", "--model", "run", "--output", "no/such/dir/hyp.txt"], ("error: cannot write no/such/dir/hyp.txt: No such file or directory",)),
+    Case("eval-output-is-directory", ["eval", "--model", "run", "--output", "run"], ("'--output' / '-o'", "run is a directory, expected a file name")),
+    Case("eval-output-dir-missing", ["eval", "--model", "run", "--output", "no/such/dir/hyp.txt"], ("'--output' / '-o'", "directory no/such/dir does not exist")),
 ]
 
 

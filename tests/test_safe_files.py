@@ -16,7 +16,6 @@ import seq2seq.checkpoint as checkpoint
 from seq2seq.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from seq2seq.config import Config, dump_config, replace
 from seq2seq.errors import CheckpointError, ConfigError
-from seq2seq.resume import trim_metrics
 from seq2seq.train import RunFiles, prepare_run_dir
 from seq2seq.vocab import SPECIALS, Vocab
 
@@ -66,13 +65,6 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
     atomic_write_text(tmp_path / "a.txt", "x")
     (tmp_path / "b.txt").write_text("x")
     assert (tmp_path / "a.txt").stat().st_mode == (tmp_path / "b.txt").stat().st_mode
-
-
-def test_resume_drops_metrics_past_the_checkpoint_and_torn_lines(tmp_path):
-    path = tmp_path / "metrics.jsonl"
-    path.write_text('{"step": 5}\n{"step": 10}\n{"step": 15}\n{"step": 2', encoding="utf-8")
-    assert trim_metrics(path, 10) == 2
-    assert path.read_text() == '{"step": 5}\n{"step": 10}\n'
 
 
 # -- the run-directory guard ---------------------------------------------------------------------------

@@ -1,0 +1,80 @@
+"""What a checkpoint is, from the checkpoint alone: architecture, size, vocabularies, training, best score, config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.config import Config, config_to_dict
+from seq2seq.model import count_parameters
+from seq2seq.translator import model_from_state
+
+
+def architecture(cfg: Config) -> str:
+    """One line, e.g. `GRU encoder 1x bi 128 -> luong attention -> GRU decoder 1x 128; embeddings 64`."""
+    m = cfg.model
+    enc = f"GRU encoder {m.enc_layers}x {'bi ' if m.bidirectional else ''}{m.hidden_size}"
+    dec = f"GRU decoder {m.dec_layers}x {m.hidden_size}"
+    tied = ", tied output" if m.tie_embeddings else ""
+    return f"{enc} -> {m.attention} attention -> {dec}; embeddings {m.emb_size}{tied}; dropout {m.dropout}"
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """A JSON-ready summary of the checkpoint at `path`."""
+    state = load_checkpoint(path)
+    cfg, model, src, tgt = model_from_state(state, str(path))
+    progress = state.get("progress") if isinstance(state.get("progress"), dict) else {}
+    scores = state.get("scores") if isinstance(state.get("scores"), dict) else None
+    best_bleu = scores.get("val_bleu") if scores else progress.get("best_bleu")
+    return {
+        "path": str(path),
+        "architecture": architecture(cfg),
+        "parameters": count_parameters(model),
+        "src_vocab_size": len(src.vocab),
+        "tgt_vocab_size": len(tgt.vocab),
+        "shared_vocab": src.vocab == tgt.vocab,
+        "languages": f"{cfg.data.src_lang} -> {cfg.data.tgt_lang}",
+        "tokenizer": dict(state["tokenizer"]),
+        "step": int(state["step"]),
+        "epochs_done": progress.get("epoch"),
+        "training_seconds": progress.get("elapsed"),
+        "best_val_bleu": best_bleu if best_bleu is not None and best_bleu >= 0 else None,
+        "scores": scores,
+        "config": config_to_dict(cfg),
+    }
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """The summary as aligned lines for a person, the config last as YAML."""
+    scores = info["scores"] or {}
+    best = info["best_val_bleu"]
+    best_text = "none yet" if best is None else f"{best:.2f}"
+    if scores and "val_chrf" in scores:
+        best_text += f" (chrF {scores['val_chrf']:.2f}, val loss {scores['val_loss']:.4f}, at step {scores['step']})"
+    tokenizer = ", ".join(f"{k}={v}" for k, v in info["tokenizer"].items())
+    vocab = f"{info['src_vocab_size']} source, {info['tgt_vocab_size']} target" + (" (shared)" if info["shared_vocab"] else "")
+    rows = [
+        ("checkpoint", info["path"]),
+        ("languages", info["languages"]),
+        ("architecture", info["architecture"]),
+        ("parameters", f"{info['parameters']:,}"),
+        ("vocabulary", vocab),
+        ("tokenizer", tokenizer),
+        ("trained", f"{info['step']} steps, {info['epochs_done']} full epochs, {_duration(info['training_seconds'])}"),
+        ("best val BLEU", best_text),
+    ]
+    lines = [f"{name:<14}{value}" for name, value in rows]
+    lines.append("config:")
+    lines.extend("  " + line for line in yaml.safe_dump(info["config"], sort_keys=False, allow_unicode=True).rstrip("\n").split("\n"))
+    return "\n".join(lines)

@@ -1,0 +1,559 @@
+"""Binary shards of a tokenized training corpus, for corpora larger than memory.
+
+`seq2seq preprocess` reads the training corpus as a stream, tokenizes and encodes it on all cores
+(in chunks, results kept in corpus order) and writes into RUN_DIR/bin/:
+
+    train.src.ids  train.tgt.ids   every example's token ids, end to end (uint16, or int32 for large vocabularies)
+    train.src.idx  train.tgt.idx   .npy int64 offsets: example i is ids[idx[i]:idx[i + 1]]
+    train.json                     header: dtype, counts, vocabulary hashes, the config's data section,
+                                   size and mtime of the corpus files (written last: no header, no shards)
+    src_vocab.json tgt_vocab.json  the vocabularies the ids refer to
+
+An example holds exactly what `data.encode_pairs` makes from the raw text (source ids ending in <eos>,
+target ids without specials; pairs with an empty side and pairs longer than data.max_len dropped), so
+training on shards gives the very batches training on the text gives. `ShardDataset` reads examples
+from memory maps on demand, so memory does not grow with the corpus. Validation data stays text:
+BLEU needs the raw references and validation sets are small.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable, Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from seq2seq.checkpoint import atomic_write_text
+from seq2seq.config import Config, config_to_dict, dump_config
+from seq2seq.data import Example, corpus_paths
+from seq2seq.errors import ConfigError, DataError
+from seq2seq.tokenizer import Tokenizer, normalize_whitespace
+from seq2seq.vocab import EOS, UNK, Vocab
+
+log = logging.getLogger("seq2seq")
+
+FORMAT = "seq2seq-shards"
+FORMAT_VERSION = 1
+SPLIT = "train"
+CHUNK_SIZE = 20_000  # pairs per task handed to a worker
+IGNORED_DATA_KEYS = ("valid", "test")  # data keys that do not change the training ids
+
+
+def shard_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "bin"
+
+
+@dataclass(frozen=True)
+class ShardFiles:
+    """The files of one split's shards in a `bin/` directory."""
+
+    root: Path
+    split: str = SPLIT
+
+    def ids(self, side: str) -> Path:
+        return self.root / f"{self.split}.{side}.ids"
+
+    def idx(self, side: str) -> Path:
+        return self.root / f"{self.split}.{side}.idx"
+
+    @property
+    def header(self) -> Path:
+        return self.root / f"{self.split}.json"
+
+    def vocab(self, side: str) -> Path:
+        return self.root / f"{side}_vocab.json"
+
+
+def vocab_hash(vocab: Vocab) -> str:
+    return hashlib.sha256(json.dumps(vocab.to_list(), ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def id_dtype(vocab_size: int) -> np.dtype:
+    """uint16 halves the shards when every id fits (65,536 types), else int32."""
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.int32)
+
+
+def data_signature(cfg: Config) -> dict[str, Any]:
+    """The config's data section without the keys that do not change the training ids."""
+    data = dict(config_to_dict(cfg)["data"])
+    for key in IGNORED_DATA_KEYS:
+        data.pop(key, None)
+    return data
+
+
+def file_stamps(cfg: Config) -> dict[str, list[int]]:
+    """Size and modification time of each training corpus file: a changed corpus makes the shards stale."""
+    d = cfg.data
+    stamps = {}
+    for path in corpus_paths(d.train, d.format, d.src_lang, d.tgt_lang):
+        try:
+            st = path.stat()
+        except OSError:
+            raise DataError(f"{path}: file not found") from None
+        stamps[str(path)] = [st.st_size, st.st_mtime_ns]
+    return stamps
+
+
+# ---- reading the corpus as a stream -------------------------------------------------------------
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a text file")
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def count_lines(path: Path) -> Optional[int]:
+    """Lines of a plain text file, counted fast in binary (None for .gz: that would mean a full decompression)."""
+    if path.suffix == ".gz":
+        return None
+    n, last = 0, b"\n"
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            n += block.count(b"\n")
+            last = block[-1:]
+    return n + (last != b"\n")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Consecutive raw lines of the corpus; `first_line` is the 1-based line number of the first."""
+
+    first_line: int
+    src: list[bytes]
+    tgt: Optional[list[bytes]]  # None for a TSV corpus (both sides in `src`)
+
+
+def read_chunks(paths: Sequence[Path], chunk_size: int) -> Iterator[Chunk]:
+    """Stream a corpus (two aligned files, or one TSV file) as chunks of raw lines, checking alignment."""
+    with _open_binary(paths[0]) as src_file:
+        if len(paths) == 1:
+            first = 1
+            while True:
+                lines = [line for _, line in zip(range(chunk_size), src_file)]
+                if not lines:
+                    return
+                yield Chunk(first, lines, None)
+                first += len(lines)
+        with _open_binary(paths[1]) as tgt_file:
+            first = 1
+            while True:
+                src_lines = [line for _, line in zip(range(chunk_size), src_file)]
+                tgt_lines = [line for _, line in zip(range(chunk_size), tgt_file)]
+                if len(src_lines) != len(tgt_lines):
+                    n_src = first - 1 + len(src_lines) + sum(1 for _ in src_file)
+                    n_tgt = first - 1 + len(tgt_lines) + sum(1 for _ in tgt_file)
+                    raise DataError(f"misaligned corpus: {paths[0]} has {n_src} lines but {paths[1]} has {n_tgt}")
+                if not src_lines:
+                    return
+                yield Chunk(first, src_lines, tgt_lines)
+                first += len(src_lines)
+
+
+def decode_line(raw: bytes, name: str, line: int) -> str:
+    """One raw line -> text without its line end; the same rules as `data.decode_lines`."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{name}:{line}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
+    if line == 1 and text.startswith("\ufeff"):
+        text = text[1:]
+    if text.endswith("\n"):
+        text = text[:-1]
+    if text.endswith("\r"):
+        text = text[:-1]
+    return text
+
+
+def chunk_pairs(chunk: Chunk, names: Sequence[str]) -> list[tuple[str, str]]:
+    """A chunk's whitespace-normalized (source, target) pairs, empties included (as `data.read_pairs`)."""
+    if chunk.tgt is None:
+        pairs = []
+        for line, raw in enumerate(chunk.src, start=chunk.first_line):
+            text = decode_line(raw, names[0], line)
+            if text.count("\t") != 1:
+                found = "no tab" if "\t" not in text else f"{text.count(chr(9))} tabs"
+                raise DataError(f"{names[0]}:{line}: expected source<TAB>target, found {found}")
+            src, tgt = text.split("\t")
+            pairs.append((normalize_whitespace(src), normalize_whitespace(tgt)))
+        return pairs
+    return [
+        (normalize_whitespace(decode_line(s, names[0], line)), normalize_whitespace(decode_line(t, names[1], line)))
+        for line, (s, t) in enumerate(zip(chunk.src, chunk.tgt), start=chunk.first_line)
+    ]
+
+
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker needs: the corpus file names (for errors), the tokenizer and the length limit."""
+
+    names: tuple[str, ...]
+    tokenizer: Tokenizer
+    max_len: Optional[int] = None
+
+
+_JOB: Optional[Job] = None
+
+
+def _init_worker(job: Job) -> None:
+    global _JOB
+    _JOB = job
+
+
+@dataclass
+class SideTokens:
+    """One side of a tokenized chunk, with ids local to the chunk (the vocabulary may not exist yet)."""
+
+    types: list[str]  # the chunk's distinct tokens; local id i is types[i]
+    counts: np.ndarray  # (len(types),) int64 occurrences in all pairs with no empty side (what vocabularies count)
+    ids: np.ndarray  # (N,) int32 local ids of the kept examples' tokens, end to end (no specials)
+    lengths: np.ndarray  # (K,) int64 tokens of each kept example
+
+
+@dataclass
+class ChunkTokens:
+    src: SideTokens
+    tgt: SideTokens
+    n_pairs: int  # lines read
+    n_nonempty: int  # pairs with no empty side
+
+
+def tokenize_chunk(chunk: Chunk) -> ChunkTokens:
+    """Tokenize a chunk once: type counts for the vocabulary and the kept examples' tokens as local ids.
+
+    Pairs with an empty side are dropped (as `data.load_corpus` drops them) and count nothing; pairs
+    longer than max_len are counted (vocabularies are built before the length filter) but not kept.
+    The length filter needs no vocabulary: encoding maps each token to one id.
+    """
+    job = _JOB
+    assert job is not None
+    tables: tuple[dict[str, int], dict[str, int]] = ({}, {})
+    flat: tuple[list[int], list[int]] = ([], [])
+    lengths: tuple[list[int], list[int]] = ([], [])
+    keep: list[bool] = []
+    for pair in chunk_pairs(chunk, job.names):
+        if not (pair[0] and pair[1]):
+            continue
+        for side in (0, 1):
+            table = tables[side]
+            ids = [table.setdefault(token, len(table)) for token in job.tokenizer.tokenize(pair[side])]
+            flat[side].extend(ids)
+            lengths[side].append(len(ids))
+        keep.append(job.max_len is None or (lengths[0][-1] <= job.max_len and lengths[1][-1] <= job.max_len))
+    kept = np.asarray(keep, dtype=bool)
+    sides = []
+    for side in (0, 1):
+        ids = np.asarray(flat[side], dtype=np.int32)
+        side_lengths = np.asarray(lengths[side], dtype=np.int64)
+        sides.append(SideTokens(
+            list(tables[side]), np.bincount(ids, minlength=len(tables[side])).astype(np.int64),
+            ids[np.repeat(kept, side_lengths)], side_lengths[kept],
+        ))
+    return ChunkTokens(sides[0], sides[1], len(chunk.src), len(keep))
+
+
+def ordered_map(fn: Callable[[Chunk], Any], chunks: Iterable[Chunk], job: Job, workers: int) -> Iterator[Any]:
+    """fn over chunks on `workers` processes, results in input order, at most 2 x workers chunks in flight.
+
+    (Pool.imap would read the whole corpus into its task queue: memory would grow with the corpus.)
+    """
+    if workers <= 1:
+        _init_worker(job)
+        for chunk in chunks:
+            yield fn(chunk)
+        return
+    # fork: the workers need no re-import, and `python -m seq2seq` must not run again in them.
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    with context.Pool(workers, initializer=_init_worker, initargs=(job,)) as pool:
+        pending: deque[Any] = deque()
+        for chunk in chunks:
+            pending.append(pool.apply_async(fn, (chunk,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+def default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# ---- preprocess ---------------------------------------------------------------------------------
+
+
+class TypeTable:
+    """Corpus-wide provisional ids for the tokens of one side, in order of first appearance, with counts."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.counts = np.zeros(1024, dtype=np.int64)
+
+    def add(self, side: SideTokens) -> np.ndarray:
+        """Merge a chunk's side; returns its tokens as provisional ids (N,) int32."""
+        table = self.ids
+        global_ids = np.fromiter((table.setdefault(t, len(table)) for t in side.types), dtype=np.int64, count=len(side.types))
+        if len(table) > len(self.counts):
+            self.counts = np.concatenate([self.counts, np.zeros(max(len(table), 2 * len(self.counts)) - len(self.counts), dtype=np.int64)])
+        self.counts[global_ids] += side.counts
+        return global_ids.astype(np.int32)[side.ids]
+
+    def counter(self) -> Counter[str]:
+        return Counter({t: int(c) for t, c in zip(self.ids, self.counts.tolist()) if c > 0})
+
+    def remap(self, vocab: Vocab) -> np.ndarray:
+        """(n_types,) the vocabulary id of each provisional id, exactly as `Vocab.encode` maps the token."""
+        get = vocab.stoi.get
+        return np.fromiter((get(t, UNK) for t in self.ids), dtype=id_dtype(len(vocab)), count=len(self.ids))
+
+
+def write_ids(provisional: Path, lengths: np.ndarray, remap: np.ndarray, out: Path, append_eos: bool, block: int = 1 << 18) -> None:
+    """Rewrite provisional ids as vocabulary ids, `block` examples at a time, optionally adding <eos> to each."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    source = np.memmap(provisional, dtype=np.int32, mode="r") if offsets[-1] else np.zeros(0, dtype=np.int32)
+    with open(out, "wb") as f:
+        for a in range(0, len(lengths), block):
+            b = min(a + block, len(lengths))
+            ids = remap[source[offsets[a] : offsets[b]]]
+            if append_eos:
+                n = lengths[a:b]
+                starts = np.cumsum(n + 1) - (n + 1)  # (K,) where each example starts in the output
+                with_eos = np.full(int(n.sum()) + (b - a), EOS, dtype=ids.dtype)
+                with_eos[np.arange(len(ids)) + np.repeat(starts - (offsets[a:b] - offsets[a]), n)] = ids
+                ids = with_eos
+            ids.tofile(f)
+    del source
+
+
+@dataclass
+class PreprocessResult:
+    root: Path
+    n_pairs: int  # lines of the corpus
+    n_examples: int  # examples kept
+    src_tokens: int
+    tgt_tokens: int
+    seconds: float
+
+
+def preprocess(
+    cfg: Config, run_dir: Path, workers: Optional[int] = None, quiet: bool = False, chunk_size: int = CHUNK_SIZE
+) -> PreprocessResult:
+    """Tokenize and encode the training corpus into RUN_DIR/bin (building the vocabularies when missing).
+
+    One tokenizing pass on all cores writes provisional ids (first-appearance order) and counts the
+    tokens; the vocabulary is then built from the counts (or read from the run directory) and a
+    vectorized pass rewrites the provisional ids as vocabulary ids.
+    """
+    from seq2seq.train import RunFiles, _ensure_dir, _same_run, tokenizer_for
+
+    started = time.monotonic()
+    d = cfg.data
+    if not d.train:
+        raise DataError("data.train: no corpus given in the config")
+    files = RunFiles(Path(run_dir))
+    if files.config.exists() and not _same_run(files, cfg):
+        raise ConfigError(f"{files.root} holds another run's config ({files.config}): use another train.run_dir")
+    workers = workers or default_workers()
+    paths = corpus_paths(d.train, d.format, d.src_lang, d.tgt_lang)
+    for path in paths:
+        _open_binary(path).close()  # file-not-found errors before any work
+    stamps = file_stamps(cfg)
+    job = Job(tuple(map(str, paths)), tokenizer_for(cfg), d.max_len)
+    _ensure_dir(files.root)
+    out = ShardFiles(shard_dir(files.root))
+    out.root.mkdir(parents=True, exist_ok=True)
+    out.header.unlink(missing_ok=True)  # shards without a header are never read, even if we stop half-way
+
+    sides = ("src", "tgt")
+    tables = {side: TypeTable() for side in sides}
+    lengths: dict[str, list[np.ndarray]] = {side: [] for side in sides}
+    provisional = {side: out.root / f".{out.split}.{side}.provisional" for side in sides}
+    n_pairs = n_nonempty = 0
+    bar = tqdm(total=count_lines(paths[0]), desc="tokenizing", unit=" pairs", unit_scale=True, disable=quiet, dynamic_ncols=True, leave=False)
+    try:
+        with open(provisional["src"], "wb") as src_out, open(provisional["tgt"], "wb") as tgt_out:
+            for result in ordered_map(tokenize_chunk, read_chunks(paths, chunk_size), job, workers):
+                for side, f, tokens in (("src", src_out, result.src), ("tgt", tgt_out, result.tgt)):
+                    tables[side].add(tokens).tofile(f)
+                    lengths[side].append(tokens.lengths)
+                n_pairs += result.n_pairs
+                n_nonempty += result.n_nonempty
+                bar.update(result.n_pairs)
+        bar.close()
+        if n_nonempty < n_pairs:
+            log.info("train: dropped %d of %d pairs with an empty side", n_pairs - n_nonempty, n_pairs)
+        if n_nonempty == 0:
+            raise DataError(f"{' + '.join(job.names)}: corpus is empty")
+        side_lengths = {side: np.concatenate(lengths[side]) for side in sides}
+        n_examples = len(side_lengths["src"])
+        if n_examples < n_nonempty:
+            log.info("length filter: dropped %d of %d training pairs longer than %d tokens", n_nonempty - n_examples, n_nonempty, d.max_len)
+        if n_examples == 0:
+            raise DataError(f"data.max_len: every training pair is longer than {d.max_len} tokens")
+
+        if files.src_vocab.exists() and files.tgt_vocab.exists():
+            src_vocab, tgt_vocab = Vocab.load(files.src_vocab), Vocab.load(files.tgt_vocab)
+            log.info("vocabulary: %d source, %d target types from %s", len(src_vocab), len(tgt_vocab), files.root)
+        else:  # what data.build_vocabs makes of the same pairs
+            src_counts, tgt_counts = tables["src"].counter(), tables["tgt"].counter()
+            if d.shared_vocab:
+                src_vocab = tgt_vocab = Vocab.build(src_counts + tgt_counts, d.min_freq, d.max_size)
+            else:
+                src_vocab, tgt_vocab = Vocab.build(src_counts, d.min_freq, d.max_size), Vocab.build(tgt_counts, d.min_freq, d.max_size)
+            src_vocab.save(files.src_vocab)
+            tgt_vocab.save(files.tgt_vocab)
+            log.info("vocabulary: %d source, %d target types -> %s", len(src_vocab), len(tgt_vocab), files.root)
+        atomic_write_text(files.config, dump_config(cfg))
+
+        n_tokens = {}
+        for side, vocab in (("src", src_vocab), ("tgt", tgt_vocab)):
+            with_eos = side == "src"  # source examples end in <eos>, as data.encode_pairs makes them
+            stored = side_lengths[side] + with_eos
+            write_ids(provisional[side], side_lengths[side], tables[side].remap(vocab), out.ids(side), append_eos=with_eos)
+            offsets = np.zeros(n_examples + 1, dtype=np.int64)
+            np.cumsum(stored, out=offsets[1:])
+            n_tokens[side] = int(offsets[-1])
+            with open(out.idx(side), "wb") as f:
+                np.save(f, offsets)
+    finally:
+        bar.close()
+        for path in provisional.values():
+            path.unlink(missing_ok=True)
+    shutil.copyfile(files.src_vocab, out.vocab("src"))
+    shutil.copyfile(files.tgt_vocab, out.vocab("tgt"))
+    header = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "split": SPLIT,
+        "n_examples": n_examples, "n_pairs": n_pairs,
+        "dtype": {"src": id_dtype(len(src_vocab)).str, "tgt": id_dtype(len(tgt_vocab)).str},
+        "tokens": n_tokens,
+        "vocab_sha256": {"src": vocab_hash(src_vocab), "tgt": vocab_hash(tgt_vocab)},
+        "data": data_signature(cfg),
+        "files": stamps,
+    }
+    atomic_write_text(out.header, json.dumps(header, indent=1, ensure_ascii=False) + "\n")
+    seconds = time.monotonic() - started
+    log.info("shards: %d examples, %d + %d tokens -> %s (%.1f s)", n_examples, n_tokens["src"], n_tokens["tgt"], out.root, seconds)
+    return PreprocessResult(out.root, n_pairs, n_examples, n_tokens["src"], n_tokens["tgt"], seconds)
+
+
+
+# ---- reading shards -----------------------------------------------------------------------------
+
+
+class ShardDataset:
+    """Examples read on demand from memory-mapped shards: `dataset[i]` is (source ids, target ids).
+
+    Memory holds the offsets (8 bytes per example and side) and whatever pages the OS caches, never
+    the corpus. Indexing returns the same lists `data.encode_pairs` returns, so `collate` is unchanged.
+    """
+
+    def __init__(self, files: ShardFiles, header: dict[str, Any]):
+        self.files = files
+        self.n = int(header["n_examples"])
+        self.ids: dict[str, np.ndarray] = {}
+        self.offsets: dict[str, np.ndarray] = {}
+        for side in ("src", "tgt"):
+            dtype = np.dtype(header["dtype"][side])
+            n_tokens = int(header["tokens"][side])
+            path = files.ids(side)
+            if not path.exists() or path.stat().st_size != n_tokens * dtype.itemsize:
+                raise DataError(f"{path}: missing or truncated shard; run `seq2seq preprocess` again")
+            # numpy cannot map an empty file (not made by preprocess, which drops empty sides: a guard only)
+            self.ids[side] = np.memmap(path, dtype=dtype, mode="r") if n_tokens else np.zeros(0, dtype=dtype)
+            try:
+                offsets = np.load(files.idx(side), mmap_mode="r")
+            except (OSError, ValueError) as e:
+                raise DataError(f"{files.idx(side)}: unreadable shard index ({e}); run `seq2seq preprocess` again") from None
+            if offsets.shape != (self.n + 1,) or int(offsets[-1]) != n_tokens:
+                raise DataError(f"{files.idx(side)}: shard index does not match {files.header}; run `seq2seq preprocess` again")
+            self.offsets[side] = offsets
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> Example:
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        src_o, tgt_o = self.offsets["src"], self.offsets["tgt"]
+        return (
+            self.ids["src"][src_o[i] : src_o[i + 1]].tolist(),
+            self.ids["tgt"][tgt_o[i] : tgt_o[i + 1]].tolist(),
+        )
+
+    def lengths(self) -> tuple[np.ndarray, np.ndarray]:
+        """(N,) (N,) padded lengths as `data.example_lengths` gives them: source incl. <eos>, target incl. <bos>/<eos>."""
+        return np.diff(self.offsets["src"]), np.diff(self.offsets["tgt"]) + 1
+
+
+@dataclass
+class Shards:
+    """A run directory's checked training shards."""
+
+    files: ShardFiles
+    header: dict[str, Any]
+
+    def check_vocabs(self, src_vocab: Vocab, tgt_vocab: Vocab) -> None:
+        """Refuse shards whose ids refer to other vocabularies than the run's."""
+        for side, vocab in (("src", src_vocab), ("tgt", tgt_vocab)):
+            if self.header["vocab_sha256"][side] != vocab_hash(vocab):
+                raise DataError(
+                    f"{self.files.header}: the shards were encoded with another {side} vocabulary than the run's; "
+                    f"run `seq2seq preprocess` again (or delete {self.files.root})"
+                )
+
+    def restore_vocabs(self, src_path: Path, tgt_path: Path) -> None:
+        """Put the shards' vocabularies into the run directory when it has none (after --overwrite, say)."""
+        if src_path.exists() and tgt_path.exists():
+            return
+        for side, path in (("src", src_path), ("tgt", tgt_path)):
+            atomic_write_text(path, self.files.vocab(side).read_text(encoding="utf-8"))
+
+    def dataset(self) -> ShardDataset:
+        return ShardDataset(self.files, self.header)
+
+
+def open_shards(run_dir: Path, cfg: Config) -> Optional[Shards]:
+    """The run directory's training shards, checked against `cfg` and the corpus files; None when there are none.
+
+    Stale shards (made with another data section, or before the corpus changed) raise DataError: training
+    on them would silently train on other data.
+    """
+    files = ShardFiles(shard_dir(run_dir))
+    if not files.header.exists():
+        return None
+    redo = f"run `seq2seq preprocess` again with this config (or delete {files.root})"
+    try:
+        header = json.loads(files.header.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{files.header}: unreadable shard header ({e}); {redo}") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise DataError(f"{files.header}: not a seq2seq shard header; {redo}")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"{files.header}: shard format version {header.get('format_version')!r}, this seq2seq reads {FORMAT_VERSION}; {redo}")
+    ours, theirs = data_signature(cfg), header.get("data", {})
+    changed = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    if changed:
+        what = ", ".join(f"data.{k}={theirs.get(k)!r} (config: {ours.get(k)!r})" for k in changed)
+        raise DataError(f"{files.header}: stale shards, made with {what}; {redo}")
+    stamps = file_stamps(cfg)
+    if stamps != header.get("files"):
+        raise DataError(f"{files.header}: stale shards, the corpus files changed since they were made; {redo}")
+    return Shards(files, header)
