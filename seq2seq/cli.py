@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -65,11 +66,24 @@ def train(
 
     Example: seq2seq train --config configs/demo.yaml --set train.epochs=5
     """
+    if resume and overwrite:
+        raise typer.BadParameter("--resume and --overwrite exclude each other", param_hint="'--resume' / '--overwrite'")
+    cfg = _load_config(config, overrides)  # before importing torch (seconds): a typo fails at once
     from seq2seq.distributed import is_main
+    from seq2seq.interrupt import EXIT_CODE, StopRequest, TrainingInterrupted
     from seq2seq.train import default_run_dir, train as run_training
 
-    cfg = _load_config(config, overrides)
-    result = run_training(cfg, default_run_dir(cfg, config), resume=resume, overwrite=overwrite, quiet=quiet)
+    try:
+        with StopRequest() as stop:
+            result = run_training(cfg, default_run_dir(cfg, config), resume=resume, overwrite=overwrite, quiet=quiet, stop_request=stop)
+    except TrainingInterrupted as e:
+        if is_main():  # under torchrun, rank 0 reports
+            command = ["seq2seq", "train", "--config", str(config)]
+            for item in overrides or []:
+                command += ["--set", item]
+            command += ["--resume"] + (["--quiet"] if quiet else [])
+            typer.echo(f"stopped by {e.signal_name} at step {e.step}; saved {e.checkpoint}; resume with: {shlex.join(command)}", err=True)
+        raise typer.Exit(EXIT_CODE) from None
     if not is_main():  # under torchrun, rank 0 reports
         return
     best = result.best_scores or {}
@@ -86,9 +100,9 @@ def build_vocab(config: Path = ConfigOpt, overrides: Optional[List[str]] = SetOp
 
     Example: seq2seq build-vocab --config configs/demo.yaml
     """
+    cfg = _load_config(config, overrides)
     from seq2seq.train import RunFiles, default_run_dir, load_or_build_vocabs, setup_logging
 
-    cfg = _load_config(config, overrides)
     files = RunFiles(default_run_dir(cfg, config))
     setup_logging(None)
     if files.src_vocab.exists() or files.tgt_vocab.exists():
@@ -113,14 +127,19 @@ def evaluate(
 
     Example: seq2seq eval --split test --json
     """
-    from seq2seq.data import drop_empty, load_corpus, read_parallel_files
-    from seq2seq.evaluate import evaluate as run_eval
-    from seq2seq.translator import Translator
+    from seq2seq.checkpoint import resolve_model_path
 
     if split not in ("val", "test"):
         raise typer.BadParameter(f"{split!r} is not one of val, test", param_hint="'--split'")
     if (src is None) != (ref is None):
         raise typer.BadParameter("--src and --ref go together", param_hint="'--src' / '--ref'")
+    if output is not None:
+        _check_output_path(output, "'--output' / '-o'")  # now, not after the decoding
+    resolve_model_path(model)  # a wrong --model fails before torch is imported (seconds)
+    from seq2seq.data import drop_empty, load_corpus, read_parallel_files
+    from seq2seq.evaluate import evaluate as run_eval
+    from seq2seq.translator import Translator
+
     t = Translator.load(model)
     d = t.cfg.data
     if src is not None and ref is not None:
@@ -150,15 +169,23 @@ def evaluate(
     typer.echo(f"loss / ppl   {scores.loss:.4f} / {scores.ppl:.2f}  (per real target token)")
 
 
-def _read_inputs(texts: Optional[List[str]], input_file: Optional[Path]) -> list[str]:
-    from seq2seq.data import decode_lines, read_lines
+def _check_output_path(path: Path, hint: str) -> None:
+    """Fail before the work, not after it, when `path` cannot be written."""
+    if path.is_dir():
+        raise typer.BadParameter(f"{path} is a directory, expected a file name", param_hint=hint)
+    if not path.parent.is_dir():
+        raise typer.BadParameter(f"directory {path.parent} does not exist", param_hint=hint)
 
+
+def _read_inputs(texts: Optional[List[str]], input_file: Optional[Path]) -> list[str]:
     if texts and input_file is not None:
         raise typer.BadParameter("give TEXT or --input, not both", param_hint="'--input'")
-    if input_file is not None:
-        return read_lines(input_file)
     if texts:
         return [line for text in texts for line in (text.split("\n") if text else [""])]
+    from seq2seq.data import decode_lines, read_lines
+
+    if input_file is not None:
+        return read_lines(input_file)
     return decode_lines(sys.stdin.buffer.read(), "<stdin>")
 
 
@@ -199,7 +226,7 @@ def translate(
       echo "I love you" | seq2seq translate --json
       seq2seq translate "I love you" --attention a.png     (or --attention - for the terminal)
     """
-    from seq2seq.translator import Translator
+    from seq2seq.checkpoint import resolve_model_path
 
     attention_file = None if attention in (None, "-") else Path(attention)
     if attention_file is not None:
@@ -213,6 +240,9 @@ def translate(
         raise typer.BadParameter(f"--nbest {nbest} needs --beam {nbest} or more", param_hint="'--nbest'")
     if nbest > 1 and attention is not None:
         raise typer.BadParameter("--attention shows one translation per input; leave out --nbest", param_hint="'--nbest'")
+    resolve_model_path(model)  # the cheap checks first: importing torch takes seconds
+    from seq2seq.translator import Translator
+
     t = Translator.load(model)
     if nbest > 1:
         emit = lambda texts: _emit_nbest(t, texts, nbest, beam, batch_size, as_json)  # noqa: E731

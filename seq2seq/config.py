@@ -110,6 +110,8 @@ class TrainConfig:
     )
     patience: Optional[int] = _opt(None, "early stopping: stop after this many validations without a better BLEU (null: off)", min=1)
     keep_best: int = _opt(1, "keep the k best checkpoints as ckpt-STEP.pt (weights only) for `seq2seq average`; 1: best.pt only", min=1)
+    save_every: int = _opt(0, "also write last.pt every N updates, so a crash loses at most N updates (0: only at validation)", min=0)
+    max_bad_steps: int = _opt(5, "stop training after this many non-finite losses in a row (each one skips its update)", min=1)
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,7 @@ class DecodeConfig:
     max_len_b: int = _opt(10, "maximum output length is a * source length + b", min=0)
     length_penalty: float = _opt(1.0, "beam search: GNMT length penalty alpha; hypotheses rank by log-prob / ((5 + len) / 6) ** alpha", min=0.0)
     min_len: int = _opt(0, "no <eos> before this many output tokens", min=0)
+    max_src_len: int = _opt(250, "`translate` truncates longer inputs to this many tokens, with a warning", min=1)
 
 
 @dataclass(frozen=True)
@@ -250,7 +253,8 @@ def read_yaml(path: str | Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not valid UTF-8 (byte {e.start})") from None
+        line = e.object.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"{path}:{line}: not valid UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
     try:
@@ -273,11 +277,17 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Confi
     if not isinstance(raw, dict):
         where = f"{path}: " if path is not None else ""
         raise ConfigError(f"{where}top level: expected a mapping with sections {', '.join(SECTIONS)}, got {type(raw).__name__}")
+    overridden = {item.split("=", 1)[0].strip() for item in overrides if "=" in item}
     try:
         return config_from_dict(apply_overrides(raw, overrides))
     except ConfigError as e:
-        if path is not None and not str(e).startswith(str(path)):
-            raise ConfigError(f"{path}: {e}") from None
+        message = str(e)
+        if message.startswith("--set"):
+            raise
+        if message.split(":", 1)[0] in overridden:  # the bad value came from --set, not from the file
+            raise ConfigError(f"--set {message}") from None
+        if path is not None and not message.startswith(str(path)):
+            raise ConfigError(f"{path}: {message}") from None
         raise
 
 

@@ -52,9 +52,10 @@ def make_results(translator: Translator, texts: Sequence[str], hyps: Sequence[Hy
             out.append(Result(text, "", 0.0, [], [], None if hyp.attention is None else []))
             continue
         tokens = tgt_vocab.decode(hyp.ids)
-        src_tokens = src_vocab.decode(translator.src.ids(text)) + [EOS_TOKEN]
+        # the tokens the model read: a long input was truncated to decode.max_src_len (see Translator.encode_sources)
+        src_tokens = src_vocab.decode(translator.src.ids(text)[: translator.cfg.decode.max_src_len]) + [EOS_TOKEN]
         attention = None if hyp.attention is None else hyp.attention.float().tolist()
-        out.append(Result(text, translator.tgt.tokenizer.detokenize(tokens), hyp.score, tokens, src_tokens, attention))
+        out.append(Result(text, translator.detokenize(hyp.ids), hyp.score, tokens, src_tokens, attention))
     return out
 
 

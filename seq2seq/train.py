@@ -17,22 +17,24 @@ import torch
 from tqdm import tqdm
 
 from seq2seq import distributed, shards
-from seq2seq.checkpoint import atomic_write_text, load_checkpoint, record_default_model, save_checkpoint
+from seq2seq.checkpoint import (
+    atomic_write_text, load_checkpoint, record_default_model, remove_stale_temp_files, save_checkpoint,
+)
 from seq2seq.config import Config, TrainConfig, config_from_dict, config_to_dict, dump_config, read_yaml
 from seq2seq.data import Batch, BucketSampler, Encoder, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
 from seq2seq.device import autocast, resolve_device, resolve_precision
 from seq2seq.errors import CheckpointError, ConfigError, DataError
 from seq2seq.evaluate import evaluate
+from seq2seq.interrupt import StopRequest, TrainingInterrupted
 from seq2seq.loss import masked_nll
 from seq2seq.metrics import MetricsLogger
 from seq2seq.model import Seq2Seq, count_parameters
+from seq2seq.resume import restore
 from seq2seq.schedule import EarlyStopping, LRSchedule
 from seq2seq.tokenizer import SUBWORD_LEVELS, Tokenizer
 from seq2seq.vocab import Vocab
 
 log = logging.getLogger("seq2seq")
-
-MAX_BAD_STEPS = 5  # consecutive non-finite losses before training stops
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ class Progress:
     best_bleu: float = -1.0
     elapsed: float = 0.0  # seconds of training, over all sessions of this run
     world_size: int = 1  # processes that trained it (`step` counts their joint updates)
+    bad_steps: int = 0  # non-finite losses in a row, up to now
+    validated_at: int = -1  # the step of the last validation
 
 
 def default_run_dir(cfg: Config, config_path: str | Path | None) -> Path:
@@ -135,7 +139,7 @@ def _same_run(files: RunFiles, cfg: Config) -> bool:
         return False
     ours = config_to_dict(cfg)
     for d in (theirs, ours):
-        for key in ("run_dir", "num_threads", "max_time", "max_steps", "epochs", "tensorboard"):
+        for key in ("run_dir", "num_threads", "max_time", "max_steps", "epochs", "tensorboard", "save_every", "max_bad_steps"):
             d["train"].pop(key, None)
     return theirs == ours
 
@@ -148,7 +152,7 @@ def prepare_run_dir(files: RunFiles, cfg: Config, resume: bool, overwrite: bool)
         raise ConfigError(f"train.run_dir: {files.root} exists and is not a directory")
     if resume:
         if not files.last.exists():
-            raise CheckpointError(f"{files.last}: nothing to resume (no last.pt in {files.root})")
+            raise CheckpointError(f"{files.last}: nothing to resume (no last.pt in {files.root}); start the run without --resume")
         if files.config.exists() and not _same_run(files, cfg):
             raise ConfigError(f"{files.config}: the run in {files.root} was trained with another config; resume it with that config")
         return
@@ -178,6 +182,8 @@ def load_or_build_vocabs(
     if train_pairs is None:
         train_pairs = load_corpus(cfg.data.train, cfg.data.format, cfg.data.src_lang, cfg.data.tgt_lang, "train")
     _ensure_dir(files.root)
+    # The config first: vocabularies found without it could come from a run with other data settings.
+    atomic_write_text(files.config, dump_config(cfg))
     src_tokenizer, tgt_tokenizer = load_or_build_tokenizers(cfg, files, train_pairs)
     src_vocab, tgt_vocab = build_vocabs(
         train_pairs, src_tokenizer, cfg.data.min_freq, cfg.data.max_size, cfg.data.shared_vocab, progress=not quiet,
@@ -185,7 +191,6 @@ def load_or_build_vocabs(
     )
     src_vocab.save(files.src_vocab)
     tgt_vocab.save(files.tgt_vocab)
-    atomic_write_text(files.config, dump_config(cfg))
     log.info("vocabulary: %d source, %d target types -> %s", len(src_vocab), len(tgt_vocab), files.root)
     return src_vocab, tgt_vocab
 
@@ -234,12 +239,17 @@ class TrainResult:
 
 
 def train(
-    cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = False, quiet: bool = False
+    cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = False, quiet: bool = False,
+    stop_request: StopRequest | None = None,
 ) -> TrainResult:
-    """Train a model as configured, writing everything into `run_dir`."""
+    """Train a model as configured, writing everything into `run_dir`.
+
+    When `stop_request.requested` turns true (a signal), the current step ends, last.pt is written and
+    TrainingInterrupted is raised.
+    """
     files = RunFiles(run_dir)
     dist_ctx = distributed.init(resolve_device(cfg.train.device))  # single process unless torchrun started us
-    distributed.on_main(lambda: (prepare_run_dir(files, cfg, resume, overwrite), _ensure_dir(files.root)), dist_ctx)
+    distributed.on_main(lambda: (prepare_run_dir(files, cfg, resume, overwrite), _ensure_dir(files.root), _remove_stale_temp_files(files)), dist_ctx)
     setup_logging(files.log if dist_ctx.is_main else None, quiet or not dist_ctx.is_main)
     if not dist_ctx.is_main:
         log.setLevel(logging.ERROR)
@@ -299,14 +309,12 @@ def train(
     progress = Progress()
     if resume:
         state = load_checkpoint(files.last)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        progress = Progress(**state["progress"])
-        _set_rng_state(state["rng"])
-        if "schedule" in state:
-            schedule.load_state_dict(state["schedule"])
-            early.load_state_dict(state["early_stopping"])
-            kept = list(state["kept_best"])
+        saved = restore(
+            state, files.last, model, optimizer, src_vocab, tgt_vocab, _set_rng_state,
+            extras={"schedule": schedule, "early_stopping": early},
+        )
+        progress = Progress(**{k: v for k, v in saved.items() if k in Progress.__dataclass_fields__})
+        kept = [dict(k) for k in state.get("kept_best", [])]
         log.info("resumed %s at step %d (epoch %d, batch %d)", files.last, progress.step, progress.epoch + 1, progress.batch_in_epoch)
     metrics = (
         MetricsLogger(files.metrics, files.tensorboard if t.tensorboard else None, progress.step if resume else None)
@@ -368,7 +376,7 @@ def train(
     def validate() -> dict[str, Any] | None:
         nonlocal last_validated
         if not dist_ctx.is_main:  # rank 0 validates and writes; the others wait for it
-            last_validated = progress.step
+            last_validated = progress.validated_at = progress.step
             distributed.barrier(dist_ctx)
             bleu = share_bleu(0.0)
             schedule.on_validation(bleu)
@@ -398,6 +406,7 @@ def train(
         record["elapsed"] = progress.elapsed
         metrics.log(record)
         keep_if_among_best(record)
+        progress.validated_at = progress.step
         state = checkpoint_state()
         if improved:
             save_checkpoint(files.best, {**state, "scores": record})
@@ -408,10 +417,9 @@ def train(
         return record
 
     best_record: dict[str, Any] | None = None
-    last_validated = -1
+    last_validated = progress.validated_at
     started = time.monotonic() - progress.elapsed
     tokens_seen, window_start, window_loss, window_tokens = 0, time.monotonic(), 0.0, 0
-    bad_steps = 0
     stop = False
     model.train()
     while progress.epoch < t.epochs and not stop and not early.stopped:
@@ -421,6 +429,11 @@ def train(
             disable=quiet or not dist_ctx.is_main, leave=False, dynamic_ncols=True, file=__import__("sys").stderr,
         )
         for index in batches[progress.batch_in_epoch :]:
+            if (t.max_steps is not None and progress.step >= t.max_steps) or (
+                t.max_time is not None and progress.elapsed >= t.max_time * 60
+            ):  # resumed from the checkpoint of a run that had stopped
+                stop = True
+                break
             batch = collate([examples[i] for i in index]).to(device)
             with autocast(device, precision):
                 logits = forward_model(batch.src, batch.src_lengths, batch.tgt_in, t.teacher_forcing_ratio)
@@ -428,18 +441,21 @@ def train(
             # Divided by the tokens of all ranks' batches; loss_sum / n_tokens become the global figures.
             loss, loss_sum, n_tokens = distributed.global_loss(loss_sum, n_tokens, dist_ctx)
             optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss_sum):
-                bad_steps += 1
-                log.warning("step %d: non-finite loss, update skipped (%d in a row)", progress.step + 1, bad_steps)
-                if bad_steps >= MAX_BAD_STEPS:
-                    raise DataError(
-                        f"training diverged: {bad_steps} non-finite losses in a row; the last good checkpoint is {files.last} (try a lower train.lr)"
-                    )
-            else:
-                bad_steps = 0
+            finite = bool(torch.isfinite(loss_sum))  # the global loss: every rank decides the same
+            if finite:
                 loss.backward()
                 if t.clip_grad > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
+                    finite = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)))
+            if not finite:
+                progress.bad_steps += 1
+                log.warning("step %d: non-finite loss or gradient, update skipped (%d in a row)", progress.step + 1, progress.bad_steps)
+                if progress.bad_steps >= t.max_bad_steps:
+                    last_good = f"the last good checkpoint is {files.last}" if files.last.exists() else "no checkpoint was saved"
+                    raise DataError(
+                        f"training diverged: {progress.bad_steps} non-finite losses in a row (train.max_bad_steps); {last_good} (try a lower train.lr)"
+                    )
+            else:
+                progress.bad_steps = 0
                 for group in optimizer.param_groups:
                     group["lr"] = schedule.lr_at(progress.step + 1)
                 optimizer.step()
@@ -471,6 +487,15 @@ def train(
             out_of_steps = t.max_steps is not None and progress.step >= t.max_steps
             if t.valid_every and progress.step % t.valid_every == 0:
                 best_record = _merge_best(best_record, validate())
+            # all ranks stop at the same step, even if the signal reached only some of them
+            interrupted = distributed.any_rank(stop_request is not None and stop_request.requested, dist_ctx)
+            if interrupted or (t.save_every and progress.step % t.save_every == 0):
+                if last_validated != progress.step and dist_ctx.is_main:  # validate() has just saved it otherwise
+                    save_checkpoint(files.last, checkpoint_state())
+                if interrupted:
+                    bar.close()
+                    distributed.barrier(dist_ctx)  # the checkpoint is on disk before any rank exits
+                    raise TrainingInterrupted((stop_request and stop_request.signal_name) or "a signal", progress.step, files.last)
             if out_of_time or out_of_steps:
                 log.info("stopping: %s reached", "train.max_time" if out_of_time else "train.max_steps")
                 stop = True
@@ -520,6 +545,11 @@ def train_step(
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
         optimizer.step()
     return loss_sum.detach(), n_tokens
+
+
+def _remove_stale_temp_files(files: RunFiles) -> None:
+    names = [p.name for p in (files.best, files.last, files.config, files.src_vocab, files.tgt_vocab, files.metrics)]
+    remove_stale_temp_files(files.root, names)
 
 
 def _merge_best(best: dict[str, Any] | None, record: dict[str, Any] | None) -> dict[str, Any] | None:

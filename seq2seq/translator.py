@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,6 +23,8 @@ from seq2seq.model import Seq2Seq
 from seq2seq.search import Hypothesis, decode_corpus, decode_corpus_nbest
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.vocab import EOS, Vocab
+
+log = logging.getLogger("seq2seq")
 
 
 def model_from_state(state: dict[str, Any], where: str) -> tuple[Config, Seq2Seq, Encoder, Encoder]:
@@ -72,7 +75,21 @@ class Translator:
         return cls(cfg, net.to(dev), src, tgt, dev, prec, path, state)
 
     def encode_sources(self, texts: Sequence[str]) -> list[list[int]]:
-        return [self.src.ids(t) + [EOS] for t in texts]
+        """Source ids, each ending in <eos>; inputs longer than decode.max_src_len tokens are truncated (warned)."""
+        limit = self.cfg.decode.max_src_len
+        sources, long_lines = [], []
+        for i, text in enumerate(texts):
+            ids = self.src.ids(text)
+            if len(ids) > limit:
+                long_lines.append(i + 1)
+                ids = ids[:limit]
+            sources.append(ids + [EOS])
+        if long_lines:
+            log.warning(
+                "warning: %d input line(s) longer than decode.max_src_len=%d tokens were truncated (line %s%s)",
+                len(long_lines), limit, ", ".join(map(str, long_lines[:5])), ", ..." if len(long_lines) > 5 else "",
+            )
+        return sources
 
     def hypotheses(
         self, texts: Sequence[str], batch_size: int | None = None, return_attention: bool = False, progress: bool = False,
@@ -112,7 +129,9 @@ class Translator:
         ]
 
     def detokenize(self, ids: Sequence[int]) -> str:
-        return self.tgt.tokenizer.detokenize(self.tgt.vocab.decode(ids))
+        text = self.tgt.tokenizer.detokenize(self.tgt.vocab.decode(ids))
+        # A line break inside an output would shift every later line of a translated file.
+        return text.replace("\r", " ").replace("\n", " ")
 
     def translate(self, texts: Sequence[str], batch_size: int | None = None, beam_size: int | None = None) -> list[str]:
         """One output line per input text, in input order (an empty input gives an empty output)."""

@@ -1,0 +1,66 @@
+"""Resuming a run from its last.pt, exactly: weights, optimizer, progress and RNG, after any crash.
+
+A run may have been killed at any moment. What it wrote after its last checkpoint belongs to steps that
+will be trained again and is dropped (metrics records past the checkpoint's step: `metrics.MetricsLogger`;
+temporary files of a write that never finished: `checkpoint.remove_stale_temp_files`). Everything else
+is checked against the checkpoint before it is trusted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from seq2seq.errors import CheckpointError
+from seq2seq.vocab import Vocab
+
+
+def _load(target: Any, saved: Any, what: str, where: Path) -> None:
+    """`target.load_state_dict(saved)`, its errors (many lines, internal names) turned into one line."""
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{where}: the saved {what} state is missing or malformed")
+    try:
+        target.load_state_dict(saved)
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as e:
+        first = " ".join(str(e).strip().splitlines()[:2])[:300]
+        raise CheckpointError(f"{where}: the saved {what} state does not fit this run: {first}") from None
+
+
+def restore(
+    state: Mapping[str, Any],
+    where: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    src_vocab: Vocab,
+    tgt_vocab: Vocab,
+    set_rng: Callable[[dict[str, Any]], None],
+    extras: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Load a checkpoint's training state into `model`, `optimizer`, the RNGs and each of `extras`.
+
+    `extras` maps checkpoint keys to objects with `load_state_dict` (an LR scheduler, early stopping);
+    one absent from the checkpoint keeps its fresh state. Returns the saved progress mapping.
+    """
+    for name, vocab in (("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab)):
+        if state.get(name) != vocab.to_list():
+            raise CheckpointError(
+                f"{where}: its {name.replace('_', ' ')} differs from {name}.json in the run directory (was it edited?)"
+            )
+    for key in ("optimizer", "progress", "rng"):
+        if key not in state:
+            raise CheckpointError(f"{where}: not a training checkpoint (no {key} state); it can be used, not resumed")
+    _load(model, state["model"], "model", where)
+    _load(optimizer, state["optimizer"], "optimizer", where)
+    for key, target in (extras or {}).items():
+        if key in state:
+            _load(target, state[key], key, where)
+    progress = state["progress"]
+    if not isinstance(progress, dict) or not all(isinstance(v, (int, float)) for v in progress.values()):
+        raise CheckpointError(f"{where}: the saved progress is malformed")
+    try:
+        set_rng(state["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{where}: the saved random-generator state is malformed ({type(e).__name__})") from None
+    return dict(progress)

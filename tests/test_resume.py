@@ -1,0 +1,227 @@
+"""Exact resume: a run killed at any moment and resumed ends bitwise equal to the run never interrupted.
+
+Also: Ctrl-C / SIGTERM save last.pt and exit 130 with the resume command; `train.save_every`; the
+non-finite-loss guard (`train.max_bad_steps`); what a resume drops (metrics past the checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from seq2seq.checkpoint import load_checkpoint
+from seq2seq.config import load_config
+from seq2seq.errors import DataError
+from seq2seq.interrupt import StopRequest, TrainingInterrupted
+from seq2seq.train import train
+from tests.conftest import ONE_THREAD
+
+ROOT = Path(__file__).resolve().parents[1]
+TOY = ROOT / "data" / "toy"
+
+# Dropout and teacher forcing < 1 make every step draw from the torch RNG: a resume that restored it
+# wrongly, or replayed a batch, could not end bitwise equal.
+CONFIG = """\
+data: {{train: toy, valid: toy_val, src_lang: en, tgt_lang: de}}
+model: {{emb_size: 8, hidden_size: 16, dropout: 0.3, attention: bahdanau}}
+train: {{epochs: {epochs}, batch_size: 16, lr: 0.01, seed: 3, num_threads: 1, save_every: {save_every},
+        teacher_forcing_ratio: 0.7, valid_every: 0, log_every: 5, device: cpu}}
+decode: {{batch_size: 64}}
+"""
+
+
+def write_tiny_setup(directory: Path, epochs: int = 5, save_every: int = 2, n: int = 200) -> Path:
+    """200 toy training pairs, 30 validation pairs and a tiny config in `directory`; returns the config path."""
+    for lang in ("en", "de"):
+        lines = (TOY / f"train.{lang}").read_text(encoding="utf-8").splitlines(keepends=True)
+        (directory / f"toy.{lang}").write_text("".join(lines[:n]), encoding="utf-8")
+        (directory / f"toy_val.{lang}").write_text("".join(lines[n : n + 30]), encoding="utf-8")
+    config = directory / "tiny.yaml"
+    config.write_text(CONFIG.format(epochs=epochs, save_every=save_every), encoding="utf-8")
+    return config
+
+
+def cli(*args: str, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "seq2seq", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def train_in_process(config: Path, run_dir: Path, resume: bool = False, **stop: object) -> None:
+    """Train in this process (cheaper than a subprocess), keeping torch's thread count as it was."""
+    threads = torch.get_num_threads()
+    try:
+        train(load_config(config), run_dir, resume=resume, quiet=True, **stop)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def saved_step(path: Path) -> int:
+    try:
+        return int(load_checkpoint(path)["step"])
+    except Exception:  # not written yet
+        return -1
+
+
+def assert_same_training_state(a: Path, b: Path) -> None:
+    """Weights and optimizer state bitwise equal, same progress (elapsed time aside)."""
+    sa, sb = load_checkpoint(a), load_checkpoint(b)
+    assert sa["model"].keys() == sb["model"].keys()
+    for name in sa["model"]:
+        assert torch.equal(sa["model"][name], sb["model"][name]), name
+    opt_a, opt_b = sa["optimizer"]["state"], sb["optimizer"]["state"]
+    assert opt_a.keys() == opt_b.keys()
+    for index in opt_a:
+        for key in opt_a[index]:
+            assert torch.equal(opt_a[index][key], opt_b[index][key]), (index, key)
+    pa, pb = dict(sa["progress"]), dict(sb["progress"])
+    pa.pop("elapsed"), pb.pop("elapsed")
+    assert pa == pb
+    assert torch.equal(sa["rng"]["torch"], sb["rng"]["torch"])
+
+
+def test_killed_at_random_moments_and_resumed_ends_bitwise_equal(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # train() records runs/latest under the working directory
+    config = write_tiny_setup(tmp_path)
+    train_in_process(config, tmp_path / "reference")
+
+    run = tmp_path / "run"
+    config_arg = ["--config", "tiny.yaml", "--set", f"train.run_dir={run}", "--quiet"]
+    rng = random.Random(20240611)
+    # SIGKILL (no chance to clean up, possibly in the middle of writing last.pt), Ctrl-C, SIGKILL again.
+    interruptions = [signal.SIGKILL, signal.SIGINT, signal.SIGKILL]
+    resume_command: list[str] | None = None
+    for sig in interruptions:
+        before = saved_step(run / "last.pt")
+        args = resume_command or ["train", *config_arg, *(["--resume"] if before >= 0 else [])]
+        proc = cli(*args, cwd=tmp_path)
+        deadline = time.monotonic() + 120
+        while saved_step(run / "last.pt") <= before and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # wait until this session has trained and saved something
+        time.sleep(rng.uniform(0.0, 0.25))
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+        stderr = err.decode()
+        resume_command = None
+        if sig == signal.SIGKILL:
+            assert proc.returncode == -signal.SIGKILL, stderr
+        else:
+            assert proc.returncode == 130, stderr
+            last_line = stderr.strip().splitlines()[-1]
+            assert "stopped by SIGINT" in last_line and "resume with: seq2seq train" in last_line, stderr
+            assert "Traceback" not in stderr
+            resume_command = shlex.split(last_line.split("resume with: ", 1)[1])[2:]  # drop "seq2seq train"
+            resume_command = ["train", *resume_command]
+            assert "--resume" in resume_command
+            # the signal's step was saved: nothing is lost
+            assert saved_step(run / "last.pt") > before
+    assert saved_step(run / "last.pt") < saved_step(tmp_path / "reference" / "last.pt"), "the kills came too late"
+    train_in_process(config, run, resume=True)
+    assert not list(run.glob(".*.tmp"))  # a SIGKILL inside a write leaves one; the resume removed it
+    assert_same_training_state(tmp_path / "reference" / "last.pt", run / "last.pt")
+    # metrics past the checkpoint a crash fell back to were dropped, not duplicated
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    ref_steps = [json.loads(line)["step"] for line in (tmp_path / "reference" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == ref_steps
+
+
+class StopAfter:
+    """A stop request that turns true after `n` steps (the loop reads `requested` once per step)."""
+
+    signal_name = "TEST"
+
+    def __init__(self, n: int):
+        self.n, self.reads = n, 0
+
+    @property
+    def requested(self) -> bool:
+        self.reads += 1
+        return self.reads >= self.n
+
+
+def test_resume_from_every_checkpoint_is_exact(tmp_path, monkeypatch):
+    """Resuming from any save_every checkpoint (mid-epoch, end of epoch, after validation) is exact."""
+    monkeypatch.chdir(tmp_path)
+    config = write_tiny_setup(tmp_path, epochs=2, save_every=1, n=80)
+    train_in_process(config, tmp_path / "reference")
+    reference = load_checkpoint(tmp_path / "reference" / "last.pt")
+    total = int(reference["step"])
+    for stop_at in (1, 4, 5, total - 1):  # 5 steps per epoch: 5 is an epoch end
+        run = tmp_path / f"run{stop_at}"
+        with pytest.raises(TrainingInterrupted) as info:
+            train_in_process(config, run, stop_request=StopAfter(stop_at))
+        assert info.value.step == stop_at and saved_step(run / "last.pt") == stop_at
+        train_in_process(config, run, resume=True)
+        assert_same_training_state(tmp_path / "reference" / "last.pt", run / "last.pt")
+
+
+def test_stop_request_turns_sigterm_into_a_flag():
+    with StopRequest() as stop:
+        assert not stop.requested
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+        assert stop.requested and stop.signal_name == "SIGTERM"
+        with pytest.raises(KeyboardInterrupt):  # a second signal stops at once
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_non_finite_losses_skip_updates_then_stop_keeping_the_last_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = write_tiny_setup(tmp_path, epochs=3, save_every=2, n=80)
+    text = config.read_text().replace("save_every: 2", "save_every: 2, max_bad_steps: 3")
+    config.write_text(text)
+    import seq2seq.train as train_module
+
+    real = train_module.masked_nll
+    calls = {"n": 0}
+
+    def poisoned(logits, tgt_out, label_smoothing=0.0):
+        calls["n"] += 1
+        loss_sum, n = real(logits, tgt_out, label_smoothing)
+        # step 3 is bad alone (skipped, training goes on); from step 6 on every loss is NaN
+        if calls["n"] == 3 or calls["n"] >= 6:
+            loss_sum = loss_sum * float("nan")
+        return loss_sum, n
+
+    monkeypatch.setattr(train_module, "masked_nll", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(DataError, match=r"3 non-finite losses in a row \(train.max_bad_steps\).*last good checkpoint"):
+        train_in_process(config, run)
+    state = load_checkpoint(run / "last.pt")
+    assert state["step"] == 6  # saved at step 6 (save_every 2), before the third bad step (8)
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+    log = (run / "train.log").read_text()
+    assert "step 3: non-finite loss or gradient, update skipped (1 in a row)" in log
+    assert "step 8: non-finite loss or gradient, update skipped (3 in a row)" in log
+
+
+def test_save_every_writes_last_pt_between_validations(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = write_tiny_setup(tmp_path, epochs=1, save_every=2, n=80)
+    run = tmp_path / "run"
+    import seq2seq.train as train_module
+
+    saved: list[int] = []
+    real = train_module.save_checkpoint
+
+    def spy(path, state):
+        if Path(path).name == "last.pt":
+            saved.append(state["step"])
+        real(path, state)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", spy)
+    train_in_process(config, run)
+    assert saved == [2, 4, 5]  # every 2 updates, then at the end-of-epoch validation (5 batches)

@@ -1,0 +1,162 @@
+"""Files that cannot be lost or trusted blindly: atomic writes, the run-directory guard, safe checkpoint loading."""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import seq2seq.checkpoint as checkpoint
+from seq2seq.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from seq2seq.config import Config, dump_config, replace
+from seq2seq.errors import CheckpointError, ConfigError
+from seq2seq.train import RunFiles, prepare_run_dir
+from seq2seq.vocab import SPECIALS, Vocab
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fake_state(step: int) -> dict:
+    return {
+        "config": {}, "src_vocab": list(SPECIALS), "tgt_vocab": list(SPECIALS), "tokenizer": {"level": "word", "lowercase": False},
+        "model": {"w": torch.full((3,), float(step))}, "step": step,
+    }
+
+
+def fail_fsync(fd: int) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def interrupt_replace(src: str, dst: str) -> None:
+    raise KeyboardInterrupt  # a signal arriving between the write and the rename
+
+
+@pytest.mark.parametrize("failure", [("fsync", fail_fsync), ("replace", interrupt_replace)], ids=["disk-full", "signal"])
+@pytest.mark.parametrize("kind", ["checkpoint", "vocabulary", "config"])
+def test_a_failed_write_leaves_the_previous_file_intact(tmp_path, monkeypatch, kind, failure):
+    path = tmp_path / {"checkpoint": "last.pt", "vocabulary": "src_vocab.json", "config": "config.yaml"}[kind]
+    write = {
+        "checkpoint": lambda version: save_checkpoint(path, fake_state(version)),
+        "vocabulary": lambda version: Vocab(list(SPECIALS) + [f"w{i}" for i in range(version)]).save(path),
+        "config": lambda version: atomic_write_text(path, dump_config(replace(Config(), "train", epochs=version))),
+    }[kind]
+    write(1)
+    before = path.read_bytes()
+    name, broken = failure
+    monkeypatch.setattr(checkpoint.os, name, broken)
+    with pytest.raises((OSError, KeyboardInterrupt)) as info:
+        write(2)
+    monkeypatch.undo()
+    if name == "fsync":
+        assert str(path) in str(info.value) and ".tmp" not in str(info.value)  # names the user's file
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == [path.name]  # no temporary file left behind
+    if kind == "checkpoint":
+        assert load_checkpoint(path)["step"] == 1
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    atomic_write_text(tmp_path / "a.txt", "x")
+    (tmp_path / "b.txt").write_text("x")
+    assert (tmp_path / "a.txt").stat().st_mode == (tmp_path / "b.txt").stat().st_mode
+
+
+# -- the run-directory guard ---------------------------------------------------------------------------
+
+
+def run_with(tmp_path: Path, **train: object) -> tuple[RunFiles, Config]:
+    return RunFiles(tmp_path / "run"), replace(Config(), "train", **train)
+
+
+def test_a_new_run_refuses_a_directory_holding_another_run(tmp_path):
+    files, cfg = run_with(tmp_path, lr=0.1)
+    prepare_run_dir(files, cfg, resume=False, overwrite=False)  # nothing there yet
+    files.root.mkdir()
+    atomic_write_text(files.config, dump_config(cfg))
+    prepare_run_dir(files, cfg, resume=False, overwrite=False)  # same run, killed before its first checkpoint
+    prepare_run_dir(files, replace(cfg, "train", epochs=99), resume=False, overwrite=False)  # epochs may change
+    with pytest.raises(ConfigError, match="holds another run's config"):
+        prepare_run_dir(files, replace(cfg, "train", lr=0.2), resume=False, overwrite=False)
+    save_checkpoint(files.last, fake_state(3))
+    with pytest.raises(ConfigError, match="add --resume to continue it or --overwrite"):
+        prepare_run_dir(files, cfg, resume=False, overwrite=False)
+    with pytest.raises(ConfigError, match="trained with another config"):
+        prepare_run_dir(files, replace(cfg, "train", lr=0.2), resume=True, overwrite=False)
+    with pytest.raises(ConfigError, match="exclude each other"):
+        prepare_run_dir(files, cfg, resume=True, overwrite=True)
+    prepare_run_dir(files, cfg, resume=True, overwrite=False)
+    assert files.last.exists()
+    prepare_run_dir(files, replace(cfg, "train", lr=0.2), resume=False, overwrite=True)
+    assert not files.last.exists() and not files.config.exists()
+
+
+def test_resume_needs_a_last_checkpoint(tmp_path):
+    files, cfg = run_with(tmp_path)
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        prepare_run_dir(files, cfg, resume=True, overwrite=False)
+
+
+# -- safe loading ----------------------------------------------------------------------------------------
+
+
+class Payload:
+    """Unpickling this creates `marker` (pickle calls open(marker, "w")): code run by merely loading a file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (builtins.open, (str(self.marker), "w"))
+
+
+def test_a_checkpoint_carrying_a_pickle_payload_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "evil.pt"
+    torch.save({**fake_state(1), "format": checkpoint.FORMAT, "format_version": checkpoint.FORMAT_VERSION, "x": Payload(marker)}, evil)
+    # the payload is live: an unsafe load would run it
+    probe = tmp_path / "probe"
+    probe_file = tmp_path / "probe.pt"
+    torch.save({"x": Payload(probe)}, probe_file)
+    torch.load(probe_file, weights_only=False)
+    assert probe.exists()
+
+    with pytest.raises(CheckpointError, match="pickled Python objects"):
+        load_checkpoint(evil)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = ["translate", "--model", str(evil), "hello"]  # `train --resume` is in tests/test_bad_input.py
+    proc = subprocess.run([sys.executable, "-m", "seq2seq", *args], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert f"{evil}: not a loadable checkpoint: it holds pickled Python objects" in proc.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda b: b[: len(b) // 2], "not a loadable checkpoint"),
+        (lambda b: bytes(range(256)) * (len(b) // 256), "not a loadable checkpoint"),
+        (lambda b: b"", "not a loadable checkpoint"),
+    ],
+    ids=["truncated", "garbage", "empty"],
+)
+def test_damaged_checkpoints_give_one_line(tmp_path, corrupt, message):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, fake_state(1))
+    path.write_bytes(corrupt(path.read_bytes()))
+    with pytest.raises(CheckpointError, match=message) as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_an_unknown_format_version_is_refused(tmp_path):
+    path = tmp_path / "future.pt"
+    torch.save({**fake_state(1), "format": checkpoint.FORMAT, "format_version": 99}, path)
+    with pytest.raises(CheckpointError, match="format version 99, this seq2seq reads version 1"):
+        load_checkpoint(path)
