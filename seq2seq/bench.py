@@ -150,7 +150,7 @@ def run_bench(
     model.train()
     cycle = itertools.cycle(batches)
     for _ in range(warmup):
-        train_step(model, optimizer, collate([examples[i] for i in next(cycle)]).to(device), t, device, precision)
+        train_step(model, model, optimizer, collate([examples[i] for i in next(cycle)]).to(device), t, device, precision)
     _sync(device)
     tokens = sentences = 0
     train_flops = 0.0
@@ -158,7 +158,7 @@ def run_bench(
     for _ in range(steps):
         index = next(cycle)
         batch = collate([examples[i] for i in index]).to(device)
-        _, n = train_step(model, optimizer, batch, t, device, precision)
+        _, _, n = train_step(model, model, optimizer, batch, t, device, precision)
         tokens += n
         sentences += len(index)
         train_flops += 3 * sum(flops.forward(len(examples[i][0]), len(examples[i][1]) + 1) for i in index)

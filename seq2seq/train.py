@@ -435,17 +435,9 @@ def train(
                 stop = True
                 break
             batch = collate([examples[i] for i in index]).to(device)
-            with autocast(device, precision):
-                logits = forward_model(batch.src, batch.src_lengths, batch.tgt_in, t.teacher_forcing_ratio)
-            loss_sum, n_tokens = masked_nll(logits, batch.tgt_out, t.label_smoothing)
-            # Divided by the tokens of all ranks' batches; loss_sum / n_tokens become the global figures.
-            loss, loss_sum, n_tokens = distributed.global_loss(loss_sum, n_tokens, dist_ctx)
-            optimizer.zero_grad(set_to_none=True)
-            finite = bool(torch.isfinite(loss_sum))  # the global loss: every rank decides the same
-            if finite:
-                loss.backward()
-                if t.clip_grad > 0:
-                    finite = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)))
+            for group in optimizer.param_groups:
+                group["lr"] = schedule.lr_at(progress.step + 1)
+            finite, loss_sum, n_tokens = train_step(forward_model, model, optimizer, batch, t, device, precision, dist_ctx)
             if not finite:
                 progress.bad_steps += 1
                 log.warning("step %d: non-finite loss or gradient, update skipped (%d in a row)", progress.step + 1, progress.bad_steps)
@@ -456,9 +448,6 @@ def train(
                     )
             else:
                 progress.bad_steps = 0
-                for group in optimizer.param_groups:
-                    group["lr"] = schedule.lr_at(progress.step + 1)
-                optimizer.step()
                 window_loss += loss_sum.item()
                 window_tokens += n_tokens
             progress.step += 1
@@ -522,34 +511,34 @@ def train(
 
 
 def train_step(
+    forward_model: torch.nn.Module,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     batch: Batch,
     t: TrainConfig,
     device: torch.device,
     precision: str,
-) -> tuple[torch.Tensor, int]:
+    dist_ctx: distributed.DistContext = distributed.DistContext(),
+) -> tuple[bool, torch.Tensor, int]:
     """One update on `batch` (already on `device`): forward, masked loss per real token, backward, clip, step.
 
-    Returns the summed loss (a tensor: reading it is the caller's choice, it syncs) and the real token count.
-    A non-finite loss updates nothing.
+    `forward_model` is `model` or its DDP wrapper. The loss is divided by the real target tokens of all ranks.
+    Returns (finite, summed loss over all ranks, their real token count); a non-finite loss or gradient
+    norm updates nothing (every rank sees the same global figures, so all skip together).
     """
     with autocast(device, precision):
-        logits = model(batch.src, batch.src_lengths, batch.tgt_in, t.teacher_forcing_ratio)
+        logits = forward_model(batch.src, batch.src_lengths, batch.tgt_in, t.teacher_forcing_ratio)
     loss_sum, n_tokens = masked_nll(logits, batch.tgt_out, t.label_smoothing)
+    loss, loss_sum, n_tokens = distributed.global_loss(loss_sum, n_tokens, dist_ctx)
     optimizer.zero_grad(set_to_none=True)
-    loss = loss_sum / n_tokens
-    if torch.isfinite(loss):
+    finite = bool(torch.isfinite(loss_sum))
+    if finite:
         loss.backward()
         if t.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
-        optimizer.step()
-    return loss_sum.detach(), n_tokens
-
-
-def _remove_stale_temp_files(files: RunFiles) -> None:
-    names = [p.name for p in (files.best, files.last, files.config, files.src_vocab, files.tgt_vocab, files.metrics)]
-    remove_stale_temp_files(files.root, names)
+            finite = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)))
+        if finite:
+            optimizer.step()
+    return finite, loss_sum, n_tokens
 
 
 def _merge_best(best: dict[str, Any] | None, record: dict[str, Any] | None) -> dict[str, Any] | None:
