@@ -541,6 +541,11 @@ def train_step(
     return finite, loss_sum, n_tokens
 
 
+def _remove_stale_temp_files(files: RunFiles) -> None:
+    names = [p.name for p in (files.best, files.last, files.config, files.src_vocab, files.tgt_vocab, files.metrics)]
+    remove_stale_temp_files(files.root, names)
+
+
 def _merge_best(best: dict[str, Any] | None, record: dict[str, Any] | None) -> dict[str, Any] | None:
     if record is None:  # not rank 0: it did not validate
         return best
