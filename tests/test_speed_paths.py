@@ -64,3 +64,44 @@ def test_flop_count_matches_a_hand_count():
     luong = flop_counts(ModelConfig(emb_size=2, hidden_size=3, attention="luong", bidirectional=False, tie_embeddings=True), 5)
     # GRU 2*9*(2+3) = 90; pre-output (O = E = 2): 2*2*(3+3) = 24; output 2*2*5 = 20; keys 2*3*3 = 18; encoder 90
     assert (luong.per_tgt_token, luong.per_src_token) == (90 + 24 + 20, 90 + 18)
+
+
+def test_bf16_training_still_learns():
+    import random
+
+    from seq2seq.config import TrainConfig
+    from seq2seq.train import train_step
+
+    rng = random.Random(0)
+    torch.manual_seed(0)
+    model = tiny_model(0, vocab=12, attention="luong", emb_size=32, hidden_size=64).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    t = TrainConfig(label_smoothing=0.0)
+    losses = []
+    for _ in range(300):
+        seqs = [[rng.randrange(4, 12) for _ in range(rng.randint(2, 6))] for _ in range(32)]
+        b = collate([(s + [3], s[::-1]) for s in seqs])
+        finite, loss_sum, n = train_step(model, model, optimizer, b, t, torch.device("cpu"), "bf16")
+        assert finite
+        losses.append(float(loss_sum) / n)
+    assert losses[0] > 1.5 and sum(losses[-20:]) / 20 < 0.3, (losses[0], losses[-20:])
+
+
+def test_bench_runs_on_the_toy_config_and_reports_every_field(tmp_path):
+    from seq2seq.bench import format_table, run_bench
+    from seq2seq.config import load_config
+    from tests.conftest import ROOT, TOY
+
+    overrides = [f"data.{k}={TOY / v}" for k, v in (("train", "train"), ("valid", "val"), ("test", "test"))]
+    cfg = load_config(ROOT / "configs" / "demo.yaml", overrides + ["train.max_tokens=600"])
+    result = run_bench(cfg, steps=3, warmup=1, decode_sentences=40, decode_warmup=4)
+    for key in (
+        "train_tokens_per_s", "train_sentences_per_s", "src_padding_fraction", "tgt_padding_fraction", "mfu",
+        "matmul_peak_gflop_per_s", "greedy_sentences_per_s", "greedy_tokens_per_s", "beam5_sentences_per_s", "peak_rss_mb",
+    ):
+        assert isinstance(result[key], float) and result[key] >= 0, key
+    assert result["train_tokens_per_s"] > 0 and 0 < result["mfu"] < 1.5
+    assert result["tgt_padding_fraction"] < 0.10
+    table = format_table(result)
+    for label in ("training tokens/s", "padding", "MFU", "greedy decoding", "beam-5 decoding", "peak memory"):
+        assert label in table
