@@ -82,18 +82,20 @@ def corpus_paths(spec: str, fmt: str, src_lang: str, tgt_lang: str) -> list[Path
     return paths
 
 
+def split_tsv_line(line: str, path: str | Path, line_number: int) -> Pair:
+    """`source<TAB>target` -> a whitespace-normalized pair; anything but exactly one tab is an error."""
+    if line.count("\t") != 1:
+        found = "no tab" if "\t" not in line else f"{line.count(chr(9))} tabs"
+        raise DataError(f"{path}:{line_number}: expected source<TAB>target, found {found}")
+    src, tgt = line.split("\t")
+    return normalize_whitespace(src), normalize_whitespace(tgt)
+
+
 def read_pairs(spec: str, fmt: str, src_lang: str, tgt_lang: str) -> list[Pair]:
     """Read a parallel corpus as (source, target) pairs, whitespace-normalized, empties included."""
     paths = corpus_paths(spec, fmt, src_lang, tgt_lang)
     if fmt == "tsv":
-        pairs = []
-        for i, line in enumerate(read_lines(paths[0]), start=1):
-            if line.count("\t") != 1:
-                found = "no tab" if "\t" not in line else f"{line.count(chr(9))} tabs"
-                raise DataError(f"{paths[0]}:{i}: expected source<TAB>target, found {found}")
-            src, tgt = line.split("\t")
-            pairs.append((normalize_whitespace(src), normalize_whitespace(tgt)))
-        return pairs
+        return [split_tsv_line(line, paths[0], i) for i, line in enumerate(read_lines(paths[0]), start=1)]
     return read_parallel_files(paths[0], paths[1])
 
 

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from seq2seq.checkpoint import atomic_write_text
 from seq2seq.config import Config, config_to_dict, dump_config
-from seq2seq.data import Example, corpus_paths
+from seq2seq.data import Example, corpus_paths, split_tsv_line
 from seq2seq.errors import ConfigError, DataError
 from seq2seq.tokenizer import SUBWORD_LEVELS, Tokenizer, normalize_whitespace
 from seq2seq.vocab import EOS, UNK, Vocab
@@ -181,15 +181,10 @@ def decode_line(raw: bytes, name: str, line: int) -> str:
 def chunk_pairs(chunk: Chunk, names: Sequence[str]) -> list[tuple[str, str]]:
     """A chunk's whitespace-normalized (source, target) pairs, empties included (as `data.read_pairs`)."""
     if chunk.tgt is None:
-        pairs = []
-        for line, raw in enumerate(chunk.src, start=chunk.first_line):
-            text = decode_line(raw, names[0], line)
-            if text.count("\t") != 1:
-                found = "no tab" if "\t" not in text else f"{text.count(chr(9))} tabs"
-                raise DataError(f"{names[0]}:{line}: expected source<TAB>target, found {found}")
-            src, tgt = text.split("\t")
-            pairs.append((normalize_whitespace(src), normalize_whitespace(tgt)))
-        return pairs
+        return [
+            split_tsv_line(decode_line(raw, names[0], line), names[0], line)
+            for line, raw in enumerate(chunk.src, start=chunk.first_line)
+        ]
     return [
         (normalize_whitespace(decode_line(s, names[0], line)), normalize_whitespace(decode_line(t, names[1], line)))
         for line, (s, t) in enumerate(zip(chunk.src, chunk.tgt), start=chunk.first_line)
