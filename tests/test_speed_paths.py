@@ -37,6 +37,23 @@ def test_optimized_bahdanau_decoder_matches_the_textbook_loop(layers):
     assert torch.allclose(fast, slow, atol=1e-5)
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_optimized_bahdanau_decoder_gradients_match_the_textbook_loop(layers):
+    # The loop's weight gradients come from one matmul over all steps (_StepWeights); they must be the ones
+    # autograd computes for the textbook loop, for every parameter.
+    model = tiny_model(2, attention="bahdanau", dec_layers=layers, enc_layers=layers).double()
+    b = collate(random_examples(6, 2))
+    grads = []
+    for forward in (lambda: model(b.src, b.src_lengths, b.tgt_in), lambda: straightforward_bahdanau(model, b)):
+        model.zero_grad()
+        (forward().log_softmax(-1)[..., 3] * (b.tgt_out != 0)).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    fast, slow = grads
+    assert fast.keys() == slow.keys() and "decoder.rnn.weight_hh_l0" in fast and "decoder.attention.query_proj.weight" in fast
+    for name in fast:
+        assert torch.allclose(fast[name], slow[name], atol=1e-10, rtol=1e-8), name
+
+
 @pytest.mark.parametrize("attention", ["bahdanau", "luong"])
 def test_teacher_forced_pass_matches_step_by_step_decoding(attention):
     model = tiny_model(1, attention=attention, dec_layers=2)
@@ -105,3 +122,45 @@ def test_bench_runs_on_the_toy_config_and_reports_every_field(tmp_path):
     table = format_table(result)
     for label in ("training tokens/s", "padding", "MFU", "greedy decoding", "beam-5 decoding", "peak memory"):
         assert label in table
+
+
+def test_fast_cpu_dropout_keeps_the_rate_and_the_expectation():
+    from seq2seq.model import Dropout
+
+    drop = Dropout(0.3)
+    x = torch.ones(400, 1000)
+    torch.manual_seed(0)
+    y = drop(x)
+    assert abs((y == 0).float().mean().item() - 0.3) < 0.005  # 400k draws: the std of the rate is 0.0007
+    assert abs(y.mean().item() - 1.0) < 0.01
+    assert torch.unique(y).tolist() == [0.0, pytest.approx(1 / 0.7, rel=1e-4)]
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)  # seeded like the rest of torch
+    x.requires_grad_(True)
+    drop(x).sum().backward()
+    assert torch.unique(x.grad).tolist() == [0.0, pytest.approx(1 / 0.7, rel=1e-4)]
+    drop.eval()
+    assert torch.equal(drop(x), x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_fused_masked_loss_matches_cross_entropy(dtype, eps):
+    import torch.nn.functional as F
+
+    from seq2seq.loss import masked_nll
+
+    gen = torch.Generator().manual_seed(3)
+    logits = (3 * torch.randn(3, 5, 11, generator=gen)).to(dtype).requires_grad_(True)
+    before = logits.detach().clone()
+    tgt = torch.randint(1, 11, (3, 5), generator=gen)
+    tgt[0, 3:], tgt[2, 1:] = 0, 0  # pads
+    fused, n = masked_nll(logits, tgt, eps)
+    (g_fused,) = torch.autograd.grad(0.7 * fused, logits)
+    ref_in = logits if dtype != torch.bfloat16 else logits.float()
+    ref = F.cross_entropy(ref_in.reshape(-1, 11), tgt.reshape(-1), ignore_index=0, reduction="sum", label_smoothing=eps)
+    (g_ref,) = torch.autograd.grad(0.7 * ref, logits)
+    assert n == 9 and fused.dtype == ref.dtype
+    assert torch.allclose(fused, ref, rtol=1e-6) and torch.equal(logits.detach(), before)
+    assert g_fused.dtype == dtype and torch.allclose(g_fused.double(), g_ref.double(), atol=1e-6)
+    assert g_fused[2, 1:].abs().sum() == 0  # nothing reaches a pad
