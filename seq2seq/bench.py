@@ -24,6 +24,7 @@ import itertools
 import resource
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -124,9 +125,14 @@ def peak_rss_bytes() -> int:
 
 def run_bench(
     cfg: Config, steps: int = 30, warmup: int = 5, decode_sentences: int = 1000, beam_size: int = 5,
-    decode_warmup: int = 64,
+    decode_warmup: int = 64, decode_model: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Measure everything `seq2seq bench` prints; returns one flat dict."""
+    """Measure everything `seq2seq bench` prints; returns one flat dict.
+
+    Decoding speed depends on how long the outputs are, so a model trained for a few steps (which rarely says
+    <eos>) decodes slower than a trained one: `decode_model` (a run directory or checkpoint) decodes with that
+    trained model and its own tokenizer instead, in the same precision.
+    """
     t, d = cfg.train, cfg.data
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
@@ -173,6 +179,11 @@ def run_bench(
 
     model.eval()
     sources = [src_enc.ids(s) + [3] for s, _ in eval_pairs[:decode_sentences]]
+    if decode_model is not None:
+        from seq2seq.translator import Translator
+
+        trained = Translator.load(decode_model, device=str(device), precision=precision)
+        model, sources = trained.model.eval(), trained.encode_sources([s for s, _ in eval_pairs[:decode_sentences]])
     decode_corpus(model, sources[:decode_warmup], device, cfg.decode.batch_size, cfg.decode.max_len_a, cfg.decode.max_len_b)
     results: dict[str, Any] = {}
     for name, beam in (("greedy", 1), (f"beam{beam_size}", beam_size)):
@@ -213,6 +224,7 @@ def run_bench(
         "matmul_peak_gflop_per_s": peak / 1e9,
         "mfu": train_flops_per_s / peak,
         "decode_sentences": len(sources),
+        "decode_model": None if decode_model is None else str(decode_model),
         **results,
         "peak_rss_mb": peak_rss_bytes() / 2**20,
         "cuda_max_allocated_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
@@ -244,7 +256,8 @@ def format_table(r: dict[str, Any]) -> str:
         ("padding", f"source {r['src_padding_fraction']:.1%}, target {r['tgt_padding_fraction']:.1%}  ({r['mean_batch_sentences']:.0f} sentences/batch)"),
         ("FLOPs", f"{r['forward_mflop_per_tgt_token']:.1f} MFLOP fwd per target token, {r['forward_mflop_per_src_token']:.1f} per source token"),
         ("MFU", f"{r['mfu']:.1%}  ({r['train_gflop_per_s']:.0f} of {r['matmul_peak_gflop_per_s']:.0f} GFLOP/s matmul peak)"),
-        ("greedy decoding", f"{num(r['greedy_sentences_per_s'], ',.0f')} sentences/s, {num(r['greedy_tokens_per_s'], ',.0f')} tokens/s  ({r['decode_sentences']} sentences)"),
+        ("greedy decoding", f"{num(r['greedy_sentences_per_s'], ',.0f')} sentences/s, {num(r['greedy_tokens_per_s'], ',.0f')} tokens/s  ({r['decode_sentences']} sentences, "
+         + (f"model {r['decode_model']})" if r.get("decode_model") else "the model trained above)")),
         ("beam-5 decoding", f"{num(r.get('beam5_sentences_per_s'), ',.0f')} sentences/s"),
         ("peak memory", f"RSS {r['peak_rss_mb']:,.0f} MB" + (f", CUDA {r['cuda_max_allocated_mb']:,.0f} MB" if r["cuda_max_allocated_mb"] is not None else "")),
     ]

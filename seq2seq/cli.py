@@ -375,6 +375,10 @@ def bench(
     steps: int = typer.Option(30, "--steps", min=1, help="Timed training steps (after the warm-up)."),
     warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed training steps first."),
     sentences: int = typer.Option(1000, "--sentences", min=1, help="Sentences of the test (else valid) corpus to decode."),
+    model: Optional[Path] = typer.Option(
+        None, "--model", "-m", show_default=False,
+        help="Decode with this trained run directory or checkpoint (its own tokenizer) instead of the briefly trained model, whose outputs run long.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """Measure training tokens/s, padding, MFU, decoding speed (greedy, beam 5) and peak memory; writes nothing.
@@ -383,7 +387,7 @@ def bench(
     """
     from seq2seq.bench import format_table, run_bench
 
-    result = run_bench(_load_config(config, overrides), steps=steps, warmup=warmup, decode_sentences=sentences)
+    result = run_bench(_load_config(config, overrides), steps=steps, warmup=warmup, decode_sentences=sentences, decode_model=model)
     typer.echo(json.dumps(result) if as_json else format_table(result))
 
 

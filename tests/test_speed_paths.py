@@ -124,6 +124,17 @@ def test_bench_runs_on_the_toy_config_and_reports_every_field(tmp_path):
         assert label in table
 
 
+def test_bench_decodes_with_a_trained_model_when_given_one(tiny_run):
+    from seq2seq.bench import format_table, run_bench
+    from seq2seq.config import load_config
+
+    cfg = load_config(tiny_run / "tiny.yaml", ["train.max_tokens=600"])
+    result = run_bench(cfg, steps=2, warmup=0, decode_sentences=30, decode_warmup=2, decode_model=tiny_run / "runs" / "tiny")
+    assert result["decode_model"] == str(tiny_run / "runs" / "tiny") and result["decode_sentences"] == 30
+    assert result["greedy_sentences_per_s"] > 0 and result["beam5_sentences_per_s"] > 0
+    assert "model " + str(tiny_run / "runs" / "tiny") in format_table(result)
+
+
 def test_fast_cpu_dropout_keeps_the_rate_and_the_expectation():
     from seq2seq.model import Dropout
 

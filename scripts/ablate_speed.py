@@ -1,0 +1,133 @@
+"""Before/after timings of the training step's optimizations, on the same real batches.
+
+Times one training step (forward under the precision's autocast, masked loss, backward, clipping, Adam) on
+the same length-bucketed Multi30k batches of configs/bench_reference.yaml, for:
+
+  textbook        the decoder as tutorials write it: every step projects the attention keys, calls nn.GRU on
+                  [embedding; context] and runs the pre-output and output layers on its own, then one loss
+  keys-once       the same, attention keys projected once per batch
+  output-once     the same, pre-output and output layers (and the loss) once over all steps
+  seq2seq         this package's decoder (the GRU written out: input projection of the embeddings for all
+                  steps at once, query fused into the recurrent matmul, loop weights cast once with their
+                  gradients from one matmul over all steps), with its encoder, dropout and loss
+  no-buckets      seq2seq on random (unbucketed) batches of 128 sentences, as Joey NMT batches
+
+and the padding fraction of both batchings. Prints ms per batch and target tokens/s; also `--json`.
+
+Usage: python scripts/ablate_speed.py --data ../shared/data/multi30k [--precision bf16] [--batches 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from seq2seq.bench import padding_fractions
+from seq2seq.config import TrainConfig, load_config
+from seq2seq.data import BucketSampler, Encoder, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
+from seq2seq.device import autocast, resolve_device
+from seq2seq.loss import masked_nll
+from seq2seq.model import Seq2Seq, attend
+from seq2seq.tokenizer import Tokenizer
+from seq2seq.train import train_step
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def textbook_logits(model: Seq2Seq, b, keys_once: bool, output_once: bool) -> torch.Tensor:
+    """Teacher-forced logits (B, T, V) the straightforward way; same function as model(...) (tests/test_speed_paths.py)."""
+    dec = model.decoder
+    enc = model.encode(b.src, b.src_lengths)
+    emb = dec.dropout(dec.embed(b.tgt_in))
+    hidden, outs, contexts, logits = enc.hidden, [], [], []
+    for t in range(b.tgt_in.size(1)):
+        keys = enc.keys if keys_once else dec.attention.project_keys(enc.states)
+        context, _ = attend(dec.attention, hidden[-1][:, None, :], keys, enc.states, enc.src_pad_mask)
+        out, hidden = dec.rnn(torch.cat([emb[:, t : t + 1], context], dim=-1), hidden)
+        out = dec.hidden_dropout(out)
+        if output_once:
+            outs.append(out)
+            contexts.append(context)
+        else:
+            logits.append(model.output(dec._pre_output(out, context, emb[:, t : t + 1])))
+    if output_once:
+        return model.output(dec._pre_output(torch.cat(outs, 1), torch.cat(contexts, 1), emb))
+    return torch.cat(logits, 1)
+
+
+def textbook_step(model, optimizer, b, t: TrainConfig, device, precision, keys_once: bool, output_once: bool) -> None:
+    with autocast(device, precision):
+        logits = textbook_logits(model, b, keys_once, output_once)
+    loss_sum, n = masked_nll(logits, b.tgt_out, t.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    (loss_sum / n).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
+    optimizer.step()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "multi30k", help="Folder with Multi30k train.de/train.en")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
+    parser.add_argument("--batches", type=int, default=12, help="Timed batches per variant (after 2 untimed)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    cfg = load_config(ROOT / "configs" / "bench_reference.yaml", [f"data.train={args.data / 'train'}", f"train.precision={args.precision}"])
+    d, t = cfg.data, cfg.train
+    device = resolve_device("cpu")
+    pairs = load_corpus(d.train, d.format, d.src_lang, d.tgt_lang, "train")
+    tok = Tokenizer(level=d.level, lowercase=d.lowercase)
+    src_vocab, tgt_vocab = build_vocabs(pairs, tok, d.min_freq, d.max_size, d.shared_vocab, tgt_tokenizer=tok)
+    examples = encode_pairs(pairs, Encoder(tok, src_vocab), Encoder(tok, tgt_vocab), max_len=d.max_len)
+    bucketed = BucketSampler(*example_lengths(examples), batch_size=t.batch_size, max_tokens=t.max_tokens, seed=0).batches(0)
+    order = list(range(len(examples)))
+    random.Random(0).shuffle(order)
+    unbucketed = [order[i : i + t.batch_size] for i in range(0, len(order), t.batch_size)]
+    n = args.batches + 2
+
+    def run(name: str, batches, step) -> dict:
+        torch.manual_seed(0)
+        model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab)).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
+        tensors = [collate([examples[i] for i in batch]) for batch in batches[:n]]
+        for b in tensors[:2]:
+            step(model, optimizer, b)
+        tokens, start = 0, time.perf_counter()
+        for b in tensors[2:]:
+            step(model, optimizer, b)
+            tokens += int((b.tgt_out != 0).sum())
+        elapsed = time.perf_counter() - start
+        return {"variant": name, "ms_per_batch": 1000 * elapsed / args.batches, "tokens_per_s": tokens / elapsed,
+                "tokens_per_batch": tokens / args.batches}
+
+    ours = lambda m, o, b: train_step(m, m, o, b, t, device, args.precision)  # noqa: E731
+    rows = [
+        run("textbook", bucketed, lambda m, o, b: textbook_step(m, o, b, t, device, args.precision, False, False)),
+        run("keys-once", bucketed, lambda m, o, b: textbook_step(m, o, b, t, device, args.precision, True, False)),
+        run("output-once", bucketed, lambda m, o, b: textbook_step(m, o, b, t, device, args.precision, True, True)),
+        run("seq2seq", bucketed, ours),
+        run("no-buckets", unbucketed, ours),
+    ]
+    padding = {
+        "bucketed": padding_fractions(examples, bucketed), "no-buckets": padding_fractions(examples, unbucketed),
+    }
+    if args.json:
+        print(json.dumps({"precision": args.precision, "rows": rows, "padding_src_tgt": padding}))
+        return
+    print(f"{args.precision}, {args.threads} threads, {args.batches} batches per variant")
+    for r in rows:
+        print(f"{r['variant']:12s} {r['ms_per_batch']:8.1f} ms/batch {r['tokens_per_s']:8.0f} target tokens/s ({r['tokens_per_batch']:.0f} per batch)")
+    for name, (src, tgt) in padding.items():
+        print(f"padding {name}: source {src:.1%}, target {tgt:.1%}")
+
+
+if __name__ == "__main__":
+    main()
