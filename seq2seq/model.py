@@ -164,7 +164,8 @@ class _StepWeights:
     """
 
     def __init__(
-        self, steps: int, bias: torch.Tensor | None, *weights: torch.Tensor, dtype: torch.dtype, cache: dict | None = None
+        self, steps: int, batch: int, bias: torch.Tensor | None, *weights: torch.Tensor, dtype: torch.dtype,
+        cache: dict | None = None,
     ):
         params = weights if bias is None else (bias, *weights)
         self.tracked = torch.is_grad_enabled() and any(p.requires_grad for p in params)
@@ -178,18 +179,15 @@ class _StepWeights:
                 self.row[: bias.numel()] = bias.detach()
             if not self.tracked and cache is not None:
                 cache["key"], cache["value"] = (key, dtype), (self.weight_t, self.row)
-        self.steps, self.bias, self.weights = steps, bias, weights
         self.inputs: list[torch.Tensor] = []
         self.recorded: list[torch.Tensor] = []  # filled by finish(): the stacked inputs, for the backward pass
-        self.biases: tuple[torch.Tensor, ...] = ()
+        if self.tracked:
+            self.biases = _DeferredLinearGrad.apply(self.recorded, self.row, batch, steps, bias, *weights).unbind(0)
 
     def __call__(self, t: int, x: torch.Tensor) -> torch.Tensor:
-        """x (B, in) -> (B, out); t counts 0, 1, ..., steps - 1 and the batch size stays the same."""
+        """x (batch, in) -> (batch, out) at step t of 0, 1, ..., steps - 1."""
         if not self.tracked:
             return torch.addmm(self.row, x, self.weight_t)
-        if t == 0:
-            biases = _DeferredLinearGrad.apply(self.recorded, self.row, x.size(0), self.steps, self.bias, *self.weights)
-            self.biases = biases.unbind(0)
         self.inputs.append(x)
         return torch.addmm(self.biases[t], x, self.weight_t)
 
@@ -316,10 +314,11 @@ class Decoder(nn.Module):
         dtype = gi_emb.dtype  # bf16 under autocast
         fused = self.num_layers == 1
         query_weights = (attention.query_proj.weight,) if fused else ()
+        B = emb.size(0)
         recurrent = _StepWeights(  # h -> gates [and query]
-            T, rnn.bias_hh_l0, rnn.weight_hh_l0, *query_weights, dtype=dtype, cache=self._cast_cache.setdefault("hq", {})
+            T, B, rnn.bias_hh_l0, rnn.weight_hh_l0, *query_weights, dtype=dtype, cache=self._cast_cache.setdefault("hq", {})
         )
-        from_context = _StepWeights(T, None, w_ih[:, E:], dtype=dtype, cache=self._cast_cache.setdefault("ctx", {}))
+        from_context = _StepWeights(T, B, None, w_ih[:, E:], dtype=dtype, cache=self._cast_cache.setdefault("ctx", {}))
         states = [h.to(dtype) for h in hidden.unbind(0)]  # L x (B, H)
         outs, contexts, all_weights = [], [], []
         for t, gi_t in enumerate(gi_emb.unbind(1)):
