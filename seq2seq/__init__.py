@@ -11,7 +11,16 @@
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# oneDNN (torch's CPU kernels for bf16 matmuls and GRUs) keeps up to 1,024 compiled primitives, one per new
+# tensor shape; with length-bucketed batches every batch brings new shapes, and the cache alone grew a 30-minute
+# run to ~5 GB. oneDNN reads this once, when torch loads it, so it is set here, before any submodule imports torch:
+# for `import seq2seq`, the console script, `python -m seq2seq` and torchrun alike. A value the user set is kept.
+ONEDNN_CACHE_CAPACITY = "8"
+if "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in os.environ and "DNNL_PRIMITIVE_CACHE_CAPACITY" not in os.environ:
+    os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = ONEDNN_CACHE_CAPACITY
 
 __version__ = "0.1.0"
 

@@ -31,7 +31,10 @@ import torch
 
 from seq2seq.config import Config, ModelConfig
 from seq2seq.data import BucketSampler, Encoder, Example, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
-from seq2seq.device import autocast, resolve_device, resolve_precision
+from seq2seq.device import (
+    NATIVE_BF16_FEATURES, autocast, choose_precision, cpu_capabilities, cpu_has_native_bf16, describe_cpu, keep_freed_memory,
+    resolve_device, resolve_precision,
+)
 from seq2seq.errors import DataError
 from seq2seq.model import Seq2Seq, count_parameters
 from seq2seq.search import decode_corpus
@@ -137,7 +140,13 @@ def run_bench(
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     device = resolve_device(t.device)
+    if device.type == "cpu":
+        keep_freed_memory()
     precision = resolve_precision(t.precision, device)
+    hardware = hardware_report(device, t.precision)
+    if device.type == "cpu" and precision == "bf16" and not cpu_has_native_bf16():
+        # An emulated bf16 kernel takes about a minute per training step of the reference model: say so, measure nothing in it.
+        return {**hardware, "skipped": f"bf16 is emulated on this CPU ({describe_cpu()}): nothing measured in bf16; use precision auto or fp32"}
     torch.manual_seed(t.seed)
     train_pairs = load_corpus(d.train, d.format, d.src_lang, d.tgt_lang, "train")
     eval_spec = d.test or d.valid
@@ -204,10 +213,7 @@ def run_bench(
     train_flops_per_s = train_flops / train_time
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     return {
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "threads": torch.get_num_threads(),
-        "precision": precision,
+        **hardware,
         "attention": cfg.model.attention,
         "parameters": count_parameters(model),
         "src_vocab": len(src_vocab),
@@ -231,6 +237,25 @@ def run_bench(
     }
 
 
+def hardware_report(device: torch.device, configured: str) -> dict[str, Any]:
+    """The device, the CPU's capabilities, and the precision `configured` and `auto` stand for on it, with why."""
+    choice = choose_precision(configured, device)
+    caps = cpu_capabilities()
+    return {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else caps["cpu_name"],
+        "threads": torch.get_num_threads(),
+        "cpu": caps["cpu_name"],
+        "cpu_capability": caps["capability"],
+        "cpu_native_bf16": cpu_has_native_bf16(caps),
+        "cpu_bf16_features": {f: caps[f] for f in NATIVE_BF16_FEATURES},
+        "precision_configured": configured,
+        "precision": choice.precision,
+        "precision_reason": choice.reason,
+        "auto_precision": choose_precision("auto", device).precision,
+    }
+
+
 def _decode(model: Seq2Seq, sources: list[list[int]], device: torch.device, cfg: Config, beam: int) -> list[Any] | None:
     if beam == 1:
         return decode_corpus(model, sources, device, cfg.decode.batch_size, cfg.decode.max_len_a, cfg.decode.max_len_b)
@@ -248,8 +273,16 @@ def format_table(r: dict[str, Any]) -> str:
     def num(value: Any, fmt: str) -> str:
         return "n/a" if value is None else format(value, fmt)
 
-    rows = [
-        ("device", f"{r['device_name']} ({r['threads']} threads), {r['precision']}"),
+    head = [
+        ("device", f"{r['device_name']} ({r['threads']} threads)"),
+        ("CPU", f"{r['cpu']}: torch kernels {r['cpu_capability']}, "
+         + ", ".join(f"{f} {'yes' if v else 'no'}" for f, v in r["cpu_bf16_features"].items())),
+        ("precision", f"{r['precision']} ({r['precision_reason']}); auto picks {r['auto_precision']} here"),
+    ]
+    if "skipped" in r:
+        head.append(("skipped", r["skipped"]))
+        return _align(head)
+    rows = head + [
         ("model", f"{r['attention']}, {r['parameters']:,} parameters, vocab {r['src_vocab']:,} / {r['tgt_vocab']:,}"),
         ("training tokens/s", f"{r['train_tokens_per_s']:,.0f}  (real target tokens; {r['train_steps']} steps)"),
         ("training sentences/s", f"{r['train_sentences_per_s']:,.1f}"),
@@ -261,5 +294,9 @@ def format_table(r: dict[str, Any]) -> str:
         ("beam-5 decoding", f"{num(r.get('beam5_sentences_per_s'), ',.0f')} sentences/s"),
         ("peak memory", f"RSS {r['peak_rss_mb']:,.0f} MB" + (f", CUDA {r['cuda_max_allocated_mb']:,.0f} MB" if r["cuda_max_allocated_mb"] is not None else "")),
     ]
+    return _align(rows)
+
+
+def _align(rows: list[tuple[str, str]]) -> str:
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

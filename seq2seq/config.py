@@ -77,7 +77,7 @@ class TrainConfig:
     run_dir: Optional[str] = _opt(None, "where the run is written (null: runs/<config stem>)")
     seed: int = _opt(1234, "one seed for data order, initialisation and dropout", min=0)
     device: str = _opt("auto", "`auto` (CUDA when present), `cpu` or `cuda`", choices=("auto", "cpu", "cuda"))
-    precision: str = _opt("auto", "`fp32`, `bf16` (autocast; loss in fp32) or `auto` (bf16 on CUDA, fp32 on CPU)", choices=("auto", "fp32", "bf16"))
+    precision: str = _opt("auto", "`fp32`, `bf16` (autocast; loss in fp32) or `auto`: bf16 where the hardware runs it natively (a CUDA device with bf16, a CPU with AVX512_BF16 or AMX-BF16), else fp32", choices=("auto", "fp32", "bf16"))
     batch_size: int = _opt(64, "sentences per batch (ignored when max_tokens is set)", min=1)
     max_tokens: Optional[int] = _opt(None, "batch by tokens: at most this many padded target+source tokens per batch", min=1)
     epochs: int = _opt(10, "number of passes over the training data", min=1)

@@ -1,4 +1,10 @@
-"""Where and in which precision the model runs: `device: auto` picks CUDA when present."""
+"""Where and in which precision the model runs.
+
+`device: auto` picks CUDA when present. `precision: auto` picks bf16 only where the hardware runs it natively:
+on a CUDA device that supports it, or on a CPU with AVX512_BF16 or AMX-BF16, as torch's own capability report
+says. Elsewhere bf16 matmuls fall back to an emulated kernel (about 100x slower than fp32 on an AVX2 CPU), so
+`auto` picks fp32 there, and an explicit `bf16` warns once.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +12,122 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
-from typing import ContextManager
+import logging
+from typing import Any, ContextManager, NamedTuple
 
 import torch
 
 from seq2seq.errors import ConfigError
 
+log = logging.getLogger("seq2seq")
+
+NATIVE_BF16_FEATURES = ("avx512_bf16", "amx_bf16")  # CPU features with bf16 matmul instructions
+
 
 def resolve_device(name: str) -> torch.device:
-    """`auto`: CUDA when present, else the CPU. For the CPU the allocator is tuned once (`keep_freed_memory`)."""
+    """`auto`: CUDA when present, else the CPU."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device: 'cuda' was asked for but no CUDA device is available (use auto or cpu)")
-    if name == "cpu":
-        keep_freed_memory()
     return torch.device(name)
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """`auto` means bf16 on CUDA and fp32 on the CPU."""
+@functools.cache
+def cpu_capabilities() -> dict[str, Any]:
+    """torch's report of this CPU: `torch.cpu.get_capabilities()` where torch has it, else /proc/cpuinfo's flags.
+
+    Always holds `cpu_name`, `capability` (the kernels torch dispatches to, e.g. AVX2 or AVX512) and one bool
+    per feature in NATIVE_BF16_FEATURES.
+    """
+    report: dict[str, Any] = {}
+    get = getattr(torch.cpu, "get_capabilities", None)
+    if get is not None:
+        try:
+            report = dict(get())
+        except RuntimeError:
+            report = {}
+    if not report:
+        report = _cpuinfo_flags()
+    report.setdefault("cpu_name", "unknown CPU")
+    report["capability"] = torch.backends.cpu.get_cpu_capability()
+    for feature in NATIVE_BF16_FEATURES:
+        report[feature] = bool(report.get(feature, False))
+    return report
+
+
+def _cpuinfo_flags() -> dict[str, Any]:
+    """The first processor's model name and flags from /proc/cpuinfo (Linux); {} elsewhere."""
+    try:
+        text = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
+    except OSError:
+        return {}
+    report: dict[str, Any] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and "cpu_name" not in report:
+            report["cpu_name"] = value.strip()
+        elif key == "flags" and "flags" not in report:
+            report["flags"] = True
+            report.update({flag: True for flag in value.split()})
+    report.pop("flags", None)
+    return report
+
+
+def cpu_has_native_bf16(capabilities: dict[str, Any] | None = None) -> bool:
+    caps = cpu_capabilities() if capabilities is None else capabilities
+    return any(caps.get(feature) for feature in NATIVE_BF16_FEATURES)
+
+
+def describe_cpu(capabilities: dict[str, Any] | None = None) -> str:
+    """One line, e.g. `AMD EPYC, torch kernels AVX2, no native bf16 (no avx512_bf16, amx_bf16)`."""
+    caps = cpu_capabilities() if capabilities is None else capabilities
+    native = [f for f in NATIVE_BF16_FEATURES if caps.get(f)]
+    bf16 = f"native bf16 ({', '.join(native)})" if native else f"no native bf16 (no {', '.join(NATIVE_BF16_FEATURES)})"
+    return f"{caps.get('cpu_name', 'unknown CPU')}, torch kernels {caps.get('capability', '?')}, {bf16}"
+
+
+class PrecisionChoice(NamedTuple):
+    precision: str  # fp32 | bf16
+    reason: str  # why, for the training log, `info` and `bench`
+
+
+def choose_precision(name: str, device: torch.device, capabilities: dict[str, Any] | None = None) -> PrecisionChoice:
+    """The precision `name` (auto | fp32 | bf16) stands for on `device`, and why."""
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+        where = f"CUDA device {torch.cuda.get_device_name(device)}"
+        if name == "auto":
+            return PrecisionChoice("bf16", f"auto: {where} supports bf16") if native else PrecisionChoice(
+                "fp32", f"auto: {where} has no bf16 support"
+            )
+        return PrecisionChoice(name, f"{name} as configured on {where}")
+    caps = cpu_capabilities() if capabilities is None else capabilities
+    native = cpu_has_native_bf16(caps)
+    cpu = describe_cpu(caps)
     if name == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return name
+        return PrecisionChoice("bf16" if native else "fp32", f"auto: {cpu}")
+    if name == "bf16" and not native:
+        return PrecisionChoice("bf16", f"bf16 as configured, but the CPU has {cpu.split(', ', 2)[-1]}: emulated, far slower than fp32")
+    return PrecisionChoice(name, f"{name} as configured ({cpu})")
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """`choose_precision(name, device).precision`; an explicit bf16 on a CPU without native bf16 warns once."""
+    choice = choose_precision(name, device)
+    if name == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        _warn_emulated_bf16()
+    return choice.precision
+
+
+@functools.cache
+def _warn_emulated_bf16() -> None:
+    log.warning(
+        "warning: precision bf16 on a CPU without native bf16 (%s): bf16 matmuls run in an emulated kernel, "
+        "up to ~100x slower than fp32; use precision auto or fp32",
+        describe_cpu(),
+    )
 
 
 def autocast(device: torch.device, precision: str) -> ContextManager[object]:
@@ -45,10 +144,11 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (mal
 def keep_freed_memory() -> bool:
     """Ask glibc's malloc to reuse freed memory for large blocks instead of returning it to the system.
 
-    By default a block over 32 MiB (the (tokens x vocabulary) logits, their fp32 copy and gradient) is a fresh
-    mmap every time, and the kernel zero-fills each of its pages on first touch: on a 2-core CPU an exp() over
-    a 62 MB tensor took 32 ms that way and 7 ms with this. Peak memory stays the same (freed blocks are reused,
-    not added to). Returns False where the C library is not glibc; nothing changes there.
+    A process-wide setting, so only the commands that train call it (trainer, bench). By default a block over
+    32 MiB (the (tokens x vocabulary) logits, their fp32 copy and gradient) is a fresh mmap every time, and the
+    kernel zero-fills each of its pages on first touch: on a 2-core CPU an exp() over a 62 MB tensor took 32 ms
+    that way and 7 ms with this. Peak memory stays the same (freed blocks are reused, not added to). Returns
+    False where the C library is not glibc; nothing changes there.
     """
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -9,6 +9,7 @@ import yaml
 
 from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import Config, config_to_dict
+from seq2seq.device import choose_precision, resolve_device
 from seq2seq.model import count_parameters
 from seq2seq.translator import model_from_state
 
@@ -42,10 +43,17 @@ def describe(path: Path) -> dict[str, Any]:
         "step": int(state["step"]),
         "epochs_done": progress.get("epoch"),
         "training_seconds": progress.get("elapsed"),
+        "precision": _precision_here(cfg),
         "best_val_bleu": best_bleu if best_bleu is not None and best_bleu >= 0 else None,
         "scores": scores,
         "config": config_to_dict(cfg),
     }
+
+
+def _precision_here(cfg: Config) -> dict[str, str]:
+    """The precision the checkpoint's train.precision stands for on this machine (what translate and eval use), and why."""
+    choice = choose_precision(cfg.train.precision, resolve_device("auto"))
+    return {"configured": cfg.train.precision, "here": choice.precision, "reason": choice.reason}
 
 
 def _duration(seconds: float | None) -> str:
@@ -74,6 +82,7 @@ def format_info(info: dict[str, Any]) -> str:
         ("tokenizer", tokenizer),
         ("trained", f"{info['step']} steps, {info['epochs_done']} full epochs, {_duration(info['training_seconds'])}"),
         ("best val BLEU", best_text),
+        ("precision", f"{info['precision']['here']} here ({info['precision']['reason']})"),
     ]
     lines = [f"{name:<14}{value}" for name, value in rows]
     lines.append("config:")

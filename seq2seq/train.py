@@ -21,7 +21,7 @@ from seq2seq.checkpoint import (
 )
 from seq2seq.config import Config, TrainConfig, config_from_dict, config_to_dict, dump_config, read_yaml
 from seq2seq.data import Batch, BucketSampler, Encoder, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
-from seq2seq.device import autocast, resolve_device, resolve_precision
+from seq2seq.device import autocast, choose_precision, keep_freed_memory, resolve_device, resolve_precision
 from seq2seq.errors import CheckpointError, ConfigError, DataError
 from seq2seq.evaluate import evaluate
 from seq2seq.interrupt import StopRequest, TrainingInterrupted
@@ -256,6 +256,8 @@ def train(
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     device = dist_ctx.device
+    if device.type == "cpu":
+        keep_freed_memory()
     precision = resolve_precision(t.precision, device)
     random.seed(t.seed)
     torch.manual_seed(t.seed)
@@ -328,6 +330,7 @@ def train(
         "training %s: %d parameters, %d pairs, device %s, %s; run directory %s",
         cfg.model.attention, count_parameters(model), len(examples), device, precision, files.root,
     )
+    log.info("precision %s: %s", precision, choose_precision(t.precision, device).reason)
     if dist_ctx.enabled:
         log.info("distributed: %d processes, each update takes one batch from each", dist_ctx.world_size)
 

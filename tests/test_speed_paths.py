@@ -119,9 +119,35 @@ def test_bench_runs_on_the_toy_config_and_reports_every_field(tmp_path):
         assert isinstance(result[key], float) and result[key] >= 0, key
     assert result["train_tokens_per_s"] > 0 and 0 < result["mfu"] < 1.5
     assert result["tgt_padding_fraction"] < 0.10
+    from seq2seq.device import choose_precision, cpu_capabilities
+
+    caps = cpu_capabilities()
+    assert result["cpu"] == caps["cpu_name"] and result["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert result["cpu_bf16_features"] == {"avx512_bf16": caps["avx512_bf16"], "amx_bf16": caps["amx_bf16"]}
+    assert result["auto_precision"] == choose_precision("auto", torch.device("cpu")).precision
+    assert result["precision_configured"] == "auto" and result["precision"] == result["auto_precision"]
+    assert result["precision_reason"].startswith("auto: ") and caps["cpu_name"] in result["precision_reason"]
     table = format_table(result)
-    for label in ("training tokens/s", "padding", "MFU", "greedy decoding", "beam-5 decoding", "peak memory"):
+    for label in ("CPU", "auto picks", "training tokens/s", "padding", "MFU", "greedy decoding", "beam-5 decoding", "peak memory"):
         assert label in table
+
+
+def test_bench_measures_nothing_in_emulated_bf16(monkeypatch):
+    from seq2seq import device
+    from seq2seq.bench import format_table, run_bench
+    from seq2seq.config import load_config
+    from tests.conftest import ROOT, TOY
+
+    monkeypatch.setattr(device, "cpu_capabilities", lambda: {"cpu_name": "Some AVX2 CPU", "capability": "AVX2", "avx512_bf16": False, "amx_bf16": False})
+    monkeypatch.setattr("seq2seq.bench.cpu_capabilities", device.cpu_capabilities)
+    device._warn_emulated_bf16.cache_clear()
+    overrides = [f"data.{k}={TOY / v}" for k, v in (("train", "train"), ("valid", "val"), ("test", "test"))]
+    cfg = load_config(ROOT / "configs" / "demo.yaml", overrides + ["train.precision=bf16", "train.device=cpu"])
+    result = run_bench(cfg, steps=3, warmup=1)
+    assert "emulated" in result["skipped"] and "train_tokens_per_s" not in result
+    assert result["precision"] == "bf16" and result["auto_precision"] == "fp32" and result["cpu_native_bf16"] is False
+    assert "skipped" in format_table(result) and "auto picks fp32" in format_table(result)
+    device._warn_emulated_bf16.cache_clear()
 
 
 def test_bench_decodes_with_a_trained_model_when_given_one(tiny_run):

@@ -354,6 +354,11 @@ def test_info_describes_the_checkpoint(run: Path, capsys, monkeypatch) -> None:
     code, text, _ = cli(capsys, monkeypatch, "info", "--model", str(run))
     assert code == 0
     assert f"{info['parameters']:,}" in text and "hidden_size: 24" in text and "luong attention" in text
+    from seq2seq.device import choose_precision
+
+    here = choose_precision(info["config"]["train"]["precision"], torch.device("cpu"))
+    assert info["precision"] == {"configured": info["config"]["train"]["precision"], "here": here.precision, "reason": here.reason}
+    assert f"precision     {here.precision} here ({here.reason})" in text
 
 
 def test_python_api_translates(run: Path) -> None:
