@@ -13,7 +13,8 @@ from typing import Any, Mapping, Sequence
 
 from seq2seq.config import Config, apply_overrides, config_from_dict, config_to_dict, load_config
 from seq2seq.errors import ConfigError
-from seq2seq.train import TrainResult, default_run_dir
+from seq2seq.rundir import default_run_dir
+from seq2seq.train import TrainResult
 from seq2seq.train import train as run_training
 
 

@@ -357,14 +357,14 @@ def preprocess(
     tokens; the vocabulary is then built from the counts (or read from the run directory) and a
     vectorized pass rewrites the provisional ids as vocabulary ids.
     """
-    from seq2seq.train import RunFiles, _ensure_dir, _same_run, tokenizer_for
+    from seq2seq.rundir import RunFiles, ensure_dir, same_run, tokenizer_for
 
     started = time.monotonic()
     d = cfg.data
     if not d.train:
         raise DataError("data.train: no corpus given in the config")
     files = RunFiles(Path(run_dir))
-    if files.config.exists() and not _same_run(files, cfg):
+    if files.config.exists() and not same_run(files, cfg):
         raise ConfigError(f"{files.root} holds another run's config ({files.config}): use another train.run_dir")
     workers = workers or default_workers()
     paths = corpus_paths(d.train, d.format, d.src_lang, d.tgt_lang)
@@ -374,7 +374,7 @@ def preprocess(
     if d.level in SUBWORD_LEVELS:  # its sentencepiece model is trained on the text, in `train` / `build-vocab`
         raise ConfigError(f"data.level: `seq2seq preprocess` reads word or char levels, not {d.level}; train on the text instead")
     job = Job(tuple(map(str, paths)), tokenizer_for(cfg), d.max_len)
-    _ensure_dir(files.root)
+    ensure_dir(files.root)
     out = ShardFiles(shard_dir(files.root))
     out.root.mkdir(parents=True, exist_ok=True)
     out.header.unlink(missing_ok=True)  # shards without a header are never read, even if we stop half-way

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import random
-import shutil
 import sys
 import time
 import types
@@ -16,11 +15,9 @@ import torch
 from tqdm import tqdm
 
 from seq2seq import distributed, shards
-from seq2seq.checkpoint import (
-    atomic_write_text, load_checkpoint, record_default_model, remove_stale_temp_files, save_checkpoint,
-)
-from seq2seq.config import Config, TrainConfig, config_from_dict, config_to_dict, dump_config, read_yaml
-from seq2seq.data import Batch, BucketSampler, Encoder, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
+from seq2seq.checkpoint import atomic_write_text, load_checkpoint, record_default_model, save_checkpoint
+from seq2seq.config import Config, TrainConfig, config_to_dict, dump_config
+from seq2seq.data import Batch, BucketSampler, Encoder, collate, encode_pairs, example_lengths, load_corpus
 from seq2seq.device import autocast, choose_precision, keep_freed_memory, resolve_device, resolve_precision
 from seq2seq.errors import CheckpointError, ConfigError, DataError
 from seq2seq.evaluate import evaluate
@@ -30,53 +27,13 @@ from seq2seq.metrics import MetricsLogger
 from seq2seq.model import Seq2Seq, count_parameters
 from seq2seq.resume import restore
 from seq2seq.schedule import EarlyStopping, LRSchedule
-from seq2seq.tokenizer import SUBWORD_LEVELS, Tokenizer
+from seq2seq.rundir import (
+    RunFiles, ensure_dir, load_or_build_tokenizers, load_or_build_vocabs, prepare_run_dir, remove_stale_run_files,
+)
+from seq2seq.tokenizer import Tokenizer
 from seq2seq.vocab import Vocab
 
 log = logging.getLogger("seq2seq")
-
-
-@dataclass(frozen=True)
-class RunFiles:
-    """The files of a run directory."""
-
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def src_vocab(self) -> Path:
-        return self.root / "src_vocab.json"
-
-    @property
-    def tgt_vocab(self) -> Path:
-        return self.root / "tgt_vocab.json"
-
-    @property
-    def best(self) -> Path:
-        return self.root / "best.pt"
-
-    @property
-    def last(self) -> Path:
-        return self.root / "last.pt"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "train.log"
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.root / "tensorboard"
-
-    def kept(self, step: int) -> Path:
-        """One of the k best checkpoints (train.keep_best > 1), weights only."""
-        return self.root / f"ckpt-{step}.pt"
 
 
 @dataclass
@@ -91,107 +48,6 @@ class Progress:
     world_size: int = 1  # processes that trained it (`step` counts their joint updates)
     bad_steps: int = 0  # non-finite losses in a row, up to now
     validated_at: int = -1  # the step of the last validation
-
-
-def default_run_dir(cfg: Config, config_path: str | Path | None) -> Path:
-    if cfg.train.run_dir:
-        return Path(cfg.train.run_dir)
-    return Path("runs") / (Path(config_path).stem if config_path else "default")
-
-
-def tokenizer_for(cfg: Config) -> Tokenizer:
-    return Tokenizer(level=cfg.data.level, lowercase=cfg.data.lowercase)
-
-
-def load_or_build_tokenizers(
-    cfg: Config, files: RunFiles, train_pairs: list[tuple[str, str]] | None = None
-) -> tuple[Tokenizer, Tokenizer]:
-    """Source and target tokenizers; subword levels read (or, given `train_pairs`, train) RUN_DIR/sentencepiece/."""
-    if cfg.data.level in SUBWORD_LEVELS:
-        from seq2seq import subword
-
-        return subword.load_or_train(cfg.data, files.root, train_pairs)
-    tokenizer = tokenizer_for(cfg)
-    return tokenizer, tokenizer
-
-
-def _ensure_dir(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ConfigError(f"train.run_dir: {path} exists and is not a directory") from None
-    except OSError as e:
-        raise ConfigError(f"train.run_dir: cannot create {path} ({e.strerror})") from None
-    probe = path / ".write-test"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"train.run_dir: {path} is not writable ({e.strerror})") from None
-
-
-def _same_run(files: RunFiles, cfg: Config) -> bool:
-    """Does the run directory's config match `cfg` (ignoring keys that do not change what is trained)?"""
-    try:
-        theirs = config_to_dict(config_from_dict(read_yaml(files.config)))
-    except ConfigError:
-        return False
-    ours = config_to_dict(cfg)
-    for d in (theirs, ours):
-        for key in ("run_dir", "num_threads", "max_time", "max_steps", "epochs", "tensorboard", "save_every", "max_bad_steps"):
-            d["train"].pop(key, None)
-    return theirs == ours
-
-
-def prepare_run_dir(files: RunFiles, cfg: Config, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix runs: a directory holding another run needs --resume or --overwrite."""
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite exclude each other")
-    if files.root.exists() and not files.root.is_dir():
-        raise ConfigError(f"train.run_dir: {files.root} exists and is not a directory")
-    if resume:
-        if not files.last.exists():
-            raise CheckpointError(f"{files.last}: nothing to resume (no last.pt in {files.root}); start the run without --resume")
-        if files.config.exists() and not _same_run(files, cfg):
-            raise ConfigError(f"{files.config}: the run in {files.root} was trained with another config; resume it with that config")
-        return
-    if overwrite:
-        if files.root.exists():
-            for path in (files.best, files.last, files.metrics, files.log, files.src_vocab, files.tgt_vocab, files.config):
-                path.unlink(missing_ok=True)
-            shutil.rmtree(files.root / "sentencepiece", ignore_errors=True)
-            for path in files.root.glob("ckpt-*.pt"):
-                path.unlink()
-            shutil.rmtree(files.tensorboard, ignore_errors=True)
-        return
-    if files.last.exists() or files.best.exists():
-        raise ConfigError(
-            f"{files.root} already holds a trained run: add --resume to continue it or --overwrite to start again"
-        )
-    if files.config.exists() and not _same_run(files, cfg):
-        raise ConfigError(f"{files.root} holds another run's config ({files.config}): use --overwrite or another train.run_dir")
-
-
-def load_or_build_vocabs(
-    cfg: Config, files: RunFiles, train_pairs: list[tuple[str, str]] | None = None, quiet: bool = False
-) -> tuple[Vocab, Vocab]:
-    """Use the run directory's vocabularies, or build them from the training data and save them."""
-    if files.src_vocab.exists() and files.tgt_vocab.exists():
-        return Vocab.load(files.src_vocab), Vocab.load(files.tgt_vocab)
-    if train_pairs is None:
-        train_pairs = load_corpus(cfg.data.train, cfg.data.format, cfg.data.src_lang, cfg.data.tgt_lang, "train")
-    _ensure_dir(files.root)
-    # The config first: vocabularies found without it could come from a run with other data settings.
-    atomic_write_text(files.config, dump_config(cfg))
-    src_tokenizer, tgt_tokenizer = load_or_build_tokenizers(cfg, files, train_pairs)
-    src_vocab, tgt_vocab = build_vocabs(
-        train_pairs, src_tokenizer, cfg.data.min_freq, cfg.data.max_size, cfg.data.shared_vocab, progress=not quiet,
-        tgt_tokenizer=tgt_tokenizer,
-    )
-    src_vocab.save(files.src_vocab)
-    tgt_vocab.save(files.tgt_vocab)
-    log.info("vocabulary: %d source, %d target types -> %s", len(src_vocab), len(tgt_vocab), files.root)
-    return src_vocab, tgt_vocab
 
 
 def _rng_state() -> dict[str, Any]:
@@ -248,7 +104,7 @@ def train(
     """
     files = RunFiles(run_dir)
     dist_ctx = distributed.init(resolve_device(cfg.train.device))  # single process unless torchrun started us
-    distributed.on_main(lambda: (prepare_run_dir(files, cfg, resume, overwrite), _ensure_dir(files.root), _remove_stale_temp_files(files)), dist_ctx)
+    distributed.on_main(lambda: (prepare_run_dir(files, cfg, resume, overwrite), ensure_dir(files.root), remove_stale_run_files(files)), dist_ctx)
     setup_logging(files.log if dist_ctx.is_main else None, quiet or not dist_ctx.is_main)
     if not dist_ctx.is_main:
         log.setLevel(logging.ERROR)
@@ -541,11 +397,6 @@ def train_step(
         if finite:
             optimizer.step()
     return finite, loss_sum, n_tokens
-
-
-def _remove_stale_temp_files(files: RunFiles) -> None:
-    names = [p.name for p in (files.best, files.last, files.config, files.src_vocab, files.tgt_vocab, files.metrics)]
-    remove_stale_temp_files(files.root, names)
 
 
 def _merge_best(best: dict[str, Any] | None, record: dict[str, Any] | None) -> dict[str, Any] | None:

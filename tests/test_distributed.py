@@ -16,7 +16,7 @@ from seq2seq.data import BucketSampler, Encoder, collate, encode_pairs, example_
 from seq2seq.distributed import DistContext, global_loss, rescale_position
 from seq2seq.loss import masked_nll
 from seq2seq.model import Seq2Seq
-from seq2seq.train import tokenizer_for
+from seq2seq.rundir import tokenizer_for
 from seq2seq.vocab import Vocab
 
 REPO = Path(__file__).resolve().parents[1]

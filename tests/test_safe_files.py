@@ -16,7 +16,7 @@ import seq2seq.checkpoint as checkpoint
 from seq2seq.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from seq2seq.config import Config, dump_config, replace
 from seq2seq.errors import CheckpointError, ConfigError
-from seq2seq.train import RunFiles, prepare_run_dir
+from seq2seq.rundir import RunFiles, prepare_run_dir
 from seq2seq.vocab import SPECIALS, Vocab
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,8 @@ from seq2seq.config import load_config
 from seq2seq.data import BucketSampler, Encoder, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
 from seq2seq.errors import DataError
 from seq2seq.shards import open_shards, preprocess, shard_dir
-from seq2seq.train import tokenizer_for, train
+from seq2seq.rundir import tokenizer_for
+from seq2seq.train import train
 
 SRC = [
     "\ufeffThe dog sees you .", "a cat", "", "I love you", "one two three four five six seven eight nine ten eleven",
