@@ -71,7 +71,8 @@ def train(
     cfg = _load_config(config, overrides)  # before importing torch (seconds): a typo fails at once
     from seq2seq.distributed import is_main
     from seq2seq.interrupt import EXIT_CODE, StopRequest, TrainingInterrupted
-    from seq2seq.train import default_run_dir, train as run_training
+    from seq2seq.rundir import default_run_dir
+    from seq2seq.train import train as run_training
 
     try:
         with StopRequest() as stop:
@@ -101,7 +102,8 @@ def build_vocab(config: Path = ConfigOpt, overrides: Optional[List[str]] = SetOp
     Example: seq2seq build-vocab --config configs/demo.yaml
     """
     cfg = _load_config(config, overrides)
-    from seq2seq.train import RunFiles, default_run_dir, load_or_build_vocabs, setup_logging
+    from seq2seq.rundir import RunFiles, default_run_dir, load_or_build_vocabs
+    from seq2seq.train import setup_logging
 
     files = RunFiles(default_run_dir(cfg, config))
     setup_logging(None)
@@ -404,7 +406,8 @@ def preprocess(
     vocabularies too when the run directory has none. Example: seq2seq preprocess --config configs/demo.yaml
     """
     from seq2seq.shards import preprocess as run_preprocess
-    from seq2seq.train import default_run_dir, setup_logging
+    from seq2seq.rundir import default_run_dir
+    from seq2seq.train import setup_logging
 
     cfg = _load_config(config, overrides)
     setup_logging(None, quiet)
