@@ -136,7 +136,30 @@ class Config:
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "decode": DecodeConfig}
 
 
-def _did_you_mean(name: str, choices: Sequence[str]) -> str:
+# Names users bring from other toolkits, mapped by meaning to ours (a spelling match would not find them).
+ALIASES: dict[str, str] = {
+    "learning_rate": "train.lr", "lr_rate": "train.lr", "learningrate": "train.lr",
+    "batch": "train.batch_size", "batch_size": "train.batch_size", "batch_tokens": "train.max_tokens",
+    "max_epochs": "train.epochs", "num_epochs": "train.epochs", "grad_clip": "train.clip_grad",
+    "clip_grad_norm": "train.clip_grad", "max_grad_norm": "train.clip_grad", "smoothing": "train.label_smoothing",
+    "warmup": "train.warmup_steps", "scheduler": "train.schedule", "scheduling": "train.schedule",
+    "hidden": "model.hidden_size", "hidden_dim": "model.hidden_size", "rnn_size": "model.hidden_size",
+    "embedding_size": "model.emb_size", "embedding_dim": "model.emb_size", "emb_dim": "model.emb_size",
+    "num_layers": "model.enc_layers", "layers": "model.enc_layers", "attention_type": "model.attention",
+    "tied_embeddings": "model.tie_embeddings", "tie_weights": "model.tie_embeddings",
+    "beam": "decode.beam_size", "beam_width": "decode.beam_size", "alpha": "decode.length_penalty",
+    "max_output_length": "decode.max_len_b", "src": "data.src_lang", "tgt": "data.tgt_lang",
+    "source": "data.src_lang", "target": "data.tgt_lang", "vocab": "data.vocab_size", "voc_limit": "data.max_size",
+    "voc_min_freq": "data.min_freq", "max_sent_length": "data.max_len",
+}
+
+
+def _did_you_mean(name: str, choices: Sequence[str], section: str | None = None) -> str:
+    """A suggestion for an unknown key or section: by meaning (ALIASES), else by spelling, else the valid names."""
+    alias = ALIASES.get(name.lower()) if section is not None else None
+    if alias is not None:
+        alias_section, alias_key = alias.split(".")
+        return f" (did you mean {alias_key!r}?)" if alias_section == section else f" (did you mean {alias!r}?)"
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(sorted(choices))})"
 
@@ -197,7 +220,7 @@ def _build_section(name: str, cls: type, values: Any) -> Any:
     for key, value in values.items():
         dotted = f"{name}.{key}"
         if key not in fields:
-            raise ConfigError(f"{dotted}: unknown key{_did_you_mean(str(key), fields)}")
+            raise ConfigError(f"{dotted}: unknown key{_did_you_mean(str(key), fields, name)}")
         kwargs[key] = _check_value(dotted, fields[key], value, hints)
     return cls(**kwargs)
 

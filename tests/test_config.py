@@ -70,3 +70,18 @@ def test_config_dict_is_plain():
     d = config_to_dict(Config())
     assert set(d) == {"data", "model", "train", "decode"}
     assert all(isinstance(v, (str, int, float, bool, type(None))) for section in d.values() for v in section.values())
+
+
+@pytest.mark.parametrize(
+    "override, suggestion",
+    [
+        ("train.learning_rate=1e-3", "train.learning_rate: unknown key (did you mean 'lr'?)"),
+        ("model.hidden=64", "model.hidden: unknown key (did you mean 'hidden_size'?)"),
+        ("data.batch_size=32", "data.batch_size: unknown key (did you mean 'train.batch_size'?)"),
+        ("train.beam=5", "train.beam: unknown key (did you mean 'decode.beam_size'?)"),
+    ],
+)
+def test_unknown_keys_are_matched_by_meaning_where_a_common_alias_exists(override, suggestion) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert str(e.value) == f"--set {suggestion}"
