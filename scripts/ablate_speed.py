@@ -1,20 +1,24 @@
 """Before/after timings of the training step's optimizations, on the same real batches.
 
 Times one training step (forward under the precision's autocast, masked loss, backward, clipping, Adam) on
-the same length-bucketed Multi30k batches of configs/bench_reference.yaml, for:
+the same length-bucketed Multi30k batches of configs/bench_reference.yaml, on the CPU, for:
 
-  textbook        the decoder as tutorials write it: every step projects the attention keys, calls nn.GRU on
-                  [embedding; context] and runs the pre-output and output layers on its own, then one loss
-  keys-once       the same, attention keys projected once per batch
-  output-once     the same, pre-output and output layers (and the loss) once over all steps
-  seq2seq         this package's decoder (the GRU written out: input projection of the embeddings for all
-                  steps at once, query fused into the recurrent matmul, loop weights cast once with their
-                  gradients from one matmul over all steps), with its encoder, dropout and loss
-  no-buckets      seq2seq on random (unbucketed) batches of 128 sentences, as Joey NMT batches
+  keys-per-step    the Bahdanau loop as tutorials write it: every step projects the attention keys, runs the GRU
+                   on [embedding; context] and the pre-output and output layers on its own, then one loss
+  output-per-step  the same, attention keys projected once per batch
+  reference        seq2seq.model's decoder, Seq2Seq(..., fast_decoder=False): keys projected once, pre-output
+                   and output layers (and the loss) once over all steps
+  fast             seq2seq.extras.fast_decoder's loop, Seq2Seq(..., fast_decoder=True): the GRU written out,
+                   the embeddings' input projection for all steps at once, the query fused into the recurrent
+                   matmul, loop weights cast once with their gradients from one matmul over all steps
+  no-buckets       the loop `fast_decoder.pays` picks for this precision, on random (unbucketed) batches of
+                   128 sentences, as Joey NMT batches
 
-and the padding fraction of both batchings. Prints ms per batch and target tokens/s; also `--json`.
+and the padding fraction of both batchings. All but `fast` run the reference's modules (`attend`, `run_gru`)
+with the encoder, dropout and loss of the package. Prints ms per batch and target tokens/s; also `--json`.
 
 Usage: python scripts/ablate_speed.py --data ../shared/data/multi30k [--precision bf16] [--batches 12]
+       [--variants reference,fast]
 """
 
 from __future__ import annotations
@@ -31,38 +35,35 @@ from seq2seq.bench import padding_fractions
 from seq2seq.config import TrainConfig, load_config
 from seq2seq.data import BucketSampler, Encoder, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
 from seq2seq.device import autocast, resolve_device
+from seq2seq.extras.fast_decoder import pays
 from seq2seq.loss import masked_nll
-from seq2seq.model import Seq2Seq, attend
+from seq2seq.model import Seq2Seq, attend, run_gru
 from seq2seq.tokenizer import Tokenizer
-from seq2seq.train import train_step
+from seq2seq.trainer import train_step
 
 ROOT = Path(__file__).resolve().parent.parent
+VARIANTS = ("keys-per-step", "output-per-step", "reference", "fast", "no-buckets")
 
 
-def textbook_logits(model: Seq2Seq, b, keys_once: bool, output_once: bool) -> torch.Tensor:
-    """Teacher-forced logits (B, T, V) the straightforward way; same function as model(...) (tests/test_speed_paths.py)."""
+def per_step_logits(model: Seq2Seq, b, keys_per_step: bool) -> torch.Tensor:
+    """Teacher-forced logits (B, T, V) with the pre-output and output layers run at every step (and, with
+    `keys_per_step`, the attention keys projected at every step): the reference loop with those two
+    optimizations undone; same function as model(...)."""
     dec = model.decoder
     enc = model.encode(b.src, b.src_lengths)
-    emb = dec.dropout(dec.embed(b.tgt_in))
-    hidden, outs, contexts, logits = enc.hidden, [], [], []
+    emb = dec.dropout(dec.embed(b.tgt_in))  # (B, T, E)
+    hidden, logits = enc.hidden, []
     for t in range(b.tgt_in.size(1)):
-        keys = enc.keys if keys_once else dec.attention.project_keys(enc.states)
-        context, _ = attend(dec.attention, hidden[-1][:, None, :], keys, enc.states, enc.src_pad_mask)
-        out, hidden = dec.rnn(torch.cat([emb[:, t : t + 1], context], dim=-1), hidden)
-        out = dec.hidden_dropout(out)
-        if output_once:
-            outs.append(out)
-            contexts.append(context)
-        else:
-            logits.append(model.output(dec._pre_output(out, context, emb[:, t : t + 1])))
-    if output_once:
-        return model.output(dec._pre_output(torch.cat(outs, 1), torch.cat(contexts, 1), emb))
+        keys = dec.attention.project_keys(enc.states) if keys_per_step else enc.keys  # (B, S, A)
+        context, _ = attend(dec.attention, hidden[-1][:, None], keys, enc.states, enc.src_pad_mask)  # (B, 1, D)
+        out, hidden = run_gru(dec.rnn, torch.cat([emb[:, t : t + 1], context], dim=-1), hidden)  # (B, 1, H)
+        logits.append(model.output(dec._pre_output(dec.hidden_dropout(out), context, emb[:, t : t + 1])))  # (B, 1, V)
     return torch.cat(logits, 1)
 
 
-def textbook_step(model, optimizer, b, t: TrainConfig, device, precision, keys_once: bool, output_once: bool) -> None:
+def per_step_train_step(model, optimizer, b, t: TrainConfig, device, precision, keys_per_step: bool) -> None:
     with autocast(device, precision):
-        logits = textbook_logits(model, b, keys_once, output_once)
+        logits = per_step_logits(model, b, keys_per_step)
     loss_sum, n = masked_nll(logits, b.tgt_out, t.label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     (loss_sum / n).backward()
@@ -76,8 +77,12 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
     parser.add_argument("--batches", type=int, default=12, help="Timed batches per variant (after 2 untimed)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"Comma-separated subset of {', '.join(VARIANTS)}")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    variants = args.variants.split(",")
+    if unknown := set(variants) - set(VARIANTS):
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
 
     torch.set_num_threads(args.threads)
     cfg = load_config(ROOT / "configs" / "bench_reference.yaml", [f"data.train={args.data / 'train'}", f"train.precision={args.precision}"])
@@ -93,9 +98,9 @@ def main() -> None:
     unbucketed = [order[i : i + t.batch_size] for i in range(0, len(order), t.batch_size)]
     n = args.batches + 2
 
-    def run(name: str, batches, step) -> dict:
+    def run(name: str, batches, step, fast_decoder: bool = False) -> dict:
         torch.manual_seed(0)
-        model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab)).train()
+        model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab), fast_decoder=fast_decoder).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
         tensors = [collate([examples[i] for i in batch]) for batch in batches[:n]]
         for b in tensors[:2]:
@@ -109,13 +114,15 @@ def main() -> None:
                 "tokens_per_batch": tokens / args.batches}
 
     ours = lambda m, o, b: train_step(m, m, o, b, t, device, args.precision)  # noqa: E731
-    rows = [
-        run("textbook", bucketed, lambda m, o, b: textbook_step(m, o, b, t, device, args.precision, False, False)),
-        run("keys-once", bucketed, lambda m, o, b: textbook_step(m, o, b, t, device, args.precision, True, False)),
-        run("output-once", bucketed, lambda m, o, b: textbook_step(m, o, b, t, device, args.precision, True, True)),
-        run("seq2seq", bucketed, ours),
-        run("no-buckets", unbucketed, ours),
-    ]
+    per_step = lambda keys: lambda m, o, b: per_step_train_step(m, o, b, t, device, args.precision, keys)  # noqa: E731
+    plans = {
+        "keys-per-step": lambda: run("keys-per-step", bucketed, per_step(True)),
+        "output-per-step": lambda: run("output-per-step", bucketed, per_step(False)),
+        "reference": lambda: run("reference", bucketed, ours),
+        "fast": lambda: run("fast", bucketed, ours, fast_decoder=True),
+        "no-buckets": lambda: run("no-buckets", unbucketed, ours, fast_decoder=pays(device, args.precision)),
+    }
+    rows = [plans[name]() for name in variants]
     padding = {
         "bucketed": padding_fractions(examples, bucketed), "no-buckets": padding_fractions(examples, unbucketed),
     }
@@ -124,7 +131,7 @@ def main() -> None:
         return
     print(f"{args.precision}, {args.threads} threads, {args.batches} batches per variant")
     for r in rows:
-        print(f"{r['variant']:12s} {r['ms_per_batch']:8.1f} ms/batch {r['tokens_per_s']:8.0f} target tokens/s ({r['tokens_per_batch']:.0f} per batch)")
+        print(f"{r['variant']:16s} {r['ms_per_batch']:8.1f} ms/batch {r['tokens_per_s']:8.0f} target tokens/s ({r['tokens_per_batch']:.0f} per batch)")
     for name, (src, tgt) in padding.items():
         print(f"padding {name}: source {src:.1%}, target {tgt:.1%}")
 

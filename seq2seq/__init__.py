@@ -31,7 +31,5 @@ def __getattr__(name: str) -> Any:
     if name == "Translator":
         return importlib.import_module("seq2seq.translator").Translator
     if name == "train":
-        # The submodule seq2seq.train is what Python binds to the package attribute `train` once it is
-        # imported (by anyone), so the module itself is made callable: seq2seq.train(config) -> api.train.
-        return importlib.import_module("seq2seq.train")
+        return importlib.import_module("seq2seq.api").train
     raise AttributeError(f"module 'seq2seq' has no attribute {name!r}")

@@ -20,6 +20,7 @@ the matmuls run in (fp32, or bf16 under autocast).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import resource
 import time
@@ -29,7 +30,7 @@ from typing import Any, Sequence
 
 import torch
 
-from seq2seq.config import Config, ModelConfig
+from seq2seq.config import Config, DecodeConfig, ModelConfig, TrainConfig
 from seq2seq.data import BucketSampler, Encoder, Example, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
 from seq2seq.device import (
     NATIVE_BF16_FEATURES, autocast, choose_precision, cpu_capabilities, cpu_has_native_bf16, describe_cpu, keep_freed_memory,
@@ -37,7 +38,7 @@ from seq2seq.device import (
 )
 from seq2seq.errors import DataError
 from seq2seq.model import Seq2Seq, count_parameters
-from seq2seq.search import decode_corpus
+from seq2seq.search import Hypothesis, decode
 from seq2seq.subword import train_tokenizers
 from seq2seq.tokenizer import SUBWORD_LEVELS, Tokenizer
 
@@ -163,54 +164,21 @@ def run_bench(
     batches = BucketSampler(*example_lengths(examples), batch_size=t.batch_size, max_tokens=t.max_tokens, seed=t.seed).batches(0)
     src_pad, tgt_pad = padding_fractions(examples, batches)
 
-    from seq2seq.train import train_step  # the training loop's own step, so the bench measures what train runs
-
     model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
     flops = flop_counts(cfg.model, len(tgt_vocab))
-    model.train()
-    cycle = itertools.cycle(batches)
-    for _ in range(warmup):
-        train_step(model, model, optimizer, collate([examples[i] for i in next(cycle)]).to(device), t, device, precision)
-    _sync(device)
-    tokens = sentences = 0
-    train_flops = 0.0
-    start = time.perf_counter()
-    for _ in range(steps):
-        index = next(cycle)
-        batch = collate([examples[i] for i in index]).to(device)
-        _, _, n = train_step(model, model, optimizer, batch, t, device, precision)
-        tokens += n
-        sentences += len(index)
-        train_flops += 3 * sum(flops.forward(len(examples[i][0]), len(examples[i][1]) + 1) for i in index)
-    _sync(device)
-    train_time = time.perf_counter() - start
+    tokens_per_s, sentences_per_s, train_flops_per_s = _train_speeds(model, examples, batches, t, device, precision, steps, warmup, flops)
 
     model.eval()
-    sources = [src_enc.ids(s) + [3] for s, _ in eval_pairs[:decode_sentences]]
+    sources = [src_enc.source_ids(s) for s, _ in eval_pairs[:decode_sentences]]
     if decode_model is not None:
         from seq2seq.translator import Translator
 
         trained = Translator.load(decode_model, device=str(device), precision=precision)
         model, sources = trained.model.eval(), trained.encode_sources([s for s, _ in eval_pairs[:decode_sentences]])
-    decode_corpus(model, sources[:decode_warmup], device, cfg.decode.batch_size, cfg.decode.max_len_a, cfg.decode.max_len_b)
-    results: dict[str, Any] = {}
-    for name, beam in (("greedy", 1), (f"beam{beam_size}", beam_size)):
-        _sync(device)
-        start = time.perf_counter()
-        with autocast(device, precision):
-            hyps = _decode(model, sources, device, cfg, beam)
-        _sync(device)
-        elapsed = time.perf_counter() - start
-        if hyps is None:
-            results[f"{name}_sentences_per_s"] = None
-            results[f"{name}_tokens_per_s"] = None
-            continue
-        out_tokens = sum(len(h.ids) + 1 for h in hyps)
-        results[f"{name}_sentences_per_s"] = len(sources) / elapsed
-        results[f"{name}_tokens_per_s"] = out_tokens / elapsed
+    greedy, beam = dataclasses.replace(cfg.decode, beam_size=1), dataclasses.replace(cfg.decode, beam_size=beam_size)
+    results = _decode_speeds(model, sources, greedy, device, precision, decode_warmup, "greedy")
+    results |= _decode_speeds(model, sources, beam, device, precision, 0, f"beam{beam_size}")
     peak = matmul_peak(device, precision)
-    train_flops_per_s = train_flops / train_time
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     return {
         **hardware,
@@ -219,8 +187,8 @@ def run_bench(
         "src_vocab": len(src_vocab),
         "tgt_vocab": len(tgt_vocab),
         "train_steps": steps,
-        "train_tokens_per_s": tokens / train_time,
-        "train_sentences_per_s": sentences / train_time,
+        "train_tokens_per_s": tokens_per_s,
+        "train_sentences_per_s": sentences_per_s,
         "src_padding_fraction": src_pad,
         "tgt_padding_fraction": tgt_pad,
         "mean_batch_sentences": mean([len(b) for b in batches]),
@@ -256,17 +224,51 @@ def hardware_report(device: torch.device, configured: str) -> dict[str, Any]:
     }
 
 
-def _decode(model: Seq2Seq, sources: list[list[int]], device: torch.device, cfg: Config, beam: int) -> list[Any] | None:
-    if beam == 1:
-        return decode_corpus(model, sources, device, cfg.decode.batch_size, cfg.decode.max_len_a, cfg.decode.max_len_b)
-    import inspect
+def _train_speeds(
+    model: Seq2Seq, examples: Sequence[Example], batches: Sequence[Sequence[int]], t: TrainConfig, device: torch.device,
+    precision: str, steps: int, warmup: int, flops: FlopCounts,
+) -> tuple[float, float, float]:
+    """(real target tokens/s, sentences/s, counted FLOP/s) of `steps` training steps, after `warmup` untimed ones."""
+    # the training loop's own optimizer and step, so the bench measures what train runs
+    from seq2seq.trainer import make_optimizer, train_step
 
-    if "beam_size" not in inspect.signature(decode_corpus).parameters:
-        return None  # this build has no beam search
-    return decode_corpus(  # type: ignore[call-arg]
-        model, sources, device, cfg.decode.batch_size, cfg.decode.max_len_a, cfg.decode.max_len_b, beam_size=beam,
-        alpha=cfg.decode.length_penalty, min_len=cfg.decode.min_len,
-    )
+    optimizer = make_optimizer(model, t)
+    model.train()
+    cycle = itertools.cycle(batches)
+    for _ in range(warmup):
+        train_step(model, model, optimizer, collate([examples[i] for i in next(cycle)]).to(device), t, device, precision)
+    _sync(device)
+    tokens = sentences = 0
+    train_flops = 0.0
+    start = time.perf_counter()
+    for _ in range(steps):
+        index = next(cycle)
+        batch = collate([examples[i] for i in index]).to(device)
+        _, _, n = train_step(model, model, optimizer, batch, t, device, precision)
+        tokens += n
+        sentences += len(index)
+        train_flops += 3 * sum(flops.forward(len(examples[i][0]), len(examples[i][1]) + 1) for i in index)
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    return tokens / elapsed, sentences / elapsed, train_flops / elapsed
+
+
+def _decode_speeds(
+    model: Seq2Seq, sources: list[list[int]], decode_cfg: DecodeConfig, device: torch.device, precision: str, warmup: int,
+    name: str,
+) -> dict[str, float]:
+    """Sentences/s and output tokens/s (<eos> included) of decoding `sources` as `decode_cfg` says, after decoding
+    the first `warmup` of them untimed."""
+    with autocast(device, precision):
+        if warmup:
+            decode(model, sources[:warmup], decode_cfg, device)
+        _sync(device)
+        start = time.perf_counter()
+        hyps: list[Hypothesis] = [nbest[0] for nbest in decode(model, sources, decode_cfg, device)]
+        _sync(device)
+    elapsed = time.perf_counter() - start
+    out_tokens = sum(len(h.ids) + 1 for h in hyps)
+    return {f"{name}_sentences_per_s": len(sources) / elapsed, f"{name}_tokens_per_s": out_tokens / elapsed}
 
 
 def format_table(r: dict[str, Any]) -> str:

@@ -1,101 +1,160 @@
 """Checkpoints: one self-describing file, written atomically, read with `weights_only=True` only.
 
-A checkpoint holds plain tensors, dicts, lists, strings and numbers: the weights, the resolved config,
-both vocabularies, the tokenizer settings, the step and the optimizer state. Nothing is ever unpickled.
+The layout, written by `Checkpoint.write` and read by `Checkpoint.read` and nowhere else, is one flat dict
+of plain tensors, dicts, lists, strings and numbers (nothing is ever unpickled):
+
+    format, format_version       "seq2seq-checkpoint", 1
+    config                       the resolved Config, as `config_to_dict` writes it
+    src_vocab, tgt_vocab         the token lists of both vocabularies
+    tokenizer, tgt_tokenizer     `Tokenizer.to_dict()` of each side (a sentencepiece model as a uint8 tensor);
+                                 files written before per-side subword models hold only `tokenizer`, for both
+    model                        the Seq2Seq state_dict
+    step                         updates trained
+    scores                       best.pt and ckpt-STEP.pt: the validation record that chose them
+    averaged_from                `seq2seq average`: the checkpoints averaged into it
+    every other key              the training state (last.pt, best.pt): optimizer, progress, rng, schedule,
+                                 early_stopping, kept_best; what resuming needs, and only that
+
+torch and the model are imported only when a checkpoint is read or built: the CLI resolves a `--model` path
+through this module before it pays for torch's import.
 """
 
 from __future__ import annotations
 
-import glob
+import dataclasses
 import io
-import os
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping
 
-from seq2seq.errors import CheckpointError
+from seq2seq.config import Config, config_from_dict, config_to_dict
+from seq2seq.errors import CheckpointError, ConfigError, DataError
+from seq2seq.files import atomic_write_bytes, atomic_write_text
+from seq2seq.tokenizer import Tokenizer
+from seq2seq.vocab import Vocab
+
+if TYPE_CHECKING:
+    import torch
+
+    from seq2seq.model import Seq2Seq
 
 FORMAT = "seq2seq-checkpoint"
 FORMAT_VERSION = 1
 DEFAULT_MODEL_FILE = Path("runs") / "latest"  # holds the path of the last trained run directory
+REQUIRED_KEYS = ("config", "src_vocab", "tgt_vocab", "tokenizer", "model", "step")
+RESUME_KEYS = ("optimizer", "progress", "rng")  # a checkpoint without them decodes but cannot resume a run
+_LAYOUT_KEYS = ("format", "format_version", *REQUIRED_KEYS, "tgt_tokenizer", "scores", "averaged_from")
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+@dataclass(eq=False)  # identity: comparing weights tensor by tensor is no `==`
+class Checkpoint:
+    """Everything a checkpoint holds, typed. `read` / `write` are the only code that knows the file layout."""
 
+    config: Config
+    src_vocab: Vocab
+    tgt_vocab: Vocab
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+    weights: dict[str, "torch.Tensor"] = field(repr=False)  # the Seq2Seq state_dict
+    step: int
+    training: dict[str, Any] = field(default_factory=dict, repr=False)  # optimizer, progress, rng, ...: what resuming needs
+    scores: dict[str, Any] | None = None  # the validation record of best.pt / ckpt-STEP.pt
+    averaged_from: list[str] | None = None  # the checkpoints `seq2seq average` made it from
+    path: Path | None = None  # where it was read from; names the file in errors
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over `path`.
+    @classmethod
+    def read(cls, path: str | Path) -> "Checkpoint":
+        """Load and check the checkpoint at `path`; every problem is one CheckpointError line naming the file."""
+        return cls.from_state(load_checkpoint(path), Path(path))
 
-    A crash at any moment leaves either the old file or the new one, never a torn one.
-    """
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-    except OSError as e:
-        raise _write_error(path, e) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            # mkstemp makes the file private (0600); give it the mode a plain open() would have.
-            os.fchmod(f.fileno(), _default_mode())
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], path: Path | None = None) -> "Checkpoint":
+        """The typed checkpoint of a flat layout dict (as `load_checkpoint` returns it), checked for consistency."""
+        where = path if path is not None else "checkpoint"
+        missing = [k for k in REQUIRED_KEYS if k not in state]
+        if missing:
+            raise CheckpointError(f"{where}: checkpoint lacks {', '.join(missing)}")
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):  # name the file the user knows, not our temporary one
-            raise _write_error(path, e) from None
-        raise
-    _fsync_dir(path.parent)
+            config = config_from_dict(state["config"])
+            src_vocab, tgt_vocab = Vocab(state["src_vocab"]), Vocab(state["tgt_vocab"])
+            src_tokenizer = Tokenizer.from_dict(state["tokenizer"])
+            # Checkpoints before per-side subword models hold one tokenizer for both sides.
+            tgt_tokenizer = Tokenizer.from_dict(state["tgt_tokenizer"]) if "tgt_tokenizer" in state else src_tokenizer
+            step = int(state["step"])
+        except (ConfigError, DataError, KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{where}: inconsistent checkpoint: {e}") from None
+        weights = state["model"]
+        _check_embeddings(weights, len(src_vocab), len(tgt_vocab), where)
+        scores, averaged = state.get("scores"), state.get("averaged_from")
+        return cls(
+            config, src_vocab, tgt_vocab, src_tokenizer, tgt_tokenizer, weights, step,
+            training={k: v for k, v in state.items() if k not in _LAYOUT_KEYS},
+            scores=dict(scores) if isinstance(scores, dict) else None,
+            averaged_from=[str(p) for p in averaged] if isinstance(averaged, list) else None,
+            path=path,
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        """The flat layout dict (without format and version, which `save_checkpoint` adds)."""
+        state: dict[str, Any] = {
+            "config": config_to_dict(self.config),
+            "src_vocab": self.src_vocab.to_list(),
+            "tgt_vocab": self.tgt_vocab.to_list(),
+            "tokenizer": self.src_tokenizer.to_dict(),
+            "tgt_tokenizer": self.tgt_tokenizer.to_dict(),
+            "model": self.weights,
+            "step": self.step,
+            **self.training,
+        }
+        if self.scores is not None:
+            state["scores"] = self.scores
+        if self.averaged_from is not None:
+            state["averaged_from"] = self.averaged_from
+        return state
+
+    def write(self, path: str | Path) -> None:
+        """Write the checkpoint to `path` atomically (a crash leaves the old file or the new one)."""
+        save_checkpoint(path, self.to_state())
+
+    def decoding_only(self) -> "Checkpoint":
+        """A copy without the training state: it decodes (translate, eval, average), it does not resume."""
+        return dataclasses.replace(self, training={})
+
+    @property
+    def resumable(self) -> bool:
+        """Whether it holds the state a run resumes from (optimizer, progress, random generators)."""
+        return all(k in self.training for k in RESUME_KEYS)
+
+    def build_model(self) -> "Seq2Seq":
+        """The Seq2Seq of the config with these weights loaded, in eval mode, on the CPU."""
+        from seq2seq.model import Seq2Seq
+
+        model = Seq2Seq(self.config.model, len(self.src_vocab), len(self.tgt_vocab))
+        try:
+            model.load_state_dict(self.weights)
+        except (RuntimeError, TypeError) as e:
+            first = str(e).strip().splitlines()
+            where = self.path if self.path is not None else "checkpoint"
+            raise CheckpointError(f"{where}: weights do not match the model in its config: {' '.join(first[:2])[:300]}") from None
+        return model.eval()
 
 
-def _write_error(path: Path, e: OSError) -> OSError:
-    error = OSError(f"cannot write {path}: {e.strerror or e}")
-    error.errno = e.errno
-    return error
+def _check_embeddings(weights: Any, src_rows: int, tgt_rows: int, where: Path | str) -> None:
+    """Both embedding matrices have one row per vocabulary entry (a vocabulary edited after training has not)."""
+    import torch
+
+    for name, rows in (("encoder.embed.weight", src_rows), ("decoder.embed.weight", tgt_rows)):
+        tensor = weights.get(name) if isinstance(weights, dict) else None
+        if not isinstance(tensor, torch.Tensor) or tensor.size(0) != rows:
+            got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else "nothing"
+            raise CheckpointError(f"{where}: vocabulary of {rows} tokens does not match weights {name} of shape {got}")
 
 
-TMP_SUFFIX = ".tmp"
-_UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
-os.umask(_UMASK)
+# ---- the file: safe low-level reading and writing of the layout dict ---------------------------------
 
 
-def _default_mode() -> int:
-    return 0o666 & ~_UMASK
-
-
-def remove_stale_temp_files(directory: Path, names: Sequence[str]) -> list[Path]:
-    """Delete the temporary files that a process killed inside `atomic_write_bytes` left for `names`."""
-    removed = []
-    for name in names:
-        for tmp in Path(directory).glob(f".{glob.escape(name)}.*{TMP_SUFFIX}"):
-            try:
-                tmp.unlink()
-                removed.append(tmp)
-            except OSError:
-                pass
-    return removed
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Serialize `state` (plain containers and tensors only) and write it atomically."""
+def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> None:
+    """Serialize `state` (plain containers and tensors only), with format and version, and write it atomically."""
     import torch  # here, not at the top: the CLI checks --model paths without paying for torch's import
 
     buffer = io.BytesIO()
@@ -103,11 +162,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
-REQUIRED_KEYS = ("config", "src_vocab", "tgt_vocab", "tokenizer", "model", "step")
-
-
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint safely: `weights_only=True`, format and version checked, required keys present."""
+    """Load a checkpoint's layout dict safely: `weights_only=True`, format and version checked, required keys present."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
@@ -134,6 +190,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     return state
+
+
+# ---- which checkpoint: --model and runs/latest ------------------------------------------------------
 
 
 def resolve_model_path(model: str | Path | None) -> Path:

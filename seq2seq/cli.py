@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import List, Optional
 import typer
 
 from seq2seq import __version__
-from seq2seq.errors import ConfigError, DataError, Seq2SeqError
+from seq2seq.errors import ConfigError, Seq2SeqError
 
 # Typer re-exports click's BadParameter (vendored since typer 0.25); find its base classes by name so
 # that this works whichever click it carries.
@@ -72,7 +73,7 @@ def train(
     from seq2seq.distributed import is_main
     from seq2seq.interrupt import EXIT_CODE, StopRequest, TrainingInterrupted
     from seq2seq.rundir import default_run_dir
-    from seq2seq.train import train as run_training
+    from seq2seq.trainer import train as run_training
 
     try:
         with StopRequest() as stop:
@@ -83,7 +84,10 @@ def train(
             for item in overrides or []:
                 command += ["--set", item]
             command += ["--resume"] + (["--quiet"] if quiet else [])
-            typer.echo(f"stopped by {e.signal_name} at step {e.step}; saved {e.checkpoint}; resume with: {shlex.join(command)}", err=True)
+            # through the log, so that it reaches train.log as well as stderr
+            logging.getLogger("seq2seq").warning(
+                "stopped by %s at step %d; saved %s; resume with: %s", e.signal_name, e.step, e.checkpoint, shlex.join(command)
+            )
         raise typer.Exit(EXIT_CODE) from None
     if not is_main():  # under torchrun, rank 0 reports
         return
@@ -103,7 +107,7 @@ def build_vocab(config: Path = ConfigOpt, overrides: Optional[List[str]] = SetOp
     """
     cfg = _load_config(config, overrides)
     from seq2seq.rundir import RunFiles, default_run_dir, load_or_build_vocabs
-    from seq2seq.train import setup_logging
+    from seq2seq.trainer import setup_logging
 
     files = RunFiles(default_run_dir(cfg, config))
     setup_logging(None)
@@ -138,26 +142,16 @@ def evaluate(
     if output is not None:
         _check_output_path(output, "'--output' / '-o'")  # now, not after the decoding
     resolve_model_path(model)  # a wrong --model fails before torch is imported (seconds)
-    from seq2seq.data import drop_empty, load_corpus, read_parallel_files
-    from seq2seq.evaluate import evaluate as run_eval
+    from seq2seq.evaluate import evaluate as run_eval, load_split
     from seq2seq.translator import Translator
 
     t = Translator.load(model)
-    d = t.cfg.data
-    if src is not None and ref is not None:
-        pairs = drop_empty(read_parallel_files(src, ref), "eval", f"{src} + {ref}")
-    else:
-        spec = d.valid if split == "val" else d.test
-        if not spec:
-            raise DataError(f"data.{'valid' if split == 'val' else 'test'}: the model's config names no {split} corpus (use --src/--ref)")
-        pairs = load_corpus(spec, d.format, d.src_lang, d.tgt_lang, split)
-    decode = t.cfg.decode
+    pairs = load_split(t.cfg.data, split, src, ref)
     scores = run_eval(
-        t.model, pairs, t.src, t.tgt, t.device, t.precision, batch_size or decode.batch_size,
-        decode.max_len_a, decode.max_len_b, beam or decode.beam_size, decode.length_penalty, decode.min_len, progress=not quiet,
+        t.model, pairs, t.src, t.tgt, t.device, t.precision, t.decode_config(beam, batch_size), progress=not quiet
     )
     if output is not None:
-        from seq2seq.checkpoint import atomic_write_text
+        from seq2seq.files import atomic_write_text
 
         atomic_write_text(output, "".join(h + "\n" for h in scores.hypotheses))
     if as_json:
@@ -243,79 +237,41 @@ def translate(
     if nbest > 1 and attention is not None:
         raise typer.BadParameter("--attention shows one translation per input; leave out --nbest", param_hint="'--nbest'")
     resolve_model_path(model)  # the cheap checks first: importing torch takes seconds
+    from seq2seq.results import TranslateOptions
     from seq2seq.translator import Translator
 
     t = Translator.load(model)
-    if nbest > 1:
-        emit = lambda texts: _emit_nbest(t, texts, nbest, beam, batch_size, as_json)  # noqa: E731
-    else:
-        emit = lambda texts: _emit(t, texts, batch_size, as_json, attention_file, attention == "-", False, quiet, beam)  # noqa: E731
+    options = TranslateOptions(beam, batch_size, nbest, as_json, attention_file, attention == "-", quiet)
     if interactive:
         from seq2seq.interactive import prompt_loop
 
         d = t.cfg.data
         banner = "" if quiet else f"seq2seq {__version__}: {t.path} ({d.src_lang} -> {d.tgt_lang}). Type a sentence; :q or Ctrl-D quits."
-        prompt_loop(lambda text: emit([text]), banner)
-        return
-    if nbest > 1:
-        emit(lines)
+        prompt_loop(lambda text: _emit(t, [text], options, progress=False), banner)
         return
     # A bar only where a person watches stderr: a log file would collect every redraw.
-    progress = not quiet and not texts and sys.stderr.isatty()
-    _emit(t, lines, batch_size, as_json, attention_file, attention == "-", progress, quiet, beam)
+    _emit(t, lines, options, progress=not quiet and not texts and sys.stderr.isatty())
 
 
-def _emit_nbest(
-    t,  # noqa: ANN001 (Translator, imported lazily)
-    lines: list[str],
-    nbest: int,
-    beam: Optional[int],
-    batch_size: Optional[int],
-    as_json: bool,
-) -> None:
-    """Print the `nbest` best translations of each line: `score<TAB>text` lines and an empty line, or one JSON object."""
-    for text, block in zip(lines, t.nbest(lines, nbest, beam, batch_size)):
-        if as_json:
-            sys.stdout.write(json.dumps({"input": text, "nbest": [{"output": o, "score": sc} for sc, o in block]}, ensure_ascii=False) + "\n")
-        else:
-            sys.stdout.write("".join(f"{sc:.4f}\t{o}\n" for sc, o in block) + "\n")
-    sys.stdout.flush()
+def _emit(t, lines: list[str], options, progress: bool) -> None:  # noqa: ANN001 (Translator, TranslateOptions: imported lazily)
+    """Translate `lines` and print them on stdout (n-best blocks when options.nbest > 1); heatmaps go to images or stderr."""
+    from seq2seq.results import attention_image_path, nbest_blocks, save_attention_plot, terminal_heatmap, translate_results
 
-
-def _emit(
-    t,  # noqa: ANN001 (Translator, imported lazily)
-    lines: list[str],
-    batch_size: Optional[int],
-    as_json: bool,
-    attention_file: Optional[Path],
-    attention_terminal: bool,
-    progress: bool,
-    quiet: bool,
-    beam: Optional[int] = None,
-) -> None:
-    """Translate `lines` and print one line each on stdout; heatmaps go to image files or to stderr."""
-    from seq2seq.results import make_results, terminal_heatmap
-
-    with_attention = attention_file is not None or attention_terminal
-    hyps = t.hypotheses(lines, batch_size, return_attention=with_attention, progress=progress, beam_size=beam)
-    results = make_results(t, lines, hyps)
+    if options.nbest > 1:
+        sys.stdout.write("".join(nbest_blocks(t, lines, options)))
+        sys.stdout.flush()
+        return
+    results = translate_results(t, lines, options, progress)
     for i, r in enumerate(results):
-        sys.stdout.write((r.to_json() if as_json else r.output) + "\n")
+        sys.stdout.write((r.to_json() if options.as_json else r.output) + "\n")
         if not r.attention:
             continue
-        if attention_file is not None:
-            from seq2seq.plot import plot_attention
-            from seq2seq.results import display_token
-
-            path = attention_file if len(results) == 1 else attention_file.with_name(f"{attention_file.stem}-{i + 1}{attention_file.suffix}")
-            title = f"{r.input}  \u2192  {r.output}"
-            plot_attention(
-                [display_token(x) for x in r.src_tokens], [display_token(x) for x in r.attention_rows], r.attention, path,
-                title if len(title) <= 90 else title[:89] + "\u2026",
-            )
-            if not quiet:
+        if options.attention_file is not None:
+            path = attention_image_path(options.attention_file, i, len(results))
+            save_attention_plot(r, path)
+            if not options.quiet:
                 print(f"attention: {path}", file=sys.stderr)
-        elif attention_terminal and not as_json:
+        elif options.attention_terminal and not options.as_json:
             sys.stdout.flush()
             print(terminal_heatmap(r), file=sys.stderr, flush=True)
     sys.stdout.flush()
@@ -335,6 +291,41 @@ def info(
 
     summary = describe(resolve_model_path(model))
     typer.echo(json.dumps(summary) if as_json else format_info(summary))
+
+
+@app.command()
+def serve(
+    model: Optional[str] = ModelOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 reaches other machines (no authentication)."),
+    port: int = typer.Option(5000, "--port", "-p", min=0, max=65535, help="Port to listen on; 0 picks a free one (printed)."),
+    beam: Optional[int] = typer.Option(
+        None, "--beam", "-k", min=1, help="Beam of requests that name none; 1 is greedy [default: decode.beam_size].", show_default=False
+    ),
+    max_batch: Optional[int] = typer.Option(
+        None, "--max-batch", min=1, help="Most sentences per decoding batch, gathered across requests [default: decode.batch_size].",
+        show_default=False,
+    ),
+    quantize: Optional[str] = typer.Option(None, "--quantize", metavar="int8", help="Decode with int8 weights.", show_default=False),
+) -> None:
+    """Serve the model over HTTP until Ctrl-C or SIGTERM (needs the serve extra: pip install 'seq2seq[serve]').
+
+    OpenNMT-py's REST API (POST /translator/translate), a plain one (POST /translate, GET /health) and a
+    page with the attention at /. Sentences of concurrent requests are decoded together. One line per
+    request goes to stderr; on a stop signal the requests in flight finish, then it exits 0.
+
+    \b
+    Example:
+      seq2seq serve --model runs/demo --port 5000
+      curl -s localhost:5000/translate -d '{"text": ["I love you"]}'
+    """
+    from seq2seq.checkpoint import resolve_model_path
+    from seq2seq.extras.serve import QUANTIZE_CHOICES, require_extra, serve as run_server
+
+    if quantize is not None and quantize not in QUANTIZE_CHOICES:
+        raise typer.BadParameter(f"{quantize!r} is not one of {', '.join(QUANTIZE_CHOICES)}", param_hint="'--quantize'")
+    require_extra()
+    resolve_model_path(model)  # the cheap checks first: importing torch takes seconds
+    run_server(model, host, port, beam, max_batch, quantize)
 
 
 plot_app = typer.Typer(
@@ -407,7 +398,7 @@ def preprocess(
     """
     from seq2seq.shards import preprocess as run_preprocess
     from seq2seq.rundir import default_run_dir
-    from seq2seq.train import setup_logging
+    from seq2seq.trainer import setup_logging
 
     cfg = _load_config(config, overrides)
     setup_logging(None, quiet)
@@ -434,7 +425,6 @@ def average(
     Example: seq2seq average --model runs/multi30k_de_en && seq2seq eval --model runs/multi30k_de_en/averaged.pt --beam 5
     """
     from seq2seq.average import average_checkpoints, kept_checkpoints
-    from seq2seq.checkpoint import save_checkpoint
 
     paths: list[Path] = []
     for model in models:
@@ -444,7 +434,7 @@ def average(
         if len(models) != 1 or not Path(models[0]).is_dir():
             raise typer.BadParameter("give --output when averaging checkpoint files", param_hint="'--output'")
         output = Path(models[0]) / "averaged.pt"
-    save_checkpoint(output, average_checkpoints(paths))
+    average_checkpoints(paths).write(output)
     typer.echo(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {output}", err=True)
 
 

@@ -1,4 +1,13 @@
-"""Corpora in, batches out: reading (errors name file:line), encoding, collate -> Batch, bucketed batches.
+"""Corpora in, batches out: reading (errors name file:line), filtering, encoding, collate -> Batch, bucketed batches.
+
+Every corpus and input file is read by the same few functions, in memory (`load_corpus`, `read_lines`) and
+as a stream (`read_chunks` + `chunk_pairs`, which `seq2seq preprocess` runs on all cores):
+
+- a line ends at `\\n`, and a `\\r` right before that `\\n` goes with it (CRLF files read as LF files);
+- a UTF-8 byte order mark opening a file is dropped;
+- nothing else splits a line: a lone `\\r`, `\\x0b`, `\\x1c`, U+0085, U+2028 ... stay inside it (in a corpus
+  they are whitespace, collapsed like spaces);
+- the bytes must be strict UTF-8; an error names `file:line` and the byte's offset in the file.
 
 The shift between decoder input and labels happens in `collate` and nowhere else:
     tgt_in  = <bos> y1 .. yn
@@ -10,9 +19,12 @@ from __future__ import annotations
 import gzip
 import logging
 import random
+from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import IO, Iterable, Iterator, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -24,49 +36,138 @@ from seq2seq.vocab import BOS, EOS, PAD, Vocab
 log = logging.getLogger("seq2seq")
 
 Pair = tuple[str, str]
-Example = tuple[list[int], list[int]]  # (source ids ending in <eos>, target ids without specials)
+Example = tuple[list[int], list[int]]  # (source ids ending in SOURCE_END, target ids without specials)
+
+BOM = "\ufeff"
+CHUNK_LINES = 20_000  # lines a chunk of `read_chunks` holds by default
 
 
-def decode_lines(raw: bytes, name: str) -> list[str]:
-    """Strict UTF-8 bytes -> lines without their line ends; errors name `name:line`."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise DataError(f"{name}:{line}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    # Split on "\n" only: str.splitlines() also splits on \x1c, \u2028 ... and would misalign corpora.
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+# ---- reading: the one set of rules for every corpus and input file -------------------------------------
 
 
-def read_lines(path: str | Path) -> list[str]:
-    """All lines of a UTF-8 text file (plain or .gz), without their line ends. Strict UTF-8."""
+def open_corpus(path: str | Path) -> IO[bytes]:
+    """A text file (plain, or gzip when it ends in .gz) opened for reading bytes; a missing file is a DataError."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a text file")
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
-    except (OSError, EOFError) as e:
+        return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def decode_lines(raw: bytes, name: str, first_line: int = 1, offset: int = 0) -> list[str]:
+    """Whole lines of a file, as bytes -> their texts without the line ends: the one place for the rules above.
+
+    `raw` is a whole file (stdin, say) or lines of one starting at line `first_line` (1-based) and byte
+    `offset`; they number the lines and place the bad byte in the file for the one-line error.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = first_line + raw.count(b"\n", 0, e.start)
+        raise DataError(f"{name}:{line}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {offset + e.start})") from None
+    if first_line == 1:
+        text = text.removeprefix(BOM)
+    # Split on "\n" only: str.splitlines() also splits on \r, \x1c, \u2028 ... and would misalign corpora.
+    lines = text.replace("\r\n", "\n").split("\n")
+    if lines[-1] == "":  # the last line's "\n" (or an empty input)
+        lines.pop()
+    return lines
+
+
+@dataclass(frozen=True)
+class Lines:
+    """Consecutive raw lines of one file (each with its `\\n`, the file's last maybe without)."""
+
+    name: str  # the file, for errors
+    first: int  # 1-based number of the first line
+    offset: int  # byte offset of the first line in the file
+    raw: list[bytes]
+
+    def decoded(self) -> list[str]:
+        """(len(raw),) the lines' texts."""
+        return decode_lines(b"".join(self.raw), self.name, self.first, self.offset)
+
+
+Chunk = tuple[Lines, ...]  # the same lines of each file of a corpus: (TSV,) or (source, target)
+
+
+def _raw_lines(f: IO[bytes], path: Path) -> Iterator[bytes]:
+    """The lines of `f` split at b"\\n" only (binary files never split at \\r); read errors name the file."""
+    try:
+        yield from f
+    except (OSError, EOFError) as e:  # a truncated or corrupt .gz, say
         raise DataError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
-    return decode_lines(raw, str(path))
+
+
+def read_chunks(paths: Sequence[str | Path], chunk_size: int = CHUNK_LINES) -> Iterator[Chunk]:
+    """Stream one file, or several aligned ones, as chunks of `chunk_size` raw lines; memory stays one chunk.
+
+    Aligned files must have as many lines: else a DataError naming the first two files and their counts.
+    """
+    paths = [Path(p) for p in paths]
+    with ExitStack() as stack:
+        files = [_raw_lines(stack.enter_context(open_corpus(p)), p) for p in paths]
+        first, offsets = 1, [0] * len(paths)
+        while True:
+            chunk = tuple(Lines(str(p), first, o, list(islice(f, chunk_size))) for p, f, o in zip(paths, files, offsets))
+            if len({len(lines.raw) for lines in chunk}) > 1:
+                n = [first - 1 + len(lines.raw) + sum(1 for _ in f) for lines, f in zip(chunk, files)]
+                raise DataError(f"misaligned corpus: {paths[0]} has {n[0]} lines but {paths[1]} has {n[1]}")
+            if not chunk[0].raw:
+                return
+            yield chunk
+            first += len(chunk[0].raw)
+            offsets = [o + sum(map(len, lines.raw)) for o, lines in zip(offsets, chunk)]
+
+
+def count_lines(path: Path) -> int | None:
+    """Lines of a plain text file, counted fast in binary (None for .gz: that would mean a full decompression)."""
+    if path.suffix == ".gz":
+        return None
+    n, last = 0, b"\n"
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            n += block.count(b"\n")
+            last = block[-1:]
+    return n + (last != b"\n")
+
+
+def split_tsv_line(line: str, path: str | Path, line_number: int) -> Pair:
+    """`source<TAB>target` -> a whitespace-normalized pair; anything but exactly one tab is an error."""
+    if line.count("\t") != 1:
+        found = "no tab" if "\t" not in line else f"{line.count(chr(9))} tabs"
+        raise DataError(f"{path}:{line_number}: expected source<TAB>target, found {found}")
+    src, tgt = line.split("\t")
+    return normalize_whitespace(src), normalize_whitespace(tgt)
+
+
+def chunk_pairs(chunk: Chunk) -> list[Pair]:
+    """A chunk's whitespace-normalized (source, target) pairs, empties included."""
+    if len(chunk) == 1:
+        (lines,) = chunk
+        return [split_tsv_line(text, lines.name, n) for n, text in enumerate(lines.decoded(), start=lines.first)]
+    src, tgt = chunk
+    return [(normalize_whitespace(s), normalize_whitespace(t)) for s, t in zip(src.decoded(), tgt.decoded())]
+
+
+def iter_pairs(paths: Sequence[str | Path], chunk_size: int = CHUNK_LINES) -> Iterator[Pair]:
+    """A corpus ([TSV] or [source, target]) as a stream of whitespace-normalized pairs, empties included."""
+    for chunk in read_chunks(paths, chunk_size):
+        yield from chunk_pairs(chunk)
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """All lines of a UTF-8 text file (plain or .gz), without their line ends."""
+    return [text for (lines,) in read_chunks([path]) for text in lines.decoded()]
 
 
 def read_parallel_files(src_path: Path, tgt_path: Path) -> list[Pair]:
     """Aligned source / target files -> whitespace-normalized pairs, empties included."""
-    src_lines, tgt_lines = read_lines(src_path), read_lines(tgt_path)
-    if len(src_lines) != len(tgt_lines):
-        raise DataError(f"misaligned corpus: {src_path} has {len(src_lines)} lines but {tgt_path} has {len(tgt_lines)}")
-    return [(normalize_whitespace(s), normalize_whitespace(t)) for s, t in zip(src_lines, tgt_lines)]
+    return list(iter_pairs([src_path, tgt_path]))
 
 
 def corpus_paths(spec: str, fmt: str, src_lang: str, tgt_lang: str) -> list[Path]:
@@ -82,38 +183,74 @@ def corpus_paths(spec: str, fmt: str, src_lang: str, tgt_lang: str) -> list[Path
     return paths
 
 
-def split_tsv_line(line: str, path: str | Path, line_number: int) -> Pair:
-    """`source<TAB>target` -> a whitespace-normalized pair; anything but exactly one tab is an error."""
-    if line.count("\t") != 1:
-        found = "no tab" if "\t" not in line else f"{line.count(chr(9))} tabs"
-        raise DataError(f"{path}:{line_number}: expected source<TAB>target, found {found}")
-    src, tgt = line.split("\t")
-    return normalize_whitespace(src), normalize_whitespace(tgt)
+def corpus_name(paths: Sequence[str | Path]) -> str:
+    """How errors name a corpus: `a.en + a.de`."""
+    return " + ".join(map(str, paths))
 
 
 def read_pairs(spec: str, fmt: str, src_lang: str, tgt_lang: str) -> list[Pair]:
     """Read a parallel corpus as (source, target) pairs, whitespace-normalized, empties included."""
-    paths = corpus_paths(spec, fmt, src_lang, tgt_lang)
-    if fmt == "tsv":
-        return [split_tsv_line(line, paths[0], i) for i, line in enumerate(read_lines(paths[0]), start=1)]
-    return read_parallel_files(paths[0], paths[1])
+    return list(iter_pairs(corpus_paths(spec, fmt, src_lang, tgt_lang)))
+
+
+# ---- filtering: the same two filters in memory and in `seq2seq preprocess` ---------------------------------
+
+
+def has_both_sides(pair: Pair) -> bool:
+    """A pair with an empty side is dropped as a pair, never one side only (that would misalign the rest)."""
+    return bool(pair[0] and pair[1])
+
+
+def check_nonempty(name: str, n_pairs: int, n_kept: int, where: str) -> None:
+    """Log how many of `n_pairs` pairs had an empty side; none left is an error naming the corpus `where`."""
+    if n_kept < n_pairs:
+        log.info("%s: dropped %d of %d pairs with an empty side", name, n_pairs - n_kept, n_pairs)
+    if not n_kept:
+        raise DataError(f"{where}: corpus is empty")
+
+
+def within_max_len(src_len: int, tgt_len: int, max_len: int | None) -> bool:
+    """The training length filter: both sides at most `max_len` tokens (specials not counted); None keeps all."""
+    return max_len is None or (src_len <= max_len and tgt_len <= max_len)
+
+
+def check_length_filter(n_pairs: int, n_kept: int, max_len: int | None) -> None:
+    """Log what the length filter dropped; dropping every pair is an error."""
+    if max_len is None or n_kept == n_pairs:
+        return
+    log.info("length filter: dropped %d of %d training pairs longer than %d tokens", n_pairs - n_kept, n_pairs, max_len)
+    if not n_kept:
+        raise DataError(f"data.max_len: every training pair is longer than {max_len} tokens")
+
+
+def drop_empty(pairs: Iterable[Pair], name: str, where: str) -> list[Pair]:
+    """Drop every pair with an empty side, as a pair (a stream is never held whole); an empty corpus is an error."""
+    kept: list[Pair] = []
+    n_pairs = 0
+    for pair in pairs:
+        n_pairs += 1
+        if has_both_sides(pair):
+            kept.append(pair)
+    check_nonempty(name, n_pairs, len(kept), where)
+    return kept
 
 
 def load_corpus(spec: str, fmt: str, src_lang: str, tgt_lang: str, name: str) -> list[Pair]:
     """Read a corpus and drop every pair with an empty side (as a pair, never one side only)."""
     if not spec:
         raise DataError(f"data.{name}: no corpus given in the config")
-    return drop_empty(read_pairs(spec, fmt, src_lang, tgt_lang), name, " + ".join(map(str, corpus_paths(spec, fmt, src_lang, tgt_lang))))
+    paths = corpus_paths(spec, fmt, src_lang, tgt_lang)
+    return drop_empty(iter_pairs(paths), name, corpus_name(paths))
 
 
-def drop_empty(pairs: list[Pair], name: str, where: str) -> list[Pair]:
-    """Drop every pair with an empty side, as a pair; an empty corpus is an error."""
-    kept = [(s, t) for s, t in pairs if s and t]
-    if len(kept) < len(pairs):
-        log.info("%s: dropped %d of %d pairs with an empty side", name, len(pairs) - len(kept), len(pairs))
-    if not kept:
-        raise DataError(f"{where}: corpus is empty")
-    return kept
+# ---- encoding ---------------------------------------------------------------------------------------------
+
+SOURCE_END: tuple[int, ...] = (EOS,)  # what every source ends with as the encoder reads it
+
+
+def with_source_end(ids: Sequence[int]) -> list[int]:
+    """A source's token ids as the model reads them: followed by SOURCE_END (<eos>)."""
+    return [*ids, *SOURCE_END]
 
 
 @dataclass(frozen=True)
@@ -124,7 +261,12 @@ class Encoder:
     vocab: Vocab
 
     def ids(self, text: str) -> list[int]:
+        """The text's token ids, no specials."""
         return self.vocab.encode(self.tokenizer.tokenize(text))
+
+    def source_ids(self, text: str) -> list[int]:
+        """The text as a source the model reads: its ids followed by <eos>."""
+        return with_source_end(self.ids(text))
 
 
 def encode_pairs(pairs: Sequence[Pair], src: Encoder, tgt: Encoder, max_len: int | None = None) -> list[Example]:
@@ -132,12 +274,13 @@ def encode_pairs(pairs: Sequence[Pair], src: Encoder, tgt: Encoder, max_len: int
     examples = []
     for s, t in pairs:
         s_ids, t_ids = src.ids(s), tgt.ids(t)
-        if max_len is not None and (len(s_ids) > max_len or len(t_ids) > max_len):
-            continue
-        examples.append((s_ids + [EOS], t_ids))
-    if max_len is not None and len(examples) < len(pairs):
-        log.info("length filter: dropped %d of %d training pairs longer than %d tokens", len(pairs) - len(examples), len(pairs), max_len)
+        if within_max_len(len(s_ids), len(t_ids), max_len):
+            examples.append((with_source_end(s_ids), t_ids))
+    check_length_filter(len(pairs), len(examples), max_len)
     return examples
+
+
+# ---- batches ----------------------------------------------------------------------------------------------
 
 
 class Batch(NamedTuple):
@@ -147,7 +290,7 @@ class Batch(NamedTuple):
     src_lengths: torch.Tensor  # (B,)
     tgt_in: torch.Tensor  # (B, T) <bos> y1 .. yn
     tgt_out: torch.Tensor  # (B, T) y1 .. yn <eos>
-    tgt_lengths: torch.Tensor  # (B,) n + 1
+    tgt_lengths: torch.Tensor  # (B,) decoder_steps(n) = n + 1
 
     def to(self, device: torch.device) -> "Batch":
         non_blocking = device.type == "cuda"
@@ -166,8 +309,23 @@ def pad(seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return out, lengths
 
 
+Steps = TypeVar("Steps", int, np.ndarray, torch.Tensor)
+
+
+def decoder_steps(tgt_lengths: Steps) -> Steps:
+    """Decoder steps for targets of `tgt_lengths` tokens (no specials): one more, as `collate` shifts them.
+
+    The decoder reads `<bos> y1 .. yn` and predicts `y1 .. yn <eos>`: n + 1 steps, which is also the padded
+    target length. An int, or lengths (N,) as a numpy array or tensor, alike.
+    """
+    return tgt_lengths + 1
+
+
 def collate(examples: Sequence[Example]) -> Batch:
-    """Pad a list of examples into a Batch; the one place where targets are shifted."""
+    """Pad a list of examples into a Batch; the one place where targets are shifted (see `decoder_steps`).
+
+    Returns src (B, S), src_lengths (B,), tgt_in / tgt_out (B, T) and tgt_lengths (B,), T = max decoder steps.
+    """
     src, src_lengths = pad([s for s, _ in examples])
     tgt_in, tgt_lengths = pad([[BOS] + t for _, t in examples])
     tgt_out, _ = pad([t + [EOS] for _, t in examples])
@@ -236,12 +394,25 @@ class BucketSampler:
 
 
 def example_lengths(examples: Sequence[Example]) -> tuple[list[int], list[int]]:
-    """Padded lengths as collate will make them: source incl. <eos>, target incl. <bos>/<eos>."""
-    return [len(s) for s, _ in examples], [len(t) + 1 for _, t in examples]
+    """Padded lengths as collate will make them: source incl. <eos>, target the decoder steps (incl. <bos>/<eos>)."""
+    return [len(s) for s, _ in examples], [decoder_steps(len(t)) for _, t in examples]
+
+
+# ---- vocabularies -----------------------------------------------------------------------------------------
+
+
+def vocabs_from_counts(
+    src_counts: Counter[str], tgt_counts: Counter[str], min_freq: int, max_size: int | None, shared: bool
+) -> tuple[Vocab, Vocab]:
+    """Source and target vocabularies from token counts (one joint vocabulary, of the summed counts, when `shared`)."""
+    if shared:
+        joint = Vocab.build(src_counts + tgt_counts, min_freq, max_size)
+        return joint, joint
+    return Vocab.build(src_counts, min_freq, max_size), Vocab.build(tgt_counts, min_freq, max_size)
 
 
 def build_vocabs(
-    pairs: Sequence[Pair], tokenizer: Tokenizer, min_freq: int, max_size: int | None, shared: bool, progress: bool = False,
+    pairs: Iterable[Pair], tokenizer: Tokenizer, min_freq: int, max_size: int | None, shared: bool, progress: bool = False,
     tgt_tokenizer: Tokenizer | None = None,
 ) -> tuple[Vocab, Vocab]:
     """Source and target vocabularies from training pairs (one joint vocabulary when `shared`).
@@ -249,7 +420,6 @@ def build_vocabs(
     `tgt_tokenizer` (None: `tokenizer`) tokenizes the target side, for per-side subword models.
     """
     import sys
-    from collections import Counter
 
     from tqdm import tqdm
 
@@ -259,7 +429,11 @@ def build_vocabs(
     for s, t in bar:
         src_counts.update(tokenizer.tokenize(s))
         tgt_counts.update((tgt_tokenizer or tokenizer).tokenize(t))
-    if shared:
-        joint = Vocab.build(src_counts + tgt_counts, min_freq, max_size)
-        return joint, joint
-    return Vocab.build(src_counts, min_freq, max_size), Vocab.build(tgt_counts, min_freq, max_size)
+    return vocabs_from_counts(src_counts, tgt_counts, min_freq, max_size, shared)
+
+
+def save_vocabs(src_vocab: Vocab, tgt_vocab: Vocab, src_path: Path, tgt_path: Path) -> None:
+    """Save freshly built vocabularies and log `vocabulary: N source, M target types -> DIR`."""
+    src_vocab.save(src_path)
+    tgt_vocab.save(tgt_path)
+    log.info("vocabulary: %d source, %d target types -> %s", len(src_vocab), len(tgt_vocab), Path(src_path).parent)

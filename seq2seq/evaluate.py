@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import sacrebleu
 import torch
 
-from seq2seq.data import Encoder, Example, Pair, collate, encode_pairs
+from seq2seq.config import DataConfig, DecodeConfig
+from seq2seq.data import Encoder, Example, Pair, collate, drop_empty, encode_pairs, load_corpus, read_parallel_files
 from seq2seq.device import autocast
+from seq2seq.errors import ConfigError, DataError
 from seq2seq.loss import masked_nll
 from seq2seq.model import Seq2Seq
-from seq2seq.search import decode_corpus
+from seq2seq.search import decode
+
+SPLITS = ("val", "test")  # the corpora of a config that `eval --split` scores: data.valid, data.test
 
 
 @dataclass
@@ -63,6 +68,21 @@ def bleu_chrf_ter(hypotheses: Sequence[str], references: Sequence[str]) -> tuple
     return (*scores, signatures)
 
 
+def load_split(data_cfg: DataConfig, split: str, src: Path | None, ref: Path | None) -> list[Pair]:
+    """The pairs to score: the files `src` + `ref` when given (empty lines dropped), else the config's `split` corpus."""
+    if (src is None) != (ref is None):
+        raise ConfigError("--src and --ref go together")
+    if src is not None and ref is not None:
+        return drop_empty(read_parallel_files(src, ref), "eval", f"{src} + {ref}")
+    if split not in SPLITS:
+        raise ConfigError(f"split {split!r} is not one of {', '.join(SPLITS)}")
+    key = "valid" if split == "val" else "test"
+    spec = data_cfg.valid if split == "val" else data_cfg.test
+    if not spec:
+        raise DataError(f"data.{key}: the model's config names no {split} corpus (use --src/--ref)")
+    return load_corpus(spec, data_cfg.format, data_cfg.src_lang, data_cfg.tgt_lang, split)
+
+
 def evaluate(
     model: Seq2Seq,
     pairs: Sequence[Pair],
@@ -70,30 +90,23 @@ def evaluate(
     tgt: Encoder,
     device: torch.device,
     precision: str,
-    batch_size: int,
-    max_len_a: float,
-    max_len_b: int,
-    beam_size: int = 1,
-    length_penalty: float = 0.0,
-    min_len: int = 0,
+    decode_cfg: DecodeConfig,
+    *,
     progress: bool = False,
 ) -> Scores:
-    """Decode the sources (greedy when beam_size is 1), score against the raw references, and compute the teacher-forced loss.
+    """Decode the sources as `decode_cfg` says, score against the raw references, and compute the teacher-forced loss.
 
-    `length_penalty` (GNMT alpha) only matters for beam search; `min_len` forbids <eos> before that many tokens.
-    `progress`: show a progress bar on stderr while decoding.
+    The loss batches by decode_cfg.batch_size too. `progress`: show a progress bar on stderr while decoding.
     """
     was_training = model.training
     model.eval()
     examples = encode_pairs(pairs, src, tgt)
-    loss_sum, n_tokens = corpus_loss(model, examples, device, precision, batch_size)
+    loss_sum, n_tokens = corpus_loss(model, examples, device, precision, decode_cfg.batch_size)
     with autocast(device, precision):
-        hyps = decode_corpus(
-            model, [s for s, _ in examples], device, batch_size, max_len_a, max_len_b,
-            beam_size=beam_size, alpha=length_penalty, min_len=min_len, progress=progress,
-        )
+        nbests = decode(model, [s for s, _ in examples], decode_cfg, device, progress=progress)
     model.train(was_training)
-    outputs = [tgt.tokenizer.detokenize(tgt.vocab.decode(h.ids)) for h in hyps]
+    outputs = [tgt.tokenizer.detokenize(tgt.vocab.decode(hyps[0].ids)) for hyps in nbests]
     bleu, chrf, ter, signatures = bleu_chrf_ter(outputs, [t for _, t in pairs])
     loss = loss_sum / max(n_tokens, 1)
     return Scores(bleu, chrf, ter, loss, math.exp(min(loss, 100.0)), len(pairs), n_tokens, signatures, outputs)
+

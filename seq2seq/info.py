@@ -7,11 +7,10 @@ from typing import Any
 
 import yaml
 
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.checkpoint import Checkpoint
 from seq2seq.config import Config, config_to_dict
 from seq2seq.device import choose_precision, resolve_device
 from seq2seq.model import count_parameters
-from seq2seq.translator import model_from_state
 
 
 def architecture(cfg: Config) -> str:
@@ -25,22 +24,22 @@ def architecture(cfg: Config) -> str:
 
 def describe(path: Path) -> dict[str, Any]:
     """A JSON-ready summary of the checkpoint at `path`."""
-    state = load_checkpoint(path)
-    cfg, model, src, tgt = model_from_state(state, str(path))
-    progress = state.get("progress") if isinstance(state.get("progress"), dict) else {}
-    scores = state.get("scores") if isinstance(state.get("scores"), dict) else None
+    ckpt = Checkpoint.read(path)
+    cfg = ckpt.config
+    progress = ckpt.training.get("progress") if isinstance(ckpt.training.get("progress"), dict) else {}
+    scores = ckpt.scores
     best_bleu = scores.get("val_bleu") if scores else progress.get("best_bleu")
     return {
         "path": str(path),
         "architecture": architecture(cfg),
-        "parameters": count_parameters(model),
-        "src_vocab_size": len(src.vocab),
-        "tgt_vocab_size": len(tgt.vocab),
-        "shared_vocab": src.vocab == tgt.vocab,
+        "parameters": count_parameters(ckpt.build_model()),
+        "src_vocab_size": len(ckpt.src_vocab),
+        "tgt_vocab_size": len(ckpt.tgt_vocab),
+        "shared_vocab": ckpt.src_vocab == ckpt.tgt_vocab,
         "languages": f"{cfg.data.src_lang} -> {cfg.data.tgt_lang}",
         # The sentencepiece model itself (bytes) is no summary: name its size instead.
-        "tokenizer": {k: (f"{v.numel()} bytes" if k == "sp_model" else v) for k, v in state["tokenizer"].items()},
-        "step": int(state["step"]),
+        "tokenizer": {k: (f"{v.numel()} bytes" if k == "sp_model" else v) for k, v in ckpt.src_tokenizer.to_dict().items()},
+        "step": ckpt.step,
         "epochs_done": progress.get("epoch"),
         "training_seconds": progress.get("elapsed"),
         "precision": _precision_here(cfg),

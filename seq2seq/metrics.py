@@ -37,7 +37,7 @@ class MetricsLogger:
         self.path = Path(path)
         self.writer: Any = None
         if purge_step is not None and self.path.exists():
-            from seq2seq.checkpoint import atomic_write_text  # imports torch: only when resuming
+            from seq2seq.files import atomic_write_text
 
             kept = [r for r in read_metrics(self.path) if r["step"] <= purge_step]
             atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))

@@ -2,7 +2,12 @@
 
 Modules are stateless: everything a call needs (encoder states, projected attention keys, the source
 pad mask, the decoder state) is an argument. Shapes: B batch, S source length, T target length,
-E embedding size, H hidden size, D encoder output size (H or 2H), O pre-output size, V vocabulary.
+E embedding size, H hidden size, D encoder output size (H or 2H), A attention size, O pre-output size,
+L decoder layers, V vocabulary.
+
+This is the reference model, written as a textbook writes it. The one optimisation a reader would not
+write, a faster Bahdanau training loop, lives in `seq2seq.extras.fast_decoder` (tested equal to
+`Decoder._bahdanau_steps` here) and runs only when asked for (`Seq2Seq(..., fast_decoder=True)`).
 """
 
 from __future__ import annotations
@@ -10,7 +15,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
@@ -63,22 +67,24 @@ def dropout_rates(cfg: ModelConfig) -> tuple[float, float, float]:
 
 
 class Encoder(nn.Module):
-    def __init__(
-        self, vocab_size: int, emb_size: int, hidden_size: int, num_layers: int, bidirectional: bool, dropout: float,
-        hidden_dropout: float | None = None,
-    ):
-        """`dropout` applies to the embeddings; `hidden_dropout` (None: `dropout`) between layers and on the outputs."""
+    """Packed bidirectional (or unidirectional) GRU over the source embeddings.
+
+    Dropout: `dropout_rates(cfg)`'s embedding rate on the embeddings, its hidden rate between layers and on
+    the outputs (pads stay exactly 0).
+    """
+
+    def __init__(self, vocab_size: int, cfg: ModelConfig):
         super().__init__()
-        hidden_dropout = dropout if hidden_dropout is None else hidden_dropout
-        self.embed = nn.Embedding(vocab_size, emb_size, padding_idx=PAD)
-        self.dropout = Dropout(dropout)
+        emb_dropout, hidden_dropout, _ = dropout_rates(cfg)
+        self.embed = nn.Embedding(vocab_size, cfg.emb_size, padding_idx=PAD)
+        self.dropout = Dropout(emb_dropout)
         self.hidden_dropout = Dropout(hidden_dropout)
         self.rnn = nn.GRU(
-            emb_size, hidden_size, num_layers, batch_first=True, bidirectional=bidirectional,
-            dropout=hidden_dropout if num_layers > 1 else 0.0,
+            cfg.emb_size, cfg.hidden_size, cfg.enc_layers, batch_first=True, bidirectional=cfg.bidirectional,
+            dropout=hidden_dropout if cfg.enc_layers > 1 else 0.0,
         )
-        self.num_directions = 2 if bidirectional else 1
-        self.output_size = hidden_size * self.num_directions
+        self.num_directions = 2 if cfg.bidirectional else 1
+        self.output_size = cfg.hidden_size * self.num_directions
 
     def forward(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """src (B, S), src_lengths (B,) -> states (B, S, D) (zero at pads), final (B, D) top layer's last states."""
@@ -127,94 +133,27 @@ class LuongAttention(nn.Module):
         return torch.bmm(query, keys.transpose(1, 2))
 
 
+def masked_softmax(scores: torch.Tensor, src_pad_mask: torch.Tensor) -> torch.Tensor:
+    """scores (B, Tq, S), src_pad_mask (B, S) True on pads -> attention weights (B, Tq, S), in fp32 (or fp64).
+
+    The one place the mask is applied: weights on pads are exactly 0 (masked with -inf before the softmax;
+    every source holds at least its <eos>, so no row is all -inf).
+    """
+    scores = scores.to(torch.promote_types(scores.dtype, torch.float32))  # bf16 -> fp32 for the softmax
+    scores = scores.masked_fill(src_pad_mask[:, None, :], float("-inf"))  # (B, Tq, S)
+    return torch.softmax(scores, dim=-1)
+
+
 def attend(
     attention: nn.Module, query: torch.Tensor, keys: torch.Tensor, states: torch.Tensor, src_pad_mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked attention. query (B, Tq, Q), keys (B, S, A), states (B, S, D), src_pad_mask (B, S) True on pads.
 
-    Returns context (B, Tq, D) and weights (B, Tq, S); weights on pads are exactly 0 (masked with -inf
-    before the softmax; every source holds at least its <eos>, so no row is all -inf).
+    Returns context (B, Tq, D) and weights (B, Tq, S); weights on pads are exactly 0 (`masked_softmax`).
     """
-    scores = attention.scores(query, keys).float()  # (B, Tq, S)
-    scores = scores.masked_fill(src_pad_mask[:, None, :], float("-inf"))
-    weights = torch.softmax(scores, dim=-1)  # (B, Tq, S)
+    weights = masked_softmax(attention.scores(query, keys), src_pad_mask)  # (B, Tq, S)
     context = torch.bmm(weights.to(states.dtype), states)  # (B, Tq, D)
     return context, weights
-
-
-def _gru_gates(gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """nn.GRU's cell from its two projections gi = W_i x + b_i, gh = W_h h + b_h (B, 3H), gates ordered r, z, n."""
-    i_r, i_z, i_n = gi.chunk(3, dim=-1)
-    h_r, h_z, h_n = gh.chunk(3, dim=-1)
-    r = torch.sigmoid(i_r + h_r)
-    z = torch.sigmoid(i_z + h_z)
-    n = torch.tanh(i_n + r * h_n)
-    return n + z * (h - n)  # = (1 - z) * n + z * h
-
-
-class _StepWeights:
-    """y_t = x_t W^T + b at every step t of a recurrence, with W's gradient computed once over all steps.
-
-    The weights (one or more, stacked by rows, e.g. the recurrent gates and the attention query) are
-    detached and cast to the compute dtype once per pass (once per weight update when decoding: `cache`);
-    inside the loop only the inputs' gradients flow through the per-step matmuls. When training, the bias
-    of every step comes from `_DeferredLinearGrad`, whose backward receives the gradients of all T steps at
-    once and returns W's gradient as one (out, T*B) @ (T*B, in) matmul over the inputs recorded by
-    `finish()`. Same values and gradients as T calls of F.linear.
-    """
-
-    def __init__(
-        self, steps: int, batch: int, bias: torch.Tensor | None, *weights: torch.Tensor, dtype: torch.dtype,
-        cache: dict | None = None,
-    ):
-        params = weights if bias is None else (bias, *weights)
-        self.tracked = torch.is_grad_enabled() and any(p.requires_grad for p in params)
-        key = tuple((p.data_ptr(), p._version) for p in params)
-        if not self.tracked and cache is not None and cache.get("key") == (key, dtype):
-            self.weight_t, self.row = cache["value"]
-        else:
-            self.weight_t = torch.cat([w.detach() for w in weights]).to(dtype).t()  # (in, out)
-            self.row = self.weight_t.new_zeros(self.weight_t.size(1))  # (out,) the bias, zero where there is none
-            if bias is not None:
-                self.row[: bias.numel()] = bias.detach()
-            if not self.tracked and cache is not None:
-                cache["key"], cache["value"] = (key, dtype), (self.weight_t, self.row)
-        self.inputs: list[torch.Tensor] = []
-        self.recorded: list[torch.Tensor] = []  # filled by finish(): the stacked inputs, for the backward pass
-        if self.tracked:
-            self.biases = _DeferredLinearGrad.apply(self.recorded, self.row, batch, steps, bias, *weights).unbind(0)
-
-    def __call__(self, t: int, x: torch.Tensor) -> torch.Tensor:
-        """x (batch, in) -> (batch, out) at step t of 0, 1, ..., steps - 1."""
-        if not self.tracked:
-            return torch.addmm(self.row, x, self.weight_t)
-        self.inputs.append(x)
-        return torch.addmm(self.biases[t], x, self.weight_t)
-
-    def finish(self) -> None:
-        if self.tracked:
-            self.recorded.append(torch.stack(self.inputs).detach())  # (T, B, in)
-        self.inputs.clear()
-
-
-class _DeferredLinearGrad(torch.autograd.Function):
-    """Forward: the bias (zeros where there is none) of every step and sentence, (T, B, out). Backward: from
-    the gradients of the T step outputs, (T, B, out), the bias gradient and each weight's gradient
-    sum_t g_t^T x_t as one matmul over the inputs x (T, B, in) the caller recorded by then."""
-
-    @staticmethod
-    def forward(ctx, recorded, row, batch, steps, bias, *weights):  # type: ignore[override]
-        ctx.recorded, ctx.rows, ctx.weight_dtype = recorded, [w.size(0) for w in weights], weights[0].dtype
-        ctx.bias_size = None if bias is None else bias.numel()
-        return row.expand(steps, batch, row.numel()).contiguous()  # one tensor, not one per step
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        (inputs,) = ctx.recorded  # (T, B, in)
-        g = grad.reshape(-1, grad.size(-1))  # (T*B, out)
-        grad_weight = g.t().mm(inputs.reshape(-1, inputs.size(-1)).to(g.dtype)).to(ctx.weight_dtype)  # (out, in)
-        grad_bias = None if ctx.bias_size is None else g.sum(0, dtype=ctx.weight_dtype)[: ctx.bias_size]
-        return (None, None, None, None, grad_bias, *grad_weight.split(ctx.rows))
 
 
 class EncoderOutput(NamedTuple):
@@ -231,8 +170,10 @@ class EncoderOutput(NamedTuple):
 class Decoder(nn.Module):
     """GRU decoder with attention, in one of two styles.
 
-    `bahdanau`: at step t the previous state queries the encoder; [embedding; context] is the GRU input;
-    the pre-output is tanh(W [gru_out; context; embedding]). Step by step by nature.
+    `bahdanau`: at step t the previous top-layer state queries the encoder; [embedding; context] is the GRU
+    input; the pre-output is tanh(W [gru_out; context; embedding]). Step by step by nature: this is the
+    reference loop, written as a textbook writes it. `seq2seq.extras.fast_decoder` computes the same thing
+    faster on some machines (`fast=True`; see its `pays`).
     `luong`: the GRU reads the embeddings alone (no input feeding), so with teacher forcing it runs as one
     call over the whole target; its outputs then query the encoder all at once; pre-output tanh(W [out; ctx]).
     """
@@ -260,7 +201,6 @@ class Decoder(nn.Module):
         self.bridge = nn.Linear(enc_size, cfg.dec_layers * cfg.hidden_size)
         self.num_layers = cfg.dec_layers
         self.hidden_size = cfg.hidden_size
-        self._cast_cache: dict[str, dict] = {}  # decoding: loop weights cast once per weight update (_StepWeights)
 
     def init_hidden(self, enc_final: torch.Tensor) -> torch.Tensor:
         """enc_final (B, D) -> initial decoder state (L, B, H)."""
@@ -268,22 +208,31 @@ class Decoder(nn.Module):
         return h.view(-1, self.num_layers, self.hidden_size).transpose(0, 1).contiguous()  # (L, B, H)
 
     def forward(
-        self, tgt_in: torch.Tensor, enc: EncoderOutput, hidden: torch.Tensor
+        self, tgt_in: torch.Tensor, enc: EncoderOutput, hidden: torch.Tensor, fast: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Teacher-forced pass. tgt_in (B, T), hidden (L, B, H) -> pre-output (B, T, O), hidden (L, B, H), attention (B, T, S)."""
+        """Teacher-forced pass. tgt_in (B, T), hidden (L, B, H) -> pre-output (B, T, O), hidden (L, B, H), attention (B, T, S).
+
+        `fast`: run the Bahdanau loop of `seq2seq.extras.fast_decoder` (same values and gradients) instead of
+        the reference loop below; Luong has a single path.
+        """
         emb = self.dropout(self.embed(tgt_in))  # (B, T, E)
         if self.style == "luong":
             out, hidden = run_gru(self.rnn, emb, hidden)  # (B, T, H)
             out = self.hidden_dropout(out)
             context, weights = attend(self.attention, out, enc.keys, enc.states, enc.src_pad_mask)
             return self._pre_output(out, context, emb), hidden, weights
-        out, context, hidden, weights = self._bahdanau_steps(emb, enc, hidden)
+        if fast:
+            from seq2seq.extras.fast_decoder import bahdanau_steps  # optional, so imported only when asked for
+
+            out, context, hidden, weights = bahdanau_steps(self, emb, enc, hidden)
+        else:
+            out, context, hidden, weights = self._bahdanau_steps(emb, enc, hidden)
         return self._pre_output(self.hidden_dropout(out), context, emb), hidden, weights
 
     def step(
         self, prev: torch.Tensor, enc: EncoderOutput, hidden: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One step. prev (B,) token ids -> pre-output (B, O), hidden (L, B, H), attention (B, S)."""
+        """One step (always the reference path). prev (B,) token ids -> pre-output (B, O), hidden (L, B, H), attention (B, S)."""
         emb = self.dropout(self.embed(prev[:, None]))  # (B, 1, E)
         if self.style == "luong":
             out, hidden = run_gru(self.rnn, emb, hidden)  # (B, 1, H)
@@ -297,67 +246,43 @@ class Decoder(nn.Module):
     def _bahdanau_steps(
         self, emb: torch.Tensor, enc: EncoderOutput, hidden: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Run the attentive GRU over given embeddings emb (B, T, E) from hidden (L, B, H).
+        """The reference Bahdanau loop over embeddings emb (B, T, E) from hidden (L, B, H).
 
-        Returns GRU outputs (B, T, H), contexts (B, T, D), the last hidden (L, B, H) and attention (B, T, S).
-        The GRU is written out with nn.GRU's own weights so that work can be moved out of the step loop:
-        - the embedding half of the first layer's input projection runs once for all T steps;
-        - with one layer the attention query is projected in the same matmul as the recurrent gates;
-        - the weights the loop multiplies by (recurrent, query, context) are cast to the compute dtype once,
-          and their gradients come from one matmul over all steps (`_StepWeights`) instead of T small ones,
-          each cast back and accumulated.
+        At each step the previous top-layer state queries the encoder (attention keys were projected once,
+        in `Seq2Seq.encode`), and nn.GRU runs one step on [embedding; context]. Returns the GRU outputs
+        (B, T, H), contexts (B, T, D), the last hidden (L, B, H) and attention (B, T, S).
         """
-        rnn, attention = self.rnn, self.attention
-        E, H, T = emb.size(-1), self.hidden_size, emb.size(1)
-        w_ih = rnn.weight_ih_l0  # (3H, E + D)
-        gi_emb = F.linear(emb, w_ih[:, :E], rnn.bias_ih_l0)  # (B, T, 3H), all steps in one matmul
-        dtype = gi_emb.dtype  # bf16 under autocast
-        fused = self.num_layers == 1
-        query_weights = (attention.query_proj.weight,) if fused else ()
-        B = emb.size(0)
-        recurrent = _StepWeights(  # h -> gates [and query]
-            T, B, rnn.bias_hh_l0, rnn.weight_hh_l0, *query_weights, dtype=dtype, cache=self._cast_cache.setdefault("hq", {})
-        )
-        from_context = _StepWeights(T, B, None, w_ih[:, E:], dtype=dtype, cache=self._cast_cache.setdefault("ctx", {}))
-        states = [h.to(dtype) for h in hidden.unbind(0)]  # L x (B, H)
         outs, contexts, all_weights = [], [], []
-        for t, gi_t in enumerate(gi_emb.unbind(1)):
-            gh_q = recurrent(t, states[0])  # (B, 3H [+ A])
-            gh = gh_q[:, : 3 * H]
-            query = gh_q[:, 3 * H :] if fused else attention.query_proj(states[-1])  # (B, A)
-            scores = attention.energy(torch.tanh(query[:, None, :] + enc.keys)).squeeze(-1)  # (B, S)
-            weights = torch.softmax(scores.float().masked_fill(enc.src_pad_mask, float("-inf")), dim=-1)  # (B, S)
-            context = torch.bmm(weights[:, None, :].to(enc.states.dtype), enc.states)[:, 0]  # (B, D)
-            gi = gi_t + from_context(t, context.to(dtype))  # (B, 3H)
-            states[0] = _gru_gates(gi, gh, states[0])
-            for layer in range(1, self.num_layers):
-                x = F.dropout(states[layer - 1], rnn.dropout, self.training)
-                gi = F.linear(x, getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"bias_ih_l{layer}"))
-                gh = F.linear(states[layer], getattr(rnn, f"weight_hh_l{layer}"), getattr(rnn, f"bias_hh_l{layer}"))
-                states[layer] = _gru_gates(gi, gh, states[layer])
-            outs.append(states[-1])
+        for t in range(emb.size(1)):
+            query = hidden[-1][:, None]  # (B, 1, H)
+            context, weights = attend(self.attention, query, enc.keys, enc.states, enc.src_pad_mask)  # (B, 1, D), (B, 1, S)
+            rnn_input = torch.cat([emb[:, t : t + 1], context], dim=-1)  # (B, 1, E + D)
+            out, hidden = run_gru(self.rnn, rnn_input, hidden)  # (B, 1, H), (L, B, H)
+            outs.append(out)
             contexts.append(context)
             all_weights.append(weights)
-        recurrent.finish()
-        from_context.finish()
-        stack = lambda xs: torch.stack(xs, dim=1)  # noqa: E731
-        return stack(outs), stack(contexts), torch.stack(states), stack(all_weights)
+        return torch.cat(outs, 1), torch.cat(contexts, 1), hidden, torch.cat(all_weights, 1)
 
     def _pre_output(self, out: torch.Tensor, context: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """out (B, T, H), context (B, T, D), emb (B, T, E) -> pre-output (B, T, O)."""
         parts = [out, context, emb] if self.style == "bahdanau" else [out, context]
         return self.output_dropout(torch.tanh(self.pre_output(torch.cat(parts, dim=-1))))  # (B, T, O)
 
 
 class Seq2Seq(nn.Module):
-    """encode(src) -> EncoderOutput; decode_step(prev, enc, hidden) -> logits; forward = teacher-forced logits."""
+    """encode(src) -> EncoderOutput; decode_step(prev, enc, hidden) -> logits; forward = teacher-forced logits.
 
-    def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int):
+    `fast_decoder` (a plain attribute, not part of the state_dict): with Bahdanau attention, the
+    teacher-forced pass of `forward` runs `seq2seq.extras.fast_decoder`'s loop instead of the reference one;
+    same values and gradients, faster where `seq2seq.extras.fast_decoder.pays` says so. Decoding
+    (`decode_step`) always runs the reference path.
+    """
+
+    def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, fast_decoder: bool = False):
         super().__init__()
         self.cfg = cfg
-        emb_dropout, hidden_dropout, _ = dropout_rates(cfg)
-        self.encoder = Encoder(
-            src_vocab_size, cfg.emb_size, cfg.hidden_size, cfg.enc_layers, cfg.bidirectional, emb_dropout, hidden_dropout
-        )
+        self.fast_decoder = fast_decoder
+        self.encoder = Encoder(src_vocab_size, cfg)
         output_size = cfg.emb_size if cfg.tie_embeddings else cfg.hidden_size
         self.decoder = Decoder(tgt_vocab_size, cfg, self.encoder.output_size, output_size)
         self.output = nn.Linear(output_size, tgt_vocab_size)
@@ -366,8 +291,8 @@ class Seq2Seq(nn.Module):
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> EncoderOutput:
         """src (B, S), src_lengths (B,) -> EncoderOutput."""
-        states, final = self.encoder(src, src_lengths)
-        mask = make_src_pad_mask(src_lengths.to(src.device), src.size(1))
+        states, final = self.encoder(src, src_lengths)  # (B, S, D), (B, D)
+        mask = make_src_pad_mask(src_lengths.to(src.device), src.size(1))  # (B, S)
         return EncoderOutput(states, self.decoder.attention.project_keys(states), mask, self.decoder.init_hidden(final))
 
     def decode_step(
@@ -387,11 +312,11 @@ class Seq2Seq(nn.Module):
         """
         enc = self.encode(src, src_lengths)
         if teacher_forcing_ratio >= 1.0:
-            pre, _, _ = self.decoder(tgt_in, enc, enc.hidden)
+            pre, _, _ = self.decoder(tgt_in, enc, enc.hidden, fast=self.fast_decoder)  # (B, T, O)
             return self.output(pre)  # (B, T, V), one projection over all steps
         hidden, prev, logits = enc.hidden, tgt_in[:, 0], []
         for t in range(tgt_in.size(1)):
-            step_logits, hidden, _ = self.decode_step(prev, enc, hidden)
+            step_logits, hidden, _ = self.decode_step(prev, enc, hidden)  # (B, V)
             logits.append(step_logits)
             if t + 1 < tgt_in.size(1):
                 gold = torch.rand(tgt_in.size(0), device=tgt_in.device) < teacher_forcing_ratio

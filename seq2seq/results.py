@@ -1,12 +1,15 @@
 """What `translate` reports for one input: the translation, its score, its tokens and, on request, the attention.
 
-Rendered as one JSON object per line (`--json`) or as a compact heatmap of shaded blocks for the terminal.
+Rendered as one JSON object per line (`--json`), as `score<TAB>translation` n-best blocks, as a compact
+heatmap of shaded blocks for the terminal, or drawn into image files (one per input: FILE-1.png, ...).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple, Sequence
 
 from seq2seq.search import Hypothesis
@@ -41,6 +44,59 @@ class Result(NamedTuple):
             obj["src_tokens"] = self.src_tokens
             obj["attention"] = [[round(w, 4) for w in row] for row in self.attention]
         return json.dumps(obj, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class TranslateOptions:
+    """What `translate` was asked for, beyond the texts: how to decode and how to show the results."""
+
+    beam_size: int | None  # None: the model's decode.beam_size (with nbest > 1: at least nbest)
+    batch_size: int | None  # None: the model's decode.batch_size
+    nbest: int  # translations per input; above 1, `score<TAB>translation` blocks
+    as_json: bool  # one JSON object per input instead of plain text
+    attention_file: Path | None  # draw each input's attention into this image (several inputs: FILE-1.png, ...)
+    attention_terminal: bool  # show each input's attention as shaded blocks on stderr
+    quiet: bool  # no `attention: FILE` lines
+
+    @property
+    def with_attention(self) -> bool:
+        return self.attention_file is not None or self.attention_terminal
+
+
+def translate_results(translator: Translator, texts: Sequence[str], options: TranslateOptions, progress: bool) -> list[Result]:
+    """Decode `texts` (the best hypothesis each, with the attention when `options` shows it) into Results."""
+    hyps = translator.hypotheses(
+        texts, options.batch_size, return_attention=options.with_attention, progress=progress, beam_size=options.beam_size
+    )
+    return make_results(translator, texts, hyps)
+
+
+def nbest_blocks(translator: Translator, texts: Sequence[str], options: TranslateOptions) -> list[str]:
+    """Per text, its `options.nbest` best translations: one JSON object holding `nbest`, or `score<TAB>translation`
+    lines and an empty line (an empty text: no translations)."""
+    out = []
+    for text, block in zip(texts, translator.nbest(texts, options.nbest, options.beam_size, options.batch_size)):
+        if options.as_json:
+            out.append(json.dumps({"input": text, "nbest": [{"output": o, "score": sc} for sc, o in block]}, ensure_ascii=False) + "\n")
+        else:
+            out.append("".join(f"{sc:.4f}\t{o}\n" for sc, o in block) + "\n")
+    return out
+
+
+def attention_image_path(base: Path, index: int, count: int) -> Path:
+    """Where the attention of input `index` (from 0) of `count` is drawn: `base` itself for one input, else BASE-i.EXT."""
+    return base if count == 1 else base.with_name(f"{base.stem}-{index + 1}{base.suffix}")
+
+
+def save_attention_plot(result: Result, path: Path) -> None:
+    """Draw the attention of `result` into the image `path` (needs the plot extra), titled `input → output`."""
+    from seq2seq.plot import plot_attention
+
+    title = f"{result.input}  \u2192  {result.output}"
+    plot_attention(
+        [display_token(x) for x in result.src_tokens], [display_token(x) for x in result.attention_rows], result.attention, path,
+        title if len(title) <= 90 else title[:89] + "\u2026",
+    )
 
 
 def make_results(translator: Translator, texts: Sequence[str], hyps: Sequence[Hypothesis]) -> list[Result]:

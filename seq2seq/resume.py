@@ -2,7 +2,7 @@
 
 A run may have been killed at any moment. What it wrote after its last checkpoint belongs to steps that
 will be trained again and is dropped (metrics records past the checkpoint's step: `metrics.MetricsLogger`;
-temporary files of a write that never finished: `checkpoint.remove_stale_temp_files`). Everything else
+temporary files of a write that never finished: `files.remove_stale_temp_files`). Everything else
 is checked against the checkpoint before it is trusted.
 """
 
@@ -13,11 +13,12 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from seq2seq.checkpoint import RESUME_KEYS, Checkpoint
 from seq2seq.errors import CheckpointError
 from seq2seq.vocab import Vocab
 
 
-def _load(target: Any, saved: Any, what: str, where: Path) -> None:
+def _load(target: Any, saved: Any, what: str, where: Path | None) -> None:
     """`target.load_state_dict(saved)`, its errors (many lines, internal names) turned into one line."""
     if not isinstance(saved, dict):
         raise CheckpointError(f"{where}: the saved {what} state is missing or malformed")
@@ -29,8 +30,7 @@ def _load(target: Any, saved: Any, what: str, where: Path) -> None:
 
 
 def restore(
-    state: Mapping[str, Any],
-    where: Path,
+    ckpt: Checkpoint,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     src_vocab: Vocab,
@@ -40,27 +40,29 @@ def restore(
 ) -> dict[str, Any]:
     """Load a checkpoint's training state into `model`, `optimizer`, the RNGs and each of `extras`.
 
-    `extras` maps checkpoint keys to objects with `load_state_dict` (an LR scheduler, early stopping);
+    `extras` maps training-state keys to objects with `load_state_dict` (an LR scheduler, early stopping);
     one absent from the checkpoint keeps its fresh state. Returns the saved progress mapping.
     """
-    for name, vocab in (("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab)):
-        if state.get(name) != vocab.to_list():
+    where = ckpt.path
+    for name, ours, theirs in (("src_vocab", src_vocab, ckpt.src_vocab), ("tgt_vocab", tgt_vocab, ckpt.tgt_vocab)):
+        if theirs != ours:
             raise CheckpointError(
                 f"{where}: its {name.replace('_', ' ')} differs from {name}.json in the run directory (was it edited?)"
             )
-    for key in ("optimizer", "progress", "rng"):
-        if key not in state:
+    training = ckpt.training
+    for key in RESUME_KEYS:
+        if key not in training:
             raise CheckpointError(f"{where}: not a training checkpoint (no {key} state); it can be used, not resumed")
-    _load(model, state["model"], "model", where)
-    _load(optimizer, state["optimizer"], "optimizer", where)
+    _load(model, ckpt.weights, "model", where)
+    _load(optimizer, training["optimizer"], "optimizer", where)
     for key, target in (extras or {}).items():
-        if key in state:
-            _load(target, state[key], key, where)
-    progress = state["progress"]
+        if key in training:
+            _load(target, training[key], key, where)
+    progress = training["progress"]
     if not isinstance(progress, dict) or not all(isinstance(v, (int, float)) for v in progress.values()):
         raise CheckpointError(f"{where}: the saved progress is malformed")
     try:
-        set_rng(state["rng"])
+        set_rng(training["rng"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{where}: the saved random-generator state is malformed ({type(e).__name__})") from None
     return dict(progress)

@@ -3,19 +3,16 @@
 
 from __future__ import annotations
 
-import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from seq2seq.checkpoint import atomic_write_text, remove_stale_temp_files
+from seq2seq.files import atomic_write_text, remove_stale_temp_files
 from seq2seq.config import Config, config_from_dict, config_to_dict, dump_config, read_yaml
-from seq2seq.data import build_vocabs, load_corpus
+from seq2seq.data import build_vocabs, load_corpus, save_vocabs
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.tokenizer import SUBWORD_LEVELS, Tokenizer
 from seq2seq.vocab import Vocab
-
-log = logging.getLogger("seq2seq")
 
 
 @dataclass(frozen=True)
@@ -156,9 +153,7 @@ def load_or_build_vocabs(
         train_pairs, src_tokenizer, cfg.data.min_freq, cfg.data.max_size, cfg.data.shared_vocab, progress=not quiet,
         tgt_tokenizer=tgt_tokenizer,
     )
-    src_vocab.save(files.src_vocab)
-    tgt_vocab.save(files.tgt_vocab)
-    log.info("vocabulary: %d source, %d target types -> %s", len(src_vocab), len(tgt_vocab), files.root)
+    save_vocabs(src_vocab, tgt_vocab, files.src_vocab, files.tgt_vocab)
     return src_vocab, tgt_vocab
 
 

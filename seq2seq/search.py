@@ -1,7 +1,10 @@
 """Batched decoding, greedy and beam. Finished sentences leave the active batch, so a long sentence does not slow the rest.
 
-Both searches treat each sentence on its own (no score, length or stopping rule is shared across the batch),
-so a sentence decodes to the same output alone or inside any batch.
+`decode` is the one entry: every setting (beam size, batch size, length limits, length penalty, minimum
+length) comes from a DecodeConfig; a caller that overrides one (the CLI's --beam) passes
+`dataclasses.replace(decode_cfg, beam_size=...)`. Both searches treat each sentence on its own (no score,
+length or stopping rule is shared across the batch), so a sentence decodes to the same output alone or
+inside any batch.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from typing import NamedTuple, Sequence
 import torch
 from tqdm import tqdm
 
+from seq2seq.config import DecodeConfig
 from seq2seq.data import pad
+from seq2seq.errors import ConfigError
 from seq2seq.model import Seq2Seq
 from seq2seq.vocab import BOS, EOS
 
@@ -33,14 +38,15 @@ def greedy_search(
     model: Seq2Seq,
     src: torch.Tensor,
     src_lengths: torch.Tensor,
-    max_len_a: float = 1.5,
-    max_len_b: int = 10,
-    return_attention: bool = False,
+    max_len_a: float,
+    max_len_b: int,
     min_len: int = 0,
+    return_attention: bool = False,
 ) -> list[Hypothesis]:
     """Greedy decoding of a padded batch src (B, S), src_lengths (B,). Returns one Hypothesis per sentence.
 
-    <eos> is forbidden before `min_len` tokens (unless the maximum length ends the sentence first).
+    At most max_len_a * source length + max_len_b tokens; <eos> is forbidden before `min_len` tokens (unless
+    the maximum length ends the sentence first). `min_len` 0 is no constraint, not a setting's default.
     """
     device = src.device
     batch_size = src.size(0)
@@ -101,7 +107,7 @@ def beam_search(
     nbest: int,
     max_len_a: float,
     max_len_b: int,
-    min_len: int = 0,
+    min_len: int,
     return_attention: bool = False,
 ) -> list[list[Hypothesis]]:
     """Beam search on a padded batch src (B, S), src_lengths (B,): the `nbest` best hypotheses per sentence, best first.
@@ -184,61 +190,46 @@ def beam_search(
     return [sorted(hyps, key=lambda h: -h.score)[:nbest] for hyps in finished]
 
 
-def decode_corpus_nbest(
+def decode(
     model: Seq2Seq,
     sources: Sequence[Sequence[int]],
+    decode_cfg: DecodeConfig,
     device: torch.device,
-    batch_size: int,
-    max_len_a: float,
-    max_len_b: int,
-    beam_size: int,
-    alpha: float,
-    min_len: int,
-    nbest: int,
+    *,
+    nbest: int = 1,
     return_attention: bool = False,
     progress: bool = False,
 ) -> list[list[Hypothesis]]:
     """The `nbest` best hypotheses of each source id list (each ending in <eos>), best first, in input order.
 
-    Sources are sorted by length into batches; beam_size 1 is greedy search (one hypothesis each).
-    `progress`: show a progress bar on stderr.
+    Sources are sorted by length into batches of decode_cfg.batch_size (the order is restored after);
+    decode_cfg.beam_size 1 is greedy search (one hypothesis each), else beam search, which needs
+    beam_size >= nbest. `return_attention`: each hypothesis carries its (len(ids) [+ 1], S) attention.
+    `progress`: a progress bar on stderr. Runs in the caller's autocast context.
     """
+    if nbest > decode_cfg.beam_size:
+        raise ConfigError(f"nbest {nbest} needs decode.beam_size {nbest} or more, got {decode_cfg.beam_size}")
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
-    results: list[list[Hypothesis] | None] = [None] * len(sources)
+    results: list[list[Hypothesis]] = [[] for _ in sources]
     bar = tqdm(total=len(order), desc="decoding", unit=" sent", disable=not progress, leave=False, file=sys.stderr, dynamic_ncols=True)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        src, src_lengths = pad([sources[i] for i in chunk])
-        src, src_lengths = src.to(device), src_lengths.to(device)
-        if beam_size == 1:
-            nbests = [[h] for h in greedy_search(model, src, src_lengths, max_len_a, max_len_b, return_attention, min_len)]
-        else:
-            nbests = beam_search(model, src, src_lengths, beam_size, alpha, nbest, max_len_a, max_len_b, min_len, return_attention)
-        for i, hyps in zip(chunk, nbests):
+    for start in range(0, len(order), decode_cfg.batch_size):
+        chunk = order[start : start + decode_cfg.batch_size]
+        src, src_lengths = pad([sources[i] for i in chunk])  # (B, S), (B,)
+        for i, hyps in zip(chunk, _decode_batch(model, src.to(device), src_lengths.to(device), decode_cfg, nbest, return_attention)):
             results[i] = hyps
         bar.update(len(chunk))
     bar.close()
-    return [h for h in results if h is not None]
+    return results
 
 
-def decode_corpus(
-    model: Seq2Seq,
-    sources: Sequence[Sequence[int]],
-    device: torch.device,
-    batch_size: int = 64,
-    max_len_a: float = 1.5,
-    max_len_b: int = 10,
-    return_attention: bool = False,
-    beam_size: int = 1,
-    alpha: float = 0.0,
-    min_len: int = 0,
-    progress: bool = False,
-) -> list[Hypothesis]:
-    """Decode many source id lists (each ending in <eos>): sorted by length into batches, original order restored.
-
-    The best hypothesis of each; beam_size 1 is greedy search. `progress`: show a progress bar on stderr.
-    """
-    nbests = decode_corpus_nbest(
-        model, sources, device, batch_size, max_len_a, max_len_b, beam_size, alpha, min_len, 1, return_attention, progress
+def _decode_batch(
+    model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, decode_cfg: DecodeConfig, nbest: int, return_attention: bool
+) -> list[list[Hypothesis]]:
+    """One padded batch src (B, S), src_lengths (B,): greedy when decode_cfg.beam_size is 1, else beam search."""
+    d = decode_cfg
+    if d.beam_size == 1:
+        return [[h] for h in greedy_search(model, src, src_lengths, d.max_len_a, d.max_len_b, d.min_len, return_attention)]
+    return beam_search(
+        model, src, src_lengths, d.beam_size, d.length_penalty, nbest, d.max_len_a, d.max_len_b, d.min_len, return_attention
     )
-    return [hyps[0] for hyps in nbests]
+

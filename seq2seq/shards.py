@@ -1,7 +1,7 @@
 """Binary shards of a tokenized training corpus, for corpora larger than memory.
 
-`seq2seq preprocess` reads the training corpus as a stream, tokenizes and encodes it on all cores
-(in chunks, results kept in corpus order) and writes into RUN_DIR/bin/:
+`seq2seq preprocess` streams the training corpus (`data.read_chunks`), tokenizes and encodes it on all
+cores (in chunks, results kept in corpus order) and writes into RUN_DIR/bin/:
 
     train.src.ids  train.tgt.ids   every example's token ids, end to end (uint16, or int32 for large vocabularies)
     train.src.idx  train.tgt.idx   .npy int64 offsets: example i is ids[idx[i]:idx[i + 1]]
@@ -9,16 +9,15 @@
                                    size and mtime of the corpus files (written last: no header, no shards)
     src_vocab.json tgt_vocab.json  the vocabularies the ids refer to
 
-An example holds exactly what `data.encode_pairs` makes from the raw text (source ids ending in <eos>,
-target ids without specials; pairs with an empty side and pairs longer than data.max_len dropped), so
-training on shards gives the very batches training on the text gives. `ShardDataset` reads examples
-from memory maps on demand, so memory does not grow with the corpus. Validation data stays text:
-BLEU needs the raw references and validation sets are small.
+Reading, decoding, both filters and building the vocabularies are data.py's (the functions the text path
+calls), so an example holds exactly what `data.encode_pairs` makes from the raw text and training on
+shards gives the very batches training on the text gives. What is here is the binary format and the
+fast pass that fills it. `ShardDataset` reads examples from memory maps on demand, so memory does not
+grow with the corpus. Validation data stays text: BLEU needs the raw references and validation sets are small.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
@@ -29,23 +28,27 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from seq2seq.checkpoint import atomic_write_text
 from seq2seq.config import Config, config_to_dict, dump_config
-from seq2seq.data import Example, corpus_paths, split_tsv_line
+from seq2seq.data import (
+    SOURCE_END, Chunk, Example, check_length_filter, check_nonempty, chunk_pairs, corpus_name, corpus_paths, count_lines,
+    decoder_steps, has_both_sides, open_corpus, read_chunks, save_vocabs, vocabs_from_counts, within_max_len,
+)
 from seq2seq.errors import ConfigError, DataError
-from seq2seq.tokenizer import SUBWORD_LEVELS, Tokenizer, normalize_whitespace
-from seq2seq.vocab import EOS, UNK, Vocab
+from seq2seq.files import atomic_write_text
+from seq2seq.tokenizer import SUBWORD_LEVELS, Tokenizer
+from seq2seq.vocab import Vocab
 
 log = logging.getLogger("seq2seq")
 
 FORMAT = "seq2seq-shards"
 FORMAT_VERSION = 1
 SPLIT = "train"
+SIDES = ("src", "tgt")
 CHUNK_SIZE = 20_000  # pairs per task handed to a worker
 IGNORED_DATA_KEYS = ("valid", "test")  # data keys that do not change the training ids
 
@@ -73,6 +76,10 @@ class ShardFiles:
 
     def vocab(self, side: str) -> Path:
         return self.root / f"{side}_vocab.json"
+
+    def provisional(self, side: str) -> Path:
+        """Scratch file of preprocess: the side's tokens as provisional ids (int32), removed when it ends."""
+        return self.root / f".{self.split}.{side}.provisional"
 
 
 def vocab_hash(vocab: Vocab) -> str:
@@ -105,99 +112,13 @@ def file_stamps(cfg: Config) -> dict[str, list[int]]:
     return stamps
 
 
-# ---- reading the corpus as a stream -------------------------------------------------------------
-
-
-def _open_binary(path: Path) -> IO[bytes]:
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a text file")
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-
-
-def count_lines(path: Path) -> Optional[int]:
-    """Lines of a plain text file, counted fast in binary (None for .gz: that would mean a full decompression)."""
-    if path.suffix == ".gz":
-        return None
-    n, last = 0, b"\n"
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            n += block.count(b"\n")
-            last = block[-1:]
-    return n + (last != b"\n")
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """Consecutive raw lines of the corpus; `first_line` is the 1-based line number of the first."""
-
-    first_line: int
-    src: list[bytes]
-    tgt: Optional[list[bytes]]  # None for a TSV corpus (both sides in `src`)
-
-
-def read_chunks(paths: Sequence[Path], chunk_size: int) -> Iterator[Chunk]:
-    """Stream a corpus (two aligned files, or one TSV file) as chunks of raw lines, checking alignment."""
-    with _open_binary(paths[0]) as src_file:
-        if len(paths) == 1:
-            first = 1
-            while True:
-                lines = [line for _, line in zip(range(chunk_size), src_file)]
-                if not lines:
-                    return
-                yield Chunk(first, lines, None)
-                first += len(lines)
-        with _open_binary(paths[1]) as tgt_file:
-            first = 1
-            while True:
-                src_lines = [line for _, line in zip(range(chunk_size), src_file)]
-                tgt_lines = [line for _, line in zip(range(chunk_size), tgt_file)]
-                if len(src_lines) != len(tgt_lines):
-                    n_src = first - 1 + len(src_lines) + sum(1 for _ in src_file)
-                    n_tgt = first - 1 + len(tgt_lines) + sum(1 for _ in tgt_file)
-                    raise DataError(f"misaligned corpus: {paths[0]} has {n_src} lines but {paths[1]} has {n_tgt}")
-                if not src_lines:
-                    return
-                yield Chunk(first, src_lines, tgt_lines)
-                first += len(src_lines)
-
-
-def decode_line(raw: bytes, name: str, line: int) -> str:
-    """One raw line -> text without its line end; the same rules as `data.decode_lines`."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{name}:{line}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
-    if line == 1 and text.startswith("\ufeff"):
-        text = text[1:]
-    if text.endswith("\n"):
-        text = text[:-1]
-    if text.endswith("\r"):
-        text = text[:-1]
-    return text
-
-
-def chunk_pairs(chunk: Chunk, names: Sequence[str]) -> list[tuple[str, str]]:
-    """A chunk's whitespace-normalized (source, target) pairs, empties included (as `data.read_pairs`)."""
-    if chunk.tgt is None:
-        return [
-            split_tsv_line(decode_line(raw, names[0], line), names[0], line)
-            for line, raw in enumerate(chunk.src, start=chunk.first_line)
-        ]
-    return [
-        (normalize_whitespace(decode_line(s, names[0], line)), normalize_whitespace(decode_line(t, names[1], line)))
-        for line, (s, t) in enumerate(zip(chunk.src, chunk.tgt), start=chunk.first_line)
-    ]
-
-
+# ---- tokenizing on all cores --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Job:
-    """What a worker needs: the corpus file names (for errors), the tokenizer and the length limit."""
+    """What a worker needs besides its chunk: the tokenizer and the length limit."""
 
-    names: tuple[str, ...]
     tokenizer: Tokenizer
     max_len: Optional[int] = None
 
@@ -231,9 +152,9 @@ class ChunkTokens:
 def tokenize_chunk(chunk: Chunk) -> ChunkTokens:
     """Tokenize a chunk once: type counts for the vocabulary and the kept examples' tokens as local ids.
 
-    Pairs with an empty side are dropped (as `data.load_corpus` drops them) and count nothing; pairs
-    longer than max_len are counted (vocabularies are built before the length filter) but not kept.
-    The length filter needs no vocabulary: encoding maps each token to one id.
+    The text path's filters, in its order: pairs with an empty side count nothing; pairs longer than
+    max_len are counted (vocabularies are built before the length filter) but not kept. The length
+    filter needs no vocabulary: encoding maps each token to one id.
     """
     job = _JOB
     assert job is not None
@@ -241,15 +162,14 @@ def tokenize_chunk(chunk: Chunk) -> ChunkTokens:
     flat: tuple[list[int], list[int]] = ([], [])
     lengths: tuple[list[int], list[int]] = ([], [])
     keep: list[bool] = []
-    for pair in chunk_pairs(chunk, job.names):
-        if not (pair[0] and pair[1]):
-            continue
+    pairs = chunk_pairs(chunk)
+    for pair in filter(has_both_sides, pairs):
         for side in (0, 1):
             table = tables[side]
             ids = [table.setdefault(token, len(table)) for token in job.tokenizer.tokenize(pair[side])]
             flat[side].extend(ids)
             lengths[side].append(len(ids))
-        keep.append(job.max_len is None or (lengths[0][-1] <= job.max_len and lengths[1][-1] <= job.max_len))
+        keep.append(within_max_len(lengths[0][-1], lengths[1][-1], job.max_len))
     kept = np.asarray(keep, dtype=bool)
     sides = []
     for side in (0, 1):
@@ -259,7 +179,7 @@ def tokenize_chunk(chunk: Chunk) -> ChunkTokens:
             list(tables[side]), np.bincount(ids, minlength=len(tables[side])).astype(np.int64),
             ids[np.repeat(kept, side_lengths)], side_lengths[kept],
         ))
-    return ChunkTokens(sides[0], sides[1], len(chunk.src), len(keep))
+    return ChunkTokens(sides[0], sides[1], len(pairs), len(keep))
 
 
 def ordered_map(fn: Callable[[Chunk], Any], chunks: Iterable[Chunk], job: Job, workers: int) -> Iterator[Any]:
@@ -314,13 +234,17 @@ class TypeTable:
         return Counter({t: int(c) for t, c in zip(self.ids, self.counts.tolist()) if c > 0})
 
     def remap(self, vocab: Vocab) -> np.ndarray:
-        """(n_types,) the vocabulary id of each provisional id, exactly as `Vocab.encode` maps the token."""
-        get = vocab.stoi.get
-        return np.fromiter((get(t, UNK) for t in self.ids), dtype=id_dtype(len(vocab)), count=len(self.ids))
+        """(n_types,) the vocabulary id of each provisional id: `Vocab.encode` of the types, in provisional order."""
+        return np.asarray(vocab.encode(self.ids), dtype=id_dtype(len(vocab)))
 
 
-def write_ids(provisional: Path, lengths: np.ndarray, remap: np.ndarray, out: Path, append_eos: bool, block: int = 1 << 18) -> None:
-    """Rewrite provisional ids as vocabulary ids, `block` examples at a time, optionally adding <eos> to each."""
+def write_ids(
+    provisional: Path, lengths: np.ndarray, remap: np.ndarray, out: Path, end: Sequence[int] = (), block: int = 1 << 18
+) -> None:
+    """Rewrite provisional ids as vocabulary ids, `block` examples at a time, each example followed by `end`.
+
+    provisional: int32 ids, end to end; lengths (K,) tokens of each example there; remap (n_types,).
+    """
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     source = np.memmap(provisional, dtype=np.int32, mode="r") if offsets[-1] else np.zeros(0, dtype=np.int32)
@@ -328,14 +252,71 @@ def write_ids(provisional: Path, lengths: np.ndarray, remap: np.ndarray, out: Pa
         for a in range(0, len(lengths), block):
             b = min(a + block, len(lengths))
             ids = remap[source[offsets[a] : offsets[b]]]
-            if append_eos:
+            if end:
                 n = lengths[a:b]
-                starts = np.cumsum(n + 1) - (n + 1)  # (K,) where each example starts in the output
-                with_eos = np.full(int(n.sum()) + (b - a), EOS, dtype=ids.dtype)
-                with_eos[np.arange(len(ids)) + np.repeat(starts - (offsets[a:b] - offsets[a]), n)] = ids
-                ids = with_eos
+                starts = np.cumsum(n + len(end)) - (n + len(end))  # (b - a,) where each example starts in the output
+                ended = np.empty(len(ids) + len(end) * (b - a), dtype=ids.dtype)
+                ended[np.arange(len(ids)) + np.repeat(starts - (offsets[a:b] - offsets[a]), n)] = ids
+                for j, token in enumerate(end):
+                    ended[starts + n + j] = token
+                ids = ended
             ids.tofile(f)
     del source
+
+
+@dataclass
+class Tokenized:
+    """What the tokenizing pass leaves besides the provisional files: per side, the types and example lengths."""
+
+    tables: dict[str, TypeTable]
+    lengths: dict[str, np.ndarray]  # (K,) int64 tokens of each kept example, no specials
+    n_pairs: int  # lines of the corpus
+
+
+def tokenize_corpus(paths: Sequence[Path], job: Job, workers: int, chunk_size: int, out: ShardFiles, quiet: bool) -> Tokenized:
+    """Tokenize the corpus on `workers` processes into `out.provisional(side)`, filtering as the text path does."""
+    tables = {side: TypeTable() for side in SIDES}
+    lengths: dict[str, list[np.ndarray]] = {side: [] for side in SIDES}
+    n_pairs = n_nonempty = 0
+    bar = tqdm(total=count_lines(paths[0]), desc="tokenizing", unit=" pairs", unit_scale=True, disable=quiet, dynamic_ncols=True, leave=False)
+    try:
+        with open(out.provisional("src"), "wb") as src_out, open(out.provisional("tgt"), "wb") as tgt_out:
+            for result in ordered_map(tokenize_chunk, read_chunks(paths, chunk_size), job, workers):
+                for side, f, tokens in (("src", src_out, result.src), ("tgt", tgt_out, result.tgt)):
+                    tables[side].add(tokens).tofile(f)
+                    lengths[side].append(tokens.lengths)
+                n_pairs += result.n_pairs
+                n_nonempty += result.n_nonempty
+                bar.update(result.n_pairs)
+    finally:
+        bar.close()
+    check_nonempty("train", n_pairs, n_nonempty, corpus_name(paths))
+    kept = {side: np.concatenate(lengths[side]) for side in SIDES}
+    check_length_filter(n_nonempty, len(kept["src"]), job.max_len)
+    return Tokenized(tables, kept, n_pairs)
+
+
+def shard_vocabs(cfg: Config, src_path: Path, tgt_path: Path, tables: dict[str, TypeTable]) -> tuple[Vocab, Vocab]:
+    """The run directory's vocabularies, or (saved there) what `data.build_vocabs` makes of the same pairs."""
+    if src_path.exists() and tgt_path.exists():
+        src_vocab, tgt_vocab = Vocab.load(src_path), Vocab.load(tgt_path)
+        log.info("vocabulary: %d source, %d target types from %s", len(src_vocab), len(tgt_vocab), src_path.parent)
+        return src_vocab, tgt_vocab
+    d = cfg.data
+    src_vocab, tgt_vocab = vocabs_from_counts(tables["src"].counter(), tables["tgt"].counter(), d.min_freq, d.max_size, d.shared_vocab)
+    save_vocabs(src_vocab, tgt_vocab, src_path, tgt_path)
+    return src_vocab, tgt_vocab
+
+
+def write_side(out: ShardFiles, side: str, lengths: np.ndarray, remap: np.ndarray) -> int:
+    """Write one side's ids and index from its provisional file; returns the tokens written."""
+    end = SOURCE_END if side == "src" else ()  # the ids `data.encode_pairs` makes: sources end in <eos>
+    write_ids(out.provisional(side), lengths, remap, out.ids(side), end)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths + len(end), out=offsets[1:])
+    with open(out.idx(side), "wb") as f:
+        np.save(f, offsets)
+    return int(offsets[-1])
 
 
 @dataclass
@@ -366,90 +347,41 @@ def preprocess(
     files = RunFiles(Path(run_dir))
     if files.config.exists() and not same_run(files, cfg):
         raise ConfigError(f"{files.root} holds another run's config ({files.config}): use another train.run_dir")
-    workers = workers or default_workers()
     paths = corpus_paths(d.train, d.format, d.src_lang, d.tgt_lang)
     for path in paths:
-        _open_binary(path).close()  # file-not-found errors before any work
+        open_corpus(path).close()  # file-not-found errors before any work
     stamps = file_stamps(cfg)
     if d.level in SUBWORD_LEVELS:  # its sentencepiece model is trained on the text, in `train` / `build-vocab`
         raise ConfigError(f"data.level: `seq2seq preprocess` reads word or char levels, not {d.level}; train on the text instead")
-    job = Job(tuple(map(str, paths)), tokenizer_for(cfg), d.max_len)
     ensure_dir(files.root)
     out = ShardFiles(shard_dir(files.root))
     out.root.mkdir(parents=True, exist_ok=True)
     out.header.unlink(missing_ok=True)  # shards without a header are never read, even if we stop half-way
-
-    sides = ("src", "tgt")
-    tables = {side: TypeTable() for side in sides}
-    lengths: dict[str, list[np.ndarray]] = {side: [] for side in sides}
-    provisional = {side: out.root / f".{out.split}.{side}.provisional" for side in sides}
-    n_pairs = n_nonempty = 0
-    bar = tqdm(total=count_lines(paths[0]), desc="tokenizing", unit=" pairs", unit_scale=True, disable=quiet, dynamic_ncols=True, leave=False)
     try:
-        with open(provisional["src"], "wb") as src_out, open(provisional["tgt"], "wb") as tgt_out:
-            for result in ordered_map(tokenize_chunk, read_chunks(paths, chunk_size), job, workers):
-                for side, f, tokens in (("src", src_out, result.src), ("tgt", tgt_out, result.tgt)):
-                    tables[side].add(tokens).tofile(f)
-                    lengths[side].append(tokens.lengths)
-                n_pairs += result.n_pairs
-                n_nonempty += result.n_nonempty
-                bar.update(result.n_pairs)
-        bar.close()
-        if n_nonempty < n_pairs:
-            log.info("train: dropped %d of %d pairs with an empty side", n_pairs - n_nonempty, n_pairs)
-        if n_nonempty == 0:
-            raise DataError(f"{' + '.join(job.names)}: corpus is empty")
-        side_lengths = {side: np.concatenate(lengths[side]) for side in sides}
-        n_examples = len(side_lengths["src"])
-        if n_examples < n_nonempty:
-            log.info("length filter: dropped %d of %d training pairs longer than %d tokens", n_nonempty - n_examples, n_nonempty, d.max_len)
-        if n_examples == 0:
-            raise DataError(f"data.max_len: every training pair is longer than {d.max_len} tokens")
-
-        if files.src_vocab.exists() and files.tgt_vocab.exists():
-            src_vocab, tgt_vocab = Vocab.load(files.src_vocab), Vocab.load(files.tgt_vocab)
-            log.info("vocabulary: %d source, %d target types from %s", len(src_vocab), len(tgt_vocab), files.root)
-        else:  # what data.build_vocabs makes of the same pairs
-            src_counts, tgt_counts = tables["src"].counter(), tables["tgt"].counter()
-            if d.shared_vocab:
-                src_vocab = tgt_vocab = Vocab.build(src_counts + tgt_counts, d.min_freq, d.max_size)
-            else:
-                src_vocab, tgt_vocab = Vocab.build(src_counts, d.min_freq, d.max_size), Vocab.build(tgt_counts, d.min_freq, d.max_size)
-            src_vocab.save(files.src_vocab)
-            tgt_vocab.save(files.tgt_vocab)
-            log.info("vocabulary: %d source, %d target types -> %s", len(src_vocab), len(tgt_vocab), files.root)
+        tokens = tokenize_corpus(paths, Job(tokenizer_for(cfg), d.max_len), workers or default_workers(), chunk_size, out, quiet)
+        src_vocab, tgt_vocab = shard_vocabs(cfg, files.src_vocab, files.tgt_vocab, tokens.tables)
         atomic_write_text(files.config, dump_config(cfg))
-
-        n_tokens = {}
-        for side, vocab in (("src", src_vocab), ("tgt", tgt_vocab)):
-            with_eos = side == "src"  # source examples end in <eos>, as data.encode_pairs makes them
-            stored = side_lengths[side] + with_eos
-            write_ids(provisional[side], side_lengths[side], tables[side].remap(vocab), out.ids(side), append_eos=with_eos)
-            offsets = np.zeros(n_examples + 1, dtype=np.int64)
-            np.cumsum(stored, out=offsets[1:])
-            n_tokens[side] = int(offsets[-1])
-            with open(out.idx(side), "wb") as f:
-                np.save(f, offsets)
+        vocabs = {"src": src_vocab, "tgt": tgt_vocab}
+        n_tokens = {side: write_side(out, side, tokens.lengths[side], tokens.tables[side].remap(vocabs[side])) for side in SIDES}
     finally:
-        bar.close()
-        for path in provisional.values():
-            path.unlink(missing_ok=True)
+        for side in SIDES:
+            out.provisional(side).unlink(missing_ok=True)
     shutil.copyfile(files.src_vocab, out.vocab("src"))
     shutil.copyfile(files.tgt_vocab, out.vocab("tgt"))
+    n_examples = len(tokens.lengths["src"])
     header = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "split": SPLIT,
-        "n_examples": n_examples, "n_pairs": n_pairs,
-        "dtype": {"src": id_dtype(len(src_vocab)).str, "tgt": id_dtype(len(tgt_vocab)).str},
+        "n_examples": n_examples, "n_pairs": tokens.n_pairs,
+        "dtype": {side: id_dtype(len(vocabs[side])).str for side in SIDES},
         "tokens": n_tokens,
-        "vocab_sha256": {"src": vocab_hash(src_vocab), "tgt": vocab_hash(tgt_vocab)},
+        "vocab_sha256": {side: vocab_hash(vocabs[side]) for side in SIDES},
         "data": data_signature(cfg),
         "files": stamps,
     }
     atomic_write_text(out.header, json.dumps(header, indent=1, ensure_ascii=False) + "\n")
     seconds = time.monotonic() - started
     log.info("shards: %d examples, %d + %d tokens -> %s (%.1f s)", n_examples, n_tokens["src"], n_tokens["tgt"], out.root, seconds)
-    return PreprocessResult(out.root, n_pairs, n_examples, n_tokens["src"], n_tokens["tgt"], seconds)
-
+    return PreprocessResult(out.root, tokens.n_pairs, n_examples, n_tokens["src"], n_tokens["tgt"], seconds)
 
 
 # ---- reading shards -----------------------------------------------------------------------------
@@ -497,7 +429,7 @@ class ShardDataset:
 
     def lengths(self) -> tuple[np.ndarray, np.ndarray]:
         """(N,) (N,) padded lengths as `data.example_lengths` gives them: source incl. <eos>, target incl. <bos>/<eos>."""
-        return np.diff(self.offsets["src"]), np.diff(self.offsets["tgt"]) + 1
+        return np.diff(self.offsets["src"]), decoder_steps(np.diff(self.offsets["tgt"]))
 
 
 @dataclass

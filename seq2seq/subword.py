@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from seq2seq.checkpoint import atomic_write_bytes
 from seq2seq.config import DataConfig
 from seq2seq.errors import ConfigError
+from seq2seq.files import atomic_write_bytes
 from seq2seq.tokenizer import SUBWORD_LEVELS, Tokenizer, normalize, sp_escape
 
 log = logging.getLogger("seq2seq")

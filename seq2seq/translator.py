@@ -7,75 +7,66 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
-from seq2seq.checkpoint import load_checkpoint, resolve_model_path
-from seq2seq.config import Config, config_from_dict
-from seq2seq.data import Encoder
+from seq2seq.checkpoint import Checkpoint, resolve_model_path
+from seq2seq.config import Config, DecodeConfig
+from seq2seq.data import Encoder, with_source_end
 from seq2seq.device import autocast, resolve_device, resolve_precision
-from seq2seq.errors import CheckpointError, ConfigError, DataError
+from seq2seq.errors import ConfigError
 from seq2seq.model import Seq2Seq
-from seq2seq.search import Hypothesis, decode_corpus, decode_corpus_nbest
-from seq2seq.tokenizer import Tokenizer
-from seq2seq.vocab import EOS, Vocab
+from seq2seq.search import Hypothesis, decode
 
 log = logging.getLogger("seq2seq")
 
 
-def model_from_state(state: dict[str, Any], where: str) -> tuple[Config, Seq2Seq, Encoder, Encoder]:
-    """Rebuild config, model (weights loaded, eval mode, CPU) and both encoders from a checkpoint dict."""
-    try:
-        cfg = config_from_dict(state["config"])
-        src_vocab, tgt_vocab = Vocab(state["src_vocab"]), Vocab(state["tgt_vocab"])
-        tokenizer = Tokenizer.from_dict(state["tokenizer"])
-        # Checkpoints before per-side subword models hold one tokenizer for both sides.
-        tgt_tokenizer = Tokenizer.from_dict(state["tgt_tokenizer"]) if "tgt_tokenizer" in state else tokenizer
-    except (ConfigError, DataError, KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{where}: inconsistent checkpoint: {e}") from None
-    model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab))
-    weights = state["model"]
-    for name, rows in (("encoder.embed.weight", len(src_vocab)), ("decoder.embed.weight", len(tgt_vocab))):
-        tensor = weights.get(name) if isinstance(weights, dict) else None
-        if not isinstance(tensor, torch.Tensor) or tensor.size(0) != rows:
-            got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else "nothing"
-            raise CheckpointError(f"{where}: vocabulary of {rows} tokens does not match weights {name} of shape {got}")
-    try:
-        model.load_state_dict(weights)
-    except (RuntimeError, TypeError) as e:
-        first = str(e).strip().splitlines()
-        raise CheckpointError(f"{where}: weights do not match the model in its config: {' '.join(first[:2])[:300]}") from None
-    model.eval()
-    return cfg, model, Encoder(tokenizer, src_vocab), Encoder(tgt_tokenizer, tgt_vocab)
-
-
 @dataclass
 class Translator:
+    """A model ready to decode: its config, the model on its device, both encoders and the checkpoint it came from."""
+
     cfg: Config
     model: Seq2Seq
     src: Encoder
     tgt: Encoder
     device: torch.device
     precision: str
-    path: Path
-    state: dict[str, Any]
+    path: Path  # the checkpoint file
+    checkpoint: Checkpoint | None  # decoding_only(), its weights the model's own (no second copy); None: built in memory
 
     @classmethod
     def load(cls, model: str | Path | None = None, device: str = "auto", precision: str | None = None) -> "Translator":
-        """Load a run directory or .pt file (None: the last trained run) for decoding."""
+        """Load a run directory or .pt file (None: the last trained run) for decoding.
+
+        `device`: auto, cpu or cuda; `precision` None: the checkpoint's train.precision, resolved for the device.
+        """
         path = resolve_model_path(model)
-        state = load_checkpoint(path)
-        cfg, net, src, tgt = model_from_state(state, str(path))
+        return cls.from_checkpoint(Checkpoint.read(path), device, precision)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint, device: str, precision: str | None) -> "Translator":
+        """A Translator for a checkpoint already read (see `load` for `device` and `precision`)."""
         dev = resolve_device(device)
-        prec = resolve_precision(precision or cfg.train.precision, dev)
-        return cls(cfg, net.to(dev), src, tgt, dev, prec, path, state)
+        prec = resolve_precision(precision or ckpt.config.train.precision, dev)
+        net = ckpt.build_model()
+        # (a `quantize` step would go here: on the CPU model, before it moves to `dev`)
+        net = net.to(dev)
+        kept = dataclasses.replace(ckpt.decoding_only(), weights=net.state_dict())  # the model's tensors, not a copy
+        src, tgt = Encoder(ckpt.src_tokenizer, ckpt.src_vocab), Encoder(ckpt.tgt_tokenizer, ckpt.tgt_vocab)
+        return cls(ckpt.config, net, src, tgt, dev, prec, ckpt.path or Path("checkpoint"), kept)
+
+    def decode_config(self, beam_size: int | None = None, batch_size: int | None = None) -> DecodeConfig:
+        """The model's decode config with the per-call choices a user made (--beam, --batch-size); None keeps it."""
+        changes = {name: value for name, value in (("beam_size", beam_size), ("batch_size", batch_size)) if value is not None}
+        return dataclasses.replace(self.cfg.decode, **changes)
 
     def encode_sources(self, texts: Sequence[str]) -> list[list[int]]:
-        """Source ids, each ending in <eos>; inputs longer than decode.max_src_len tokens are truncated (warned)."""
+        """Source ids, each ending in <eos> (`data.with_source_end`); inputs longer than decode.max_src_len tokens are truncated (warned)."""
         limit = self.cfg.decode.max_src_len
         sources, long_lines = [], []
         for i, text in enumerate(texts):
@@ -83,7 +74,7 @@ class Translator:
             if len(ids) > limit:
                 long_lines.append(i + 1)
                 ids = ids[:limit]
-            sources.append(ids + [EOS])
+            sources.append(with_source_end(ids))
         if long_lines:
             log.warning(
                 "warning: %d input line(s) longer than decode.max_src_len=%d tokens were truncated (line %s%s)",
@@ -97,15 +88,14 @@ class Translator:
     ) -> list[Hypothesis]:
         """The best hypothesis per text (`progress`: a progress bar on stderr).
 
-        beam_size None: decode.beam_size of the model's config (1: greedy).
+        beam_size / batch_size None: those of the model's decode config (beam 1: greedy).
         """
-        decode = self.cfg.decode
         with autocast(self.device, self.precision):
-            return decode_corpus(
-                self.model, self.encode_sources(texts), self.device, batch_size or decode.batch_size,
-                decode.max_len_a, decode.max_len_b, return_attention, progress=progress,
-                beam_size=beam_size or decode.beam_size, alpha=decode.length_penalty, min_len=decode.min_len,
+            nbests = decode(
+                self.model, self.encode_sources(texts), self.decode_config(beam_size, batch_size), self.device,
+                return_attention=return_attention, progress=progress,
             )
+        return [hyps[0] for hyps in nbests]
 
     def nbest(
         self, texts: Sequence[str], nbest: int, beam_size: int | None = None, batch_size: int | None = None
@@ -114,15 +104,11 @@ class Translator:
 
         beam_size None: the larger of decode.beam_size and `nbest`; it must be at least `nbest`.
         """
-        decode = self.cfg.decode
-        beam = beam_size or max(decode.beam_size, nbest)
+        beam = beam_size or max(self.cfg.decode.beam_size, nbest)
         if nbest > beam:
             raise ConfigError(f"--nbest {nbest} needs a beam at least as large (--beam {beam})")
         with autocast(self.device, self.precision):
-            results = decode_corpus_nbest(
-                self.model, self.encode_sources(texts), self.device, batch_size or decode.batch_size,
-                decode.max_len_a, decode.max_len_b, beam, decode.length_penalty, decode.min_len, nbest,
-            )
+            results = decode(self.model, self.encode_sources(texts), self.decode_config(beam, batch_size), self.device, nbest=nbest)
         return [
             [(h.score, self.detokenize(h.ids)) for h in hyps] if text.strip() else []
             for text, hyps in zip(texts, results)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from seq2seq.errors import DataError
+from seq2seq.files import atomic_write_text
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 PAD_TOKEN, UNK_TOKEN, BOS_TOKEN, EOS_TOKEN = "<pad>", "<unk>", "<bos>", "<eos>"
@@ -58,8 +59,6 @@ class Vocab:
         return list(self.itos)
 
     def save(self, path: str | Path) -> None:
-        from seq2seq.checkpoint import atomic_write_text
-
         atomic_write_text(Path(path), json.dumps(self.itos, ensure_ascii=False, indent=0) + "\n")
 
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,16 +14,16 @@ from typer.testing import CliRunner
 
 from tests.conftest import tiny_model, toy_pairs, write_corpus
 from seq2seq.average import average_checkpoints, kept_checkpoints
-from seq2seq.checkpoint import load_checkpoint, save_checkpoint
+from seq2seq.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from seq2seq.cli import app
 from seq2seq.config import Config, ModelConfig, config_from_dict, config_to_dict
 from seq2seq.errors import CheckpointError
 from seq2seq.model import Seq2Seq
 from seq2seq.schedule import LRSchedule
 from seq2seq.tokenizer import Tokenizer
-from seq2seq.train import train
+from seq2seq.trainer import train
 from seq2seq.evaluate import evaluate
-from seq2seq.translator import Translator, model_from_state
+from seq2seq.translator import Translator
 from seq2seq.vocab import SPECIALS
 
 
@@ -42,13 +43,16 @@ def checkpoint(path: Path, seed: int, vocab: list[str] | None = None) -> dict:
 def test_average_of_two_checkpoints_is_the_mean_of_their_weights(tmp_path: Path) -> None:
     a, b = checkpoint(tmp_path / "a.pt", 1), checkpoint(tmp_path / "b.pt", 2)
     averaged = average_checkpoints([tmp_path / "a.pt", tmp_path / "b.pt"])
-    assert averaged["model"].keys() == a["model"].keys()
-    for name, weight in averaged["model"].items():
+    assert averaged.weights.keys() == a["model"].keys()
+    for name, weight in averaged.weights.items():
         assert not torch.equal(a["model"][name], b["model"][name]) or name.endswith("bias")
         torch.testing.assert_close(weight, (a["model"][name] + b["model"][name]) / 2, rtol=0, atol=1e-7)
-    save_checkpoint(tmp_path / "avg.pt", averaged)
-    _, model, _, _ = model_from_state(load_checkpoint(tmp_path / "avg.pt"), "avg.pt")  # loads like any checkpoint
-    assert isinstance(model, Seq2Seq)
+    averaged.write(tmp_path / "avg.pt")
+    state = load_checkpoint(tmp_path / "avg.pt")  # the layout: decoding keys, the first's step, what it averaged
+    assert state["averaged_from"] == [str(tmp_path / "a.pt"), str(tmp_path / "b.pt")] and state["step"] == 1
+    assert "optimizer" not in state and "scores" not in state
+    reread = Checkpoint.read(tmp_path / "avg.pt")  # loads like any checkpoint
+    assert isinstance(reread.build_model(), Seq2Seq) and reread.averaged_from == state["averaged_from"]
 
 
 def test_averaging_refuses_checkpoints_of_another_vocabulary(tmp_path: Path) -> None:
@@ -127,8 +131,8 @@ def test_run_keeps_its_k_best_checkpoints_follows_its_schedule_and_averages(
         assert scores == sorted(scores, reverse=True)
     t = Translator.load(run)
     pairs = toy_pairs("val", 30)
-    greedy = evaluate(t.model, pairs, t.src, t.tgt, t.device, "fp32", 64, 1.5, 10)
-    beam = evaluate(t.model, pairs, t.src, t.tgt, t.device, "fp32", 64, 1.5, 10, beam_size=3, length_penalty=1.0)
+    greedy = evaluate(t.model, pairs, t.src, t.tgt, t.device, "fp32", replace(t.cfg.decode, beam_size=1))
+    beam = evaluate(t.model, pairs, t.src, t.tgt, t.device, "fp32", replace(t.cfg.decode, beam_size=3, length_penalty=1.0))
     assert greedy.loss == beam.loss and 0.0 <= beam.bleu <= 100.0
     assert beam.hypotheses == [t.translate([s], beam_size=3)[0] for s, _ in pairs]
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from tests.conftest import random_examples, tiny_model
+from seq2seq.config import DecodeConfig
 from seq2seq.data import pad
-from seq2seq.search import beam_search, decode_corpus, decode_corpus_nbest, greedy_search, max_output_lengths
+from seq2seq.errors import ConfigError
+from seq2seq.search import beam_search, decode, greedy_search, max_output_lengths
 from seq2seq.vocab import EOS
 
 STYLES = ("bahdanau", "luong")
@@ -47,9 +51,9 @@ def test_beam_output_is_batch_invariant(style: str) -> None:
     model = peaked_model(style)
     batch = sources(10, 8)
     src, src_lengths = pad(batch)
-    together = beam_search(model, src, src_lengths, 4, 1.0, 4, 1.5, 3)
+    together = beam_search(model, src, src_lengths, 4, 1.0, 4, 1.5, 3, 0)
     for seq, nbest in zip(batch, together):
-        alone = beam_search(model, *pad([seq]), 4, 1.0, 4, 1.5, 3)[0]
+        alone = beam_search(model, *pad([seq]), 4, 1.0, 4, 1.5, 3, 0)[0]
         assert [h.ids for h in alone] == [h.ids for h in nbest]
         assert [h.score for h in alone] == pytest.approx([h.score for h in nbest], abs=1e-5)
 
@@ -60,7 +64,7 @@ def test_nbest_is_sorted_distinct_and_within_lengths(style: str) -> None:
     batch = sources(12, 9)
     src, src_lengths = pad(batch)
     max_lens = max_output_lengths(src_lengths, 1.5, 3).tolist()
-    results = beam_search(model, src, src_lengths, 5, 0.8, 5, 1.5, 3, min_len=2)
+    results = beam_search(model, src, src_lengths, 5, 0.8, 5, 1.5, 3, 2)
     for nbest, max_len in zip(results, max_lens):
         assert len(nbest) == 5
         scores = [h.score for h in nbest]
@@ -77,7 +81,7 @@ def test_beam_search_finds_the_higher_probability_output_than_greedy_on_average(
     model = peaked_model("bahdanau", seed=3, eos_bias=0.0)
     src, src_lengths = pad(sources(24, 4))
     greedy = greedy_search(model, src, src_lengths, 1.5, 3)
-    beam = beam_search(model, src, src_lengths, 6, 0.0, 1, 1.5, 3)
+    beam = beam_search(model, src, src_lengths, 6, 0.0, 1, 1.5, 3, 0)
     better_or_equal = sum(b[0].score >= g.score - 1e-9 for g, b in zip(greedy, beam))
     assert better_or_equal >= 20
     assert any(b[0].score > g.score + 1e-6 for g, b in zip(greedy, beam))
@@ -87,7 +91,7 @@ def test_beam_attention_rows_follow_the_hypothesis() -> None:
     model = peaked_model("luong")
     batch = sources(6, 11)
     src, src_lengths = pad(batch)
-    for seq, nbest in zip(batch, beam_search(model, src, src_lengths, 3, 1.0, 3, 1.5, 3, return_attention=True)):
+    for seq, nbest in zip(batch, beam_search(model, src, src_lengths, 3, 1.0, 3, 1.5, 3, 0, return_attention=True)):
         for h in nbest:
             assert h.attention is not None
             assert h.attention.shape[1] == len(seq)
@@ -95,12 +99,44 @@ def test_beam_attention_rows_follow_the_hypothesis() -> None:
             assert torch.allclose(h.attention.sum(-1), torch.ones(h.attention.shape[0]), atol=1e-5)
 
 
-def test_decode_corpus_restores_input_order_with_beam() -> None:
+def test_decode_restores_input_order_and_reads_every_setting_from_the_config() -> None:
     model = peaked_model("bahdanau")
     batch = sources(9, 12)
-    whole = decode_corpus_nbest(model, batch, torch.device("cpu"), 4, 1.5, 3, 3, 1.0, 0, 2)
+    cpu = torch.device("cpu")
+    cfg = DecodeConfig(beam_size=3, batch_size=4, max_len_a=1.5, max_len_b=3, length_penalty=1.0, min_len=2)
+    whole = decode(model, batch, cfg, cpu, nbest=2)
     for seq, nbest in zip(batch, whole):
-        alone = beam_search(model, *pad([seq]), 3, 1.0, 2, 1.5, 3)[0]
+        alone = beam_search(model, *pad([seq]), 3, 1.0, 2, 1.5, 3, 2)[0]
         assert [h.ids for h in nbest] == [h.ids for h in alone]
-    best = decode_corpus(model, batch, torch.device("cpu"), 4, 1.5, 3, beam_size=3, alpha=1.0)
-    assert [h.ids for h in best] == [n[0].ids for n in whole]
+        assert [h.score for h in nbest] == pytest.approx([h.score for h in alone], abs=1e-6)
+    assert [[h.ids for h in n] for n in decode(model, batch, replace(cfg, batch_size=1), cpu, nbest=2)] == [
+        [h.ids for h in n] for n in whole
+    ]
+    best = decode(model, batch, cfg, cpu)
+    assert [len(n) for n in best] == [1] * len(batch) and [n[0].ids for n in best] == [n[0].ids for n in whole]
+    # beam 1 is greedy search, with the config's lengths and min_len
+    greedy = decode(model, batch, replace(cfg, beam_size=1), cpu, return_attention=True)
+    for seq, (hyp,) in zip(batch, greedy):
+        alone = greedy_search(model, *pad([seq]), 1.5, 3, 2)[0]
+        assert hyp.ids == alone.ids and hyp.attention is not None and hyp.attention.shape[1] == len(seq)
+
+
+def test_decode_uses_the_configured_length_penalty() -> None:
+    """The length penalty is DecodeConfig's, wherever decoding starts: the scores are divided by it."""
+    model = peaked_model("luong", seed=4)
+    batch = sources(5, 13)
+    cpu = torch.device("cpu")
+    plain = decode(model, batch, DecodeConfig(beam_size=4, length_penalty=0.0), cpu, nbest=4)
+    default = decode(model, batch, DecodeConfig(beam_size=4), cpu, nbest=4)
+    d = DecodeConfig()
+    assert d.length_penalty != 0.0
+    expected = [beam_search(model, *pad([seq]), 4, d.length_penalty, 4, d.max_len_a, d.max_len_b, d.min_len)[0] for seq in batch]
+    scores = lambda nbests: [h.score for n in nbests for h in n]  # noqa: E731
+    assert scores(default) == pytest.approx(scores(expected), abs=1e-6)
+    assert scores(default) != pytest.approx(scores(plain), abs=1e-6)
+
+
+def test_decode_refuses_more_hypotheses_than_the_beam_holds() -> None:
+    model = peaked_model("bahdanau")
+    with pytest.raises(ConfigError, match="nbest 3 needs decode.beam_size 3 or more, got 2"):
+        decode(model, sources(2, 1), DecodeConfig(beam_size=2), torch.device("cpu"), nbest=3)

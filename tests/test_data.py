@@ -8,7 +8,10 @@ import logging
 import pytest
 import torch
 
-from seq2seq.data import BucketSampler, Encoder, collate, encode_pairs, example_lengths, load_corpus, read_pairs
+from seq2seq.data import (
+    BucketSampler, Encoder, build_vocabs, collate, decode_lines, decoder_steps, encode_pairs, example_lengths, iter_pairs,
+    load_corpus, read_lines, read_pairs,
+)
 from seq2seq.errors import DataError
 from seq2seq.model import make_src_pad_mask
 from seq2seq.tokenizer import Tokenizer
@@ -93,11 +96,18 @@ def test_misaligned_corpus_names_both_files_and_counts(tmp_path):
     assert "m.en" in msg and "m.de" in msg and "3" in msg and "2" in msg
 
 
-def test_non_utf8_names_file_and_line(tmp_path):
+@pytest.mark.parametrize("chunk_size", [1, 2, 1000])
+def test_non_utf8_names_file_line_and_offset_in_memory_and_streaming_alike(tmp_path, chunk_size):
     (tmp_path / "u.en").write_bytes(b"ok\nfine\nbad \xff byte\n")
     (tmp_path / "u.de").write_text("a\nb\nc\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"u\.en:3: not valid UTF-8"):
+    expected = f"{tmp_path / 'u.en'}:3: not valid UTF-8 (byte 0xff at offset 12)"  # 12: the byte's offset in the file
+    with pytest.raises(DataError) as in_memory:
         read_pairs(str(tmp_path / "u"), "parallel", "en", "de")
+    with pytest.raises(DataError) as streamed:
+        list(iter_pairs([tmp_path / "u.en", tmp_path / "u.de"], chunk_size))
+    assert str(in_memory.value) == str(streamed.value) == expected
+    with pytest.raises(DataError, match=r"^<stdin>:3: not valid UTF-8 \(byte 0xff at offset 12\)$"):
+        decode_lines(b"ok\nfine\nbad \xff byte\n", "<stdin>")
 
 
 def test_tsv_line_without_tab_names_file_and_line(tmp_path):
@@ -107,9 +117,51 @@ def test_tsv_line_without_tab_names_file_and_line(tmp_path):
 
 
 def test_only_newline_splits_lines(tmp_path):
-    # \x1c and \u2028 are line breaks to str.splitlines(); treating them so would misalign the corpus.
-    write_corpus(tmp_path, "s", [("a\x1cb", "x"), ("c\u2028d", "y")])
-    assert len(read_pairs(str(tmp_path / "s"), "parallel", "en", "de")) == 2
+    # \x1c and \u2028 are line breaks to str.splitlines(), \r to old Macs; treating them so would misalign the corpus.
+    breakers = ["\r", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u2029"]
+    write_corpus(tmp_path, "s", [(f"a{c}b", "x") for c in breakers])
+    pairs = read_pairs(str(tmp_path / "s"), "parallel", "en", "de")
+    assert pairs == [("a b", "x")] * len(breakers)  # one line each, the character whitespace inside it
+    assert pairs == list(iter_pairs([tmp_path / "s.en", tmp_path / "s.de"], chunk_size=2))
+    assert read_lines(tmp_path / "s.en") == [f"a{c}b" for c in breakers]  # input files keep them as written
+
+
+CLEAN = [("Der Hund", "the dog"), ("", "empty"), ("eine  Katze", "a cat")]
+
+
+@pytest.mark.parametrize("style", ["crlf", "bom", "bom+crlf", "no-final-newline", "crlf-no-final-newline"])
+def test_crlf_and_bom_read_as_the_clean_file(tmp_path, style):
+    """CRLF line ends and a byte order mark opening a file change nothing, in memory or streamed, plain or .gz."""
+    def encode(lines: list[str]) -> bytes:
+        end = "\r\n" if "crlf" in style else "\n"
+        text = end.join(lines) + ("" if "no-final" in style else end)
+        return (("\ufeff" if "bom" in style else "") + text).encode("utf-8")
+
+    clean = write_corpus(tmp_path, "clean", CLEAN)
+    (tmp_path / "d.en").write_bytes(encode([s for s, _ in CLEAN]))
+    (tmp_path / "d.de").write_bytes(encode([t for _, t in CLEAN]))
+    for side in ("en", "de"):
+        with gzip.open(tmp_path / f"z.{side}.gz", "wb") as f:
+            f.write((tmp_path / f"d.{side}").read_bytes())
+    (tmp_path / "d.tsv").write_bytes(encode([f"{s}\t{t}" for s, t in CLEAN]))
+    expected = read_pairs(clean, "parallel", "en", "de")
+    assert expected == [("Der Hund", "the dog"), ("", "empty"), ("eine Katze", "a cat")]
+    for spec, fmt in ((tmp_path / "d", "parallel"), (tmp_path / "z", "parallel"), (tmp_path / "d.tsv", "tsv")):
+        assert read_pairs(str(spec), fmt, "en", "de") == expected
+    for paths in ([tmp_path / "d.en", tmp_path / "d.de"], [tmp_path / "z.en.gz", tmp_path / "z.de.gz"], [tmp_path / "d.tsv"]):
+        assert list(iter_pairs(paths, chunk_size=1)) == expected
+    assert read_lines(tmp_path / "d.en") == read_lines(tmp_path / "clean.en") == decode_lines((tmp_path / "d.en").read_bytes(), "-")
+    tok = Tokenizer()
+    assert build_vocabs(load_corpus(str(tmp_path / "d"), "parallel", "en", "de", "train"), tok, 1, None, True) == build_vocabs(
+        load_corpus(clean, "parallel", "en", "de", "train"), tok, 1, None, True
+    )
+
+
+def test_line_end_rules_exactly():
+    # \r goes only with the \n after it; only the BOM opening the file goes
+    assert decode_lines(b"a\r\nb\r\r\nc\n\r\nd\r", "-") == ["a", "b\r", "c", "", "d\r"]
+    assert decode_lines("\ufeffa\n\ufeffb\n".encode(), "-") == ["a", "\ufeffb"]
+    assert decode_lines(b"", "-") == [] and decode_lines(b"\n", "-") == [""] and decode_lines(b"x", "-") == ["x"]
 
 
 def test_pair_with_an_empty_side_is_dropped_as_a_pair(tmp_path, caplog):
@@ -127,3 +179,18 @@ def test_max_len_filters_training_pairs_only_when_asked():
     pairs = [("a b c a b", "a"), ("a", "b"), ("a", "a b c a b c")]
     assert len(encode_pairs(pairs, enc, enc, max_len=3)) == 1
     assert len(encode_pairs(pairs, enc, enc)) == 3  # evaluation data: never filtered
+    with pytest.raises(DataError, match=r"data.max_len: every training pair is longer than 0 tokens"):
+        encode_pairs(pairs, enc, enc, max_len=0)
+
+
+def test_source_ids_end_in_eos_and_decoder_steps_are_collates_target_lengths():
+    import numpy as np
+
+    enc = Encoder(Tokenizer(), Vocab.build(__import__("collections").Counter("a b c".split())))
+    assert enc.source_ids("a b z") == enc.ids("a b z") + [EOS] == [4, 5, 1, EOS]
+    examples = encode_pairs([("a b", "c"), ("a", "b c a"), ("c", "")], enc, enc)
+    assert [s for s, _ in examples] == [enc.source_ids(s) for s in ("a b", "a", "c")]
+    b = collate(examples)
+    assert b.tgt_lengths.tolist() == [decoder_steps(len(t)) for _, t in examples] == [2, 4, 1]
+    assert b.tgt_in.shape[1] == decoder_steps(max(len(t) for _, t in examples))
+    assert decoder_steps(np.array([0, 3])).tolist() == decoder_steps(torch.tensor([0, 3])).tolist() == [1, 4]

@@ -10,20 +10,23 @@ import torch
 
 from seq2seq.data import collate, pad
 from seq2seq.loss import masked_nll
-from seq2seq.model import count_parameters
+from seq2seq.config import ModelConfig
+from seq2seq.model import Seq2Seq, count_parameters
 from seq2seq.search import greedy_search
 from tests.conftest import random_examples, tiny_model
 
-COMBOS = list(itertools.product(["bahdanau", "luong"], [True, False], [1, 2], [False, True]))
+# decoder path (the fast Bahdanau loop of seq2seq.extras.fast_decoder included), encoder direction, layers, tying
+COMBOS = list(itertools.product(["bahdanau", "bahdanau-fast", "luong"], [True, False], [1, 2], [False, True]))
 
 
-@pytest.mark.parametrize("attention, bidirectional, layers, tie", COMBOS)
+@pytest.mark.parametrize("path, bidirectional, layers, tie", COMBOS)
 @pytest.mark.parametrize("tf_ratio", [1.0, 0.5])
-def test_every_option_runs_forward_and_backward(attention, bidirectional, layers, tie, tf_ratio):
+def test_every_option_runs_forward_and_backward(path, bidirectional, layers, tie, tf_ratio):
     model = tiny_model(
-        0, attention=attention, bidirectional=bidirectional, enc_layers=layers, dec_layers=layers,
+        0, attention=path.split("-")[0], bidirectional=bidirectional, enc_layers=layers, dec_layers=layers,
         tie_embeddings=tie, dropout=0.2,
     ).train()
+    model.fast_decoder = path.endswith("-fast")
     b = collate(random_examples(5, 1))
     logits = model(b.src, b.src_lengths, b.tgt_in, teacher_forcing_ratio=tf_ratio)
     assert logits.shape == (*b.tgt_in.shape, model.output.out_features)
@@ -33,6 +36,55 @@ def test_every_option_runs_forward_and_backward(attention, bidirectional, layers
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     if tie:
         assert model.output.weight is model.decoder.embed.weight
+
+
+# The parameters of two configurations as the model had them before the reference/fast split (recorded from
+# that code): checkpoints written then must keep loading, so names and shapes must not change.
+OLD_STATE_DICT = {
+    "bahdanau, 2 layers, bidirectional": (
+        {"attention": "bahdanau", "enc_layers": 2, "dec_layers": 2},
+        {
+            "encoder.embed.weight": (7, 4), "encoder.rnn.weight_ih_l0": (18, 4), "encoder.rnn.weight_hh_l0": (18, 6),
+            "encoder.rnn.bias_ih_l0": (18,), "encoder.rnn.bias_hh_l0": (18,), "encoder.rnn.weight_ih_l0_reverse": (18, 4),
+            "encoder.rnn.weight_hh_l0_reverse": (18, 6), "encoder.rnn.bias_ih_l0_reverse": (18,),
+            "encoder.rnn.bias_hh_l0_reverse": (18,), "encoder.rnn.weight_ih_l1": (18, 12), "encoder.rnn.weight_hh_l1": (18, 6),
+            "encoder.rnn.bias_ih_l1": (18,), "encoder.rnn.bias_hh_l1": (18,), "encoder.rnn.weight_ih_l1_reverse": (18, 12),
+            "encoder.rnn.weight_hh_l1_reverse": (18, 6), "encoder.rnn.bias_ih_l1_reverse": (18,),
+            "encoder.rnn.bias_hh_l1_reverse": (18,), "decoder.embed.weight": (9, 4), "decoder.rnn.weight_ih_l0": (18, 16),
+            "decoder.rnn.weight_hh_l0": (18, 6), "decoder.rnn.bias_ih_l0": (18,), "decoder.rnn.bias_hh_l0": (18,),
+            "decoder.rnn.weight_ih_l1": (18, 6), "decoder.rnn.weight_hh_l1": (18, 6), "decoder.rnn.bias_ih_l1": (18,),
+            "decoder.rnn.bias_hh_l1": (18,), "decoder.attention.key_proj.weight": (6, 12),
+            "decoder.attention.query_proj.weight": (6, 6), "decoder.attention.energy.weight": (1, 6),
+            "decoder.pre_output.weight": (6, 22), "decoder.pre_output.bias": (6,), "decoder.bridge.weight": (12, 12),
+            "decoder.bridge.bias": (12,), "output.weight": (9, 6), "output.bias": (9,),
+        },
+    ),
+    "luong, unidirectional, tied": (
+        {"attention": "luong", "bidirectional": False, "tie_embeddings": True},
+        {
+            "encoder.embed.weight": (7, 4), "encoder.rnn.weight_ih_l0": (18, 4), "encoder.rnn.weight_hh_l0": (18, 6),
+            "encoder.rnn.bias_ih_l0": (18,), "encoder.rnn.bias_hh_l0": (18,), "decoder.embed.weight": (9, 4),
+            "decoder.rnn.weight_ih_l0": (18, 4), "decoder.rnn.weight_hh_l0": (18, 6), "decoder.rnn.bias_ih_l0": (18,),
+            "decoder.rnn.bias_hh_l0": (18,), "decoder.attention.key_proj.weight": (6, 6), "decoder.pre_output.weight": (4, 12),
+            "decoder.pre_output.bias": (4,), "decoder.bridge.weight": (6, 6), "decoder.bridge.bias": (6,),
+            "output.weight": (9, 4), "output.bias": (9,),
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("name", OLD_STATE_DICT)
+@pytest.mark.parametrize("fast_decoder", [False, True])
+def test_parameter_names_and_shapes_are_those_old_checkpoints_hold(name, fast_decoder):
+    options, recorded = OLD_STATE_DICT[name]
+    model = Seq2Seq(ModelConfig(emb_size=4, hidden_size=6, **options), 7, 9, fast_decoder=fast_decoder)
+    state = model.state_dict()
+    assert {k: tuple(v.shape) for k, v in state.items()} == recorded  # insertion order aside
+    old = {k: torch.randn(shape) for k, shape in recorded.items()}
+    if options.get("tie_embeddings"):
+        old["output.weight"] = old["decoder.embed.weight"]  # one tensor under two names, as saved
+    model.load_state_dict(old)  # strict: nothing missing, nothing unexpected
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in old.items())
 
 
 def test_teacher_forcing_ratio_below_one_feeds_predictions():
@@ -72,12 +124,16 @@ def test_learns_to_reverse_sequences(attention):
 
     model = tiny_model(0, vocab=vocab, attention=attention, emb_size=32, hidden_size=64).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    # A lower rate for the last third: without it, whether all 100 come out exact depends on the seed and on
+    # rounding (seeds 0-2, either Bahdanau path: 87-100 with a constant rate, 100 with the decay).
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[400], gamma=0.2)
     for _ in range(600):
         b = collate(sample(32))
         loss_sum, n = masked_nll(model(b.src, b.src_lengths, b.tgt_in), b.tgt_out)
         optimizer.zero_grad()
         (loss_sum / n).backward()
         optimizer.step()
+        scheduler.step()
     model.eval()
     test = sample(100)
     src, lengths = pad([s for s, _ in test])

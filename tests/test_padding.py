@@ -1,21 +1,35 @@
-"""Padding changes nothing: loss, gradients, encoder states, attention and translations."""
+"""Padding changes nothing: loss, gradients, encoder states, attention and translations, on every decoder path."""
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 import torch
 
 from seq2seq.data import collate, pad
 from seq2seq.loss import masked_nll
-from seq2seq.search import greedy_search
+from seq2seq.search import beam_search, greedy_search
 from tests.conftest import random_examples, tiny_model
 
-OPTIONS = [
-    {"attention": "bahdanau"},
-    {"attention": "luong"},
-    {"attention": "bahdanau", "bidirectional": False, "enc_layers": 2, "dec_layers": 2},
-    {"attention": "luong", "enc_layers": 2, "dec_layers": 2, "tie_embeddings": True},
-]
+PATHS = {  # every decoder path: the reference Bahdanau loop, the fast one (seq2seq.extras.fast_decoder), Luong
+    "bahdanau": {"attention": "bahdanau"},
+    "bahdanau-fast": {"attention": "bahdanau", "fast_decoder": True},
+    "luong": {"attention": "luong"},
+}
+VARIANTS = {
+    "1layer-bi": {},
+    "2layers-uni-tied": {"bidirectional": False, "enc_layers": 2, "dec_layers": 2, "tie_embeddings": True},
+}
+OPTIONS = [pytest.param({**PATHS[p], **VARIANTS[v]}, id=f"{p}-{v}") for p, v in itertools.product(PATHS, VARIANTS)]
+
+
+def model_for(seed: int, options: dict):
+    """A tiny model with `options`; `fast_decoder` is the model's attribute, the rest its config."""
+    config = {k: v for k, v in options.items() if k != "fast_decoder"}
+    model = tiny_model(seed, **config)
+    model.fast_decoder = options.get("fast_decoder", False)
+    return model
 
 
 def _single_losses(model, examples):
@@ -31,7 +45,7 @@ def _single_losses(model, examples):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @torch.no_grad()
 def test_batch_loss_is_token_weighted_mean_of_single_losses(options, seed):
-    model = tiny_model(seed, **options)
+    model = model_for(seed, options)
     examples = random_examples(7, seed)
     b = collate(examples)
     assert len(set(b.src_lengths.tolist())) > 1 and len(set(b.tgt_lengths.tolist())) > 1  # real padding
@@ -44,7 +58,7 @@ def test_batch_loss_is_token_weighted_mean_of_single_losses(options, seed):
 
 @pytest.mark.parametrize("options", OPTIONS)
 def test_batch_gradient_equals_sum_of_single_gradients(options):
-    model = tiny_model(3, **options)
+    model = model_for(3, options)
     examples = random_examples(6, 3)
     b = collate(examples)
     model.zero_grad()
@@ -64,7 +78,7 @@ def test_batch_gradient_equals_sum_of_single_gradients(options):
 
 @pytest.mark.parametrize("options", OPTIONS)
 def test_encoder_states_unchanged_by_extra_padding(options):
-    model = tiny_model(4, **options)
+    model = model_for(4, options)
     examples = random_examples(5, 4)
     src, lengths = pad([s for s, _ in examples])
     wider = torch.cat([src, torch.zeros(src.size(0), 6, dtype=torch.long)], dim=1)  # 6 extra pad columns
@@ -82,11 +96,11 @@ def test_encoder_states_unchanged_by_extra_padding(options):
 
 @pytest.mark.parametrize("options", OPTIONS)
 def test_attention_on_pads_is_exactly_zero(options):
-    model = tiny_model(5, **options)
+    model = model_for(5, options)
     b = collate(random_examples(8, 5))
     with torch.no_grad():
         enc = model.encode(b.src, b.src_lengths)
-        _, _, weights = model.decoder(b.tgt_in, enc, enc.hidden)  # (B, T, S)
+        _, _, weights = model.decoder(b.tgt_in, enc, enc.hidden, fast=model.fast_decoder)  # (B, T, S)
     pad_mask = torch.arange(b.src.size(1))[None, :] >= b.src_lengths[:, None]  # (B, S)
     assert pad_mask.any()
     assert torch.equal(weights.masked_select(pad_mask[:, None, :].expand_as(weights)), torch.zeros(int(pad_mask.sum()) * weights.size(1)))
@@ -95,7 +109,7 @@ def test_attention_on_pads_is_exactly_zero(options):
 
 @pytest.mark.parametrize("options", OPTIONS)
 def test_greedy_translation_same_alone_and_in_batch(options):
-    model = tiny_model(6, **options)
+    model = model_for(6, options)
     sources = [s for s, _ in random_examples(9, 6)]
     src, lengths = pad(sources)
     batch = greedy_search(model, src, lengths, max_len_a=1.0, max_len_b=5)
@@ -103,3 +117,15 @@ def test_greedy_translation_same_alone_and_in_batch(options):
         alone = greedy_search(model, torch.tensor([s]), torch.tensor([len(s)]), max_len_a=1.0, max_len_b=5)[0]
         assert hyp.ids == alone.ids
         assert abs(hyp.score - alone.score) < 1e-4
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_beam_translation_same_alone_and_in_batch(options):
+    model = model_for(7, options)
+    sources = [s for s, _ in random_examples(6, 7)]
+    beam = {"beam_size": 3, "alpha": 1.0, "nbest": 3, "max_len_a": 1.0, "max_len_b": 4, "min_len": 0}
+    batch = beam_search(model, *pad(sources), **beam)
+    for s, nbest in zip(sources, batch):
+        alone = beam_search(model, torch.tensor([s]), torch.tensor([len(s)]), **beam)[0]
+        assert [h.ids for h in alone] == [h.ids for h in nbest]
+        assert [h.score for h in alone] == pytest.approx([h.score for h in nbest], abs=1e-4)

@@ -23,7 +23,7 @@ from seq2seq.checkpoint import load_checkpoint
 from seq2seq.config import load_config
 from seq2seq.errors import DataError
 from seq2seq.interrupt import StopRequest, TrainingInterrupted
-from seq2seq.train import train
+from seq2seq.trainer import train
 from tests.conftest import ONE_THREAD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,7 +183,7 @@ def test_non_finite_losses_skip_updates_then_stop_keeping_the_last_checkpoint(tm
     config = write_tiny_setup(tmp_path, epochs=3, save_every=2, n=80)
     text = config.read_text().replace("save_every: 2", "save_every: 2, max_bad_steps: 3")
     config.write_text(text)
-    import seq2seq.train as train_module
+    import seq2seq.trainer as train_module
 
     real = train_module.masked_nll
     calls = {"n": 0}
@@ -212,16 +212,16 @@ def test_save_every_writes_last_pt_between_validations(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = write_tiny_setup(tmp_path, epochs=1, save_every=2, n=80)
     run = tmp_path / "run"
-    import seq2seq.train as train_module
+    from seq2seq.checkpoint import Checkpoint
 
     saved: list[int] = []
-    real = train_module.save_checkpoint
+    real = Checkpoint.write
 
-    def spy(path, state):
+    def spy(self, path):
         if Path(path).name == "last.pt":
-            saved.append(state["step"])
-        real(path, state)
+            saved.append(self.step)
+        real(self, path)
 
-    monkeypatch.setattr(train_module, "save_checkpoint", spy)
+    monkeypatch.setattr(Checkpoint, "write", spy)
     train_in_process(config, run)
     assert saved == [2, 4, 5]  # every 2 updates, then at the end-of-epoch validation (5 batches)

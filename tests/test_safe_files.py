@@ -13,11 +13,15 @@ import pytest
 import torch
 
 import seq2seq.checkpoint as checkpoint
-from seq2seq.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from seq2seq.config import Config, dump_config, replace
+import seq2seq.files as files_module
+from seq2seq.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from seq2seq.config import Config, config_to_dict, dump_config, replace
 from seq2seq.errors import CheckpointError, ConfigError
+from seq2seq.files import atomic_write_text
 from seq2seq.rundir import RunFiles, prepare_run_dir
+from seq2seq.tokenizer import Tokenizer
 from seq2seq.vocab import SPECIALS, Vocab
+from tests.conftest import tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +53,7 @@ def test_a_failed_write_leaves_the_previous_file_intact(tmp_path, monkeypatch, k
     write(1)
     before = path.read_bytes()
     name, broken = failure
-    monkeypatch.setattr(checkpoint.os, name, broken)
+    monkeypatch.setattr(files_module.os, name, broken)
     with pytest.raises((OSError, KeyboardInterrupt)) as info:
         write(2)
     monkeypatch.undo()
@@ -160,3 +164,95 @@ def test_an_unknown_format_version_is_refused(tmp_path):
     torch.save({**fake_state(1), "format": checkpoint.FORMAT, "format_version": 99}, path)
     with pytest.raises(CheckpointError, match="format version 99, this seq2seq reads version 1"):
         load_checkpoint(path)
+
+
+# -- the Checkpoint type: one reader and writer of the layout -----------------------------------------------
+
+
+def trained_state(with_training: bool = True) -> dict:
+    """A checkpoint dict in the layout train writes: decoding keys, then (last.pt / best.pt) the training state."""
+    model = tiny_model(0)
+    src, tgt = list(SPECIALS) + [f"s{i}" for i in range(19)], list(SPECIALS) + [f"t{i}" for i in range(21)]
+    state = {
+        "config": config_to_dict(Config(model=model.cfg)), "src_vocab": src, "tgt_vocab": tgt,
+        "tokenizer": Tokenizer().to_dict(), "tgt_tokenizer": Tokenizer(level="char").to_dict(),
+        "model": model.state_dict(), "step": 7,
+    }
+    if with_training:
+        state |= {
+            "optimizer": {"state": {}, "param_groups": [{"lr": 0.1, "params": [0]}]}, "progress": {"step": 7, "epoch": 1},
+            "rng": {"torch": torch.get_rng_state()}, "schedule": {"scale": 1.0}, "early_stopping": {"bad": 0},
+            "kept_best": [{"step": 7, "val_bleu": 1.5}], "scores": {"step": 7, "val_bleu": 1.5},
+        }
+    return state
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        if key == "model":
+            assert a[key].keys() == b[key].keys() and all(torch.equal(a[key][k], b[key][k]) for k in a[key])
+        elif key == "rng":
+            assert torch.equal(a[key]["torch"], b[key]["torch"])
+        else:
+            assert a[key] == b[key], key
+
+
+def test_a_checkpoint_reads_and_writes_the_layout_unchanged(tmp_path):
+    save_checkpoint(tmp_path / "old.pt", trained_state())  # as the trainer wrote it before the Checkpoint type
+    ckpt = Checkpoint.read(tmp_path / "old.pt")
+    assert ckpt.step == 7 and ckpt.scores == {"step": 7, "val_bleu": 1.5} and ckpt.resumable
+    assert ckpt.src_tokenizer.level == "word" and ckpt.tgt_tokenizer.level == "char" and len(ckpt.tgt_vocab) == 25
+    assert sorted(ckpt.training) == ["early_stopping", "kept_best", "optimizer", "progress", "rng", "schedule"]
+    ckpt.write(tmp_path / "new.pt")
+    assert_same_state(load_checkpoint(tmp_path / "new.pt"), load_checkpoint(tmp_path / "old.pt"))
+    decoding = ckpt.decoding_only()
+    assert decoding.training == {} and not decoding.resumable and ckpt.training  # a copy: the original keeps its state
+    model = decoding.build_model()
+    assert not model.training and all(torch.equal(v, ckpt.weights[k]) for k, v in model.state_dict().items())
+
+
+def test_an_old_checkpoint_with_one_tokenizer_uses_it_for_both_sides(tmp_path):
+    state = trained_state(with_training=False)
+    del state["tgt_tokenizer"]
+    save_checkpoint(tmp_path / "old.pt", state)
+    ckpt = Checkpoint.read(tmp_path / "old.pt")
+    assert ckpt.tgt_tokenizer == ckpt.src_tokenizer and ckpt.training == {} and ckpt.scores is None
+    assert load_checkpoint(tmp_path / "old.pt").keys() == state.keys() | {"format", "format_version"}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda s: s["config"]["model"].update(hiden_size=3), "inconsistent checkpoint: model.hiden_size: unknown key"),
+        (lambda s: s.update(src_vocab=["a", "b"]), "inconsistent checkpoint: vocabulary must start with"),
+        (lambda s: s.update(tokenizer={"level": "word"}), "inconsistent checkpoint: 'lowercase'"),
+        (lambda s: s["tgt_vocab"].append("extra"), "vocabulary of 26 tokens does not match weights decoder.embed.weight of shape (25, 12)"),
+        (lambda s: s.pop("step"), "checkpoint lacks step"),
+    ],
+    ids=["config", "vocab", "tokenizer", "vocab-vs-weights", "missing-key"],
+)
+def test_an_inconsistent_checkpoint_is_one_line_naming_the_file(tmp_path, change, message):
+    state = trained_state(with_training=False)
+    change(state)
+    path = tmp_path / "bad.pt"
+    torch.save({**state, "format": checkpoint.FORMAT, "format_version": checkpoint.FORMAT_VERSION}, path)
+    with pytest.raises(CheckpointError) as info:
+        Checkpoint.read(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_weights_that_do_not_fit_the_config_fail_when_the_model_is_built(tmp_path):
+    state = trained_state(with_training=False)
+    state["config"]["model"]["hidden_size"] = 8
+    save_checkpoint(tmp_path / "odd.pt", state)
+    ckpt = Checkpoint.read(tmp_path / "odd.pt")  # the vocabularies fit the embeddings: readable
+    with pytest.raises(CheckpointError, match=r"odd.pt: weights do not match the model in its config: Error\(s\) in loading") as info:
+        ckpt.build_model()
+    assert "\n" not in str(info.value)
+
+
+def test_low_modules_do_not_import_the_checkpoint_module():
+    code = "import sys, seq2seq.vocab, seq2seq.subword; assert 'seq2seq.checkpoint' not in sys.modules; print('ok')"
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr

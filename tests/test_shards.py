@@ -13,7 +13,7 @@ from seq2seq.data import BucketSampler, Encoder, build_vocabs, collate, encode_p
 from seq2seq.errors import DataError
 from seq2seq.shards import open_shards, preprocess, shard_dir
 from seq2seq.rundir import tokenizer_for
-from seq2seq.train import train
+from seq2seq.trainer import train
 
 SRC = [
     "\ufeffThe dog sees you .", "a cat", "", "I love you", "one two three four five six seven eight nine ten eleven",
@@ -115,8 +115,12 @@ def test_preprocess_reports_bad_corpora(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"misaligned corpus: .*train.en has 13 lines but .*train.de has 2"):
         preprocess(cfg, tmp_path / "run", workers=2, quiet=True, chunk_size=4)
     (tmp_path / "train.de").write_bytes(b"\n".join(t.encode() for t in TGT[:5]) + b"\n\xff\n" + b"\n".join(t.encode() for t in TGT[6:]))
-    with pytest.raises(DataError, match=r"train.de:6: not valid UTF-8"):
+    with pytest.raises(DataError) as from_text:
+        load_corpus(cfg.data.train, cfg.data.format, cfg.data.src_lang, cfg.data.tgt_lang, "train")
+    with pytest.raises(DataError) as from_preprocess:
         preprocess(cfg, tmp_path / "run", workers=2, quiet=True, chunk_size=4)
+    offset = len("\n".join(TGT[:5]).encode()) + 1  # of the bad byte, in the file: the same text on both paths
+    assert str(from_preprocess.value) == str(from_text.value) == f"{tmp_path / 'train.de'}:6: not valid UTF-8 (byte 0xff at offset {offset})"
     assert open_shards(tmp_path / "run", cfg) is None  # no header is written for a failed run
 
 
@@ -135,18 +139,17 @@ def test_preprocess_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
 
 
 @pytest.mark.parametrize("block", [1, 3, 1000])
-def test_write_ids_remaps_and_appends_eos_across_blocks(tmp_path: Path, block: int) -> None:
+def test_write_ids_remaps_and_appends_the_end_across_blocks(tmp_path: Path, block: int) -> None:
     import numpy as np
 
+    from seq2seq.data import SOURCE_END
     from seq2seq.shards import write_ids
-    from seq2seq.vocab import EOS
 
     lengths = np.array([2, 0, 3, 1, 4], dtype=np.int64)
     provisional = np.arange(int(lengths.sum()), dtype=np.int32)[::-1].copy()
     provisional.tofile(tmp_path / "p")
     remap = (np.arange(len(provisional), dtype=np.uint16) + 10) * 2
-    write_ids(tmp_path / "p", lengths, remap, tmp_path / "with", append_eos=True, block=block)
-    write_ids(tmp_path / "p", lengths, remap, tmp_path / "without", append_eos=False, block=block)
-    pieces = np.split(remap[provisional], np.cumsum(lengths)[:-1])
-    assert np.fromfile(tmp_path / "without", dtype=np.uint16).tolist() == [i for p in pieces for i in p.tolist()]
-    assert np.fromfile(tmp_path / "with", dtype=np.uint16).tolist() == [i for p in pieces for i in p.tolist() + [EOS]]
+    pieces = [p.tolist() for p in np.split(remap[provisional], np.cumsum(lengths)[:-1])]
+    for end in ((), SOURCE_END, (7, 9)):
+        write_ids(tmp_path / "p", lengths, remap, tmp_path / "out", end, block=block)
+        assert np.fromfile(tmp_path / "out", dtype=np.uint16).tolist() == [i for p in pieces for i in p + list(end)]

@@ -373,7 +373,7 @@ def test_python_api_translates(run: Path) -> None:
 def test_import_seq2seq_is_light_and_train_is_callable_either_way() -> None:
     code = (
         "import sys, seq2seq; assert 'torch' not in sys.modules, 'torch imported'; "
-        "import seq2seq.train; assert callable(seq2seq.train); from seq2seq import Translator; print(Translator.__name__)"
+        "import seq2seq.trainer; assert callable(seq2seq.train); assert seq2seq.train is seq2seq.api.train; from seq2seq import Translator; print(Translator.__name__)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -396,17 +396,20 @@ def test_api_accepts_a_config_a_dict_or_a_yaml_path(tmp_path: Path) -> None:
 
 
 def test_progress_bars_go_to_stderr_and_quiet_turns_them_off(run: Path, capsys) -> None:
-    from seq2seq.search import decode_corpus
+    from dataclasses import replace
+
+    from seq2seq.search import decode
 
     t = seq2seq.Translator.load(run)
     sources = t.encode_sources(["I love you"] * 5)
-    quiet = decode_corpus(t.model, sources, t.device, batch_size=2, progress=False)
+    cfg = replace(t.cfg.decode, batch_size=2)
+    quiet = decode(t.model, sources, cfg, t.device, progress=False)
     out, err = capsys.readouterr()
     assert out == "" and err == ""
-    loud = decode_corpus(t.model, sources, t.device, batch_size=2, progress=True)
+    loud = decode(t.model, sources, cfg, t.device, progress=True)
     out, err = capsys.readouterr()
     assert out == "" and "decoding" in err and "/5 " in err
-    assert [h.ids for h in quiet] == [h.ids for h in loud]
+    assert [n[0].ids for n in quiet] == [n[0].ids for n in loud]
 
 
 # --- help, completion, config reference ---------------------------------------------------------------------
