@@ -6,7 +6,7 @@ the same length-bucketed Multi30k batches of configs/bench_reference.yaml, on th
   keys-per-step    the Bahdanau loop as tutorials write it: every step projects the attention keys, runs the GRU
                    on [embedding; context] and the pre-output and output layers on its own, then one loss
   output-per-step  the same, attention keys projected once per batch
-  reference        seq2seq.model's decoder, Seq2Seq(..., fast_decoder=False): keys projected once, pre-output
+  reference        seq2seq.model's decoder, Seq2Seq(..., fast_decoder=None): keys projected once, pre-output
                    and output layers (and the loss) once over all steps
   fast             seq2seq.extras.fast_decoder's loop, Seq2Seq(..., fast_decoder=True): the GRU written out,
                    the embeddings' input projection for all steps at once, the query fused into the recurrent
@@ -31,11 +31,11 @@ from pathlib import Path
 
 import torch
 
-from seq2seq.bench import padding_fractions
+from seq2seq.extras.bench import padding_fractions
 from seq2seq.config import TrainConfig, load_config
 from seq2seq.data import BucketSampler, Encoder, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
 from seq2seq.device import autocast, resolve_device
-from seq2seq.extras.fast_decoder import pays
+from seq2seq.extras.fast_decoder import bahdanau_steps, pays
 from seq2seq.loss import masked_nll
 from seq2seq.model import Seq2Seq, attend, run_gru
 from seq2seq.tokenizer import Tokenizer
@@ -100,7 +100,7 @@ def main() -> None:
 
     def run(name: str, batches, step, fast_decoder: bool = False) -> dict:
         torch.manual_seed(0)
-        model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab), fast_decoder=fast_decoder).train()
+        model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab), fast_decoder=bahdanau_steps if fast_decoder else None).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
         tensors = [collate([examples[i] for i in batch]) for batch in batches[:n]]
         for b in tensors[:2]:

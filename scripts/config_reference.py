@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Print the config reference (every key, its default, its help and its allowed values) as Markdown.
 
-Generated from the dataclasses in seq2seq/config.py, so the README never drifts from the code:
+Generated from the dataclasses in seq2seq/config.py, so docs/config-reference.md never drifts from the code:
 
     python scripts/config_reference.py                  # print the tables
-    python scripts/config_reference.py --write README.md   # replace the README section between the markers
-    python scripts/config_reference.py --check README.md   # exit 1 when the README section is stale
+    python scripts/config_reference.py --write docs/config-reference.md   # replace the section between the markers
+    python scripts/config_reference.py --check docs/config-reference.md   # exit 1 when the section is stale
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def render() -> str:
 def readme_section(text: str) -> str:
     """The text between the markers (without them)."""
     if START not in text or END not in text:
-        raise ValueError(f"the README lacks the markers {START} and {END}")
+        raise ValueError(f"the file lacks the markers {START} and {END}")
     return text.split(START, 1)[1].split(END, 1)[0]
 
 

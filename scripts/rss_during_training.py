@@ -43,7 +43,7 @@ def child(args: argparse.Namespace) -> None:
     from seq2seq.data import BucketSampler, Encoder, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
     from seq2seq.device import keep_freed_memory, resolve_device, resolve_precision
     from seq2seq.model import Seq2Seq
-    from seq2seq.subword import train_tokenizers
+    from seq2seq.extras.subword import train_tokenizers
     from seq2seq.tokenizer import SUBWORD_LEVELS, Tokenizer
     from seq2seq.trainer import make_optimizer, train_step
 

@@ -13,6 +13,7 @@ import typer
 
 from seq2seq import __version__
 from seq2seq.errors import ConfigError, Seq2SeqError
+from seq2seq.options import BatchOpt, BeamOpt, ConfigOpt, ModelOpt, QuantizeOpt, SetOpt, check_quantize, load_config_arg
 
 # Typer re-exports click's BadParameter (vendored since typer 0.25); find its base classes by name so
 # that this works whichever click it carries.
@@ -29,13 +30,6 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-ConfigOpt = typer.Option(..., "--config", "-c", help="YAML config file.", show_default=False)
-SetOpt = typer.Option(None, "--set", "-s", metavar="SECTION.KEY=VALUE", help="Override a config key (repeatable), e.g. --set train.lr=3e-4.")
-ModelOpt = typer.Option(None, "--model", "-m", help="Run directory or .pt checkpoint [default: the last trained run].", show_default=False)
-BatchOpt = typer.Option(None, "--batch-size", "-b", min=1, help="Sentences per decoding batch [default: decode.batch_size].", show_default=False)
-BeamOpt = typer.Option(None, "--beam", "-k", min=1, help="Beam size; 1 is greedy [default: decode.beam_size].", show_default=False)
-
-
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"seq2seq {__version__}")
@@ -47,12 +41,6 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """Train, evaluate and run GRU encoder-decoder translation models with attention."""
-
-
-def _load_config(config: Path, overrides: Optional[List[str]]):  # noqa: ANN202 (Config, imported lazily)
-    from seq2seq.config import load_config
-
-    return load_config(config, overrides or [])
 
 
 @app.command()
@@ -69,8 +57,8 @@ def train(
     """
     if resume and overwrite:
         raise typer.BadParameter("--resume and --overwrite exclude each other", param_hint="'--resume' / '--overwrite'")
-    cfg = _load_config(config, overrides)  # before importing torch (seconds): a typo fails at once
-    from seq2seq.distributed import is_main
+    cfg = load_config_arg(config, overrides)  # before importing torch (seconds): a typo fails at once
+    from seq2seq.extras.distributed import is_main
     from seq2seq.interrupt import EXIT_CODE, StopRequest, TrainingInterrupted
     from seq2seq.rundir import default_run_dir
     from seq2seq.trainer import train as run_training
@@ -105,7 +93,7 @@ def build_vocab(config: Path = ConfigOpt, overrides: Optional[List[str]] = SetOp
 
     Example: seq2seq build-vocab --config configs/demo.yaml
     """
-    cfg = _load_config(config, overrides)
+    cfg = load_config_arg(config, overrides)
     from seq2seq.rundir import RunFiles, default_run_dir, load_or_build_vocabs
     from seq2seq.trainer import setup_logging
 
@@ -125,6 +113,7 @@ def evaluate(
     ref: Optional[Path] = typer.Option(None, "--ref", help="Reference translations of --src, line by line."),
     beam: Optional[int] = BeamOpt,
     batch_size: Optional[int] = BatchOpt,
+    quantize: Optional[str] = QuantizeOpt,
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the translations to this file."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -141,11 +130,12 @@ def evaluate(
         raise typer.BadParameter("--src and --ref go together", param_hint="'--src' / '--ref'")
     if output is not None:
         _check_output_path(output, "'--output' / '-o'")  # now, not after the decoding
+    check_quantize(quantize)
     resolve_model_path(model)  # a wrong --model fails before torch is imported (seconds)
     from seq2seq.evaluate import evaluate as run_eval, load_split
     from seq2seq.translator import Translator
 
-    t = Translator.load(model)
+    t = Translator.load(model, quantize=quantize)
     pairs = load_split(t.cfg.data, split, src, ref)
     scores = run_eval(
         t.model, pairs, t.src, t.tgt, t.device, t.precision, t.decode_config(beam, batch_size), progress=not quiet
@@ -192,6 +182,7 @@ def translate(
     input_file: Optional[Path] = typer.Option(None, "--input", "-i", help="Translate this file, line by line."),
     batch_size: Optional[int] = BatchOpt,
     beam: Optional[int] = BeamOpt,
+    quantize: Optional[str] = QuantizeOpt,
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON object per line: input, output, score, tokens (and the attention with --attention)."
     ),
@@ -226,7 +217,7 @@ def translate(
 
     attention_file = None if attention in (None, "-") else Path(attention)
     if attention_file is not None:
-        from seq2seq.plot import check_image_path, pyplot
+        from seq2seq.extras.plot import check_image_path, pyplot
 
         check_image_path(attention_file)
         pyplot()  # no matplotlib: say so before loading the model
@@ -237,13 +228,13 @@ def translate(
     if nbest > 1 and attention is not None:
         raise typer.BadParameter("--attention shows one translation per input; leave out --nbest", param_hint="'--nbest'")
     resolve_model_path(model)  # the cheap checks first: importing torch takes seconds
-    from seq2seq.results import TranslateOptions
+    from seq2seq.extras.results import TranslateOptions
     from seq2seq.translator import Translator
 
-    t = Translator.load(model)
+    t = Translator.load(model, quantize=quantize)
     options = TranslateOptions(beam, batch_size, nbest, as_json, attention_file, attention == "-", quiet)
     if interactive:
-        from seq2seq.interactive import prompt_loop
+        from seq2seq.extras.interactive import prompt_loop
 
         d = t.cfg.data
         banner = "" if quiet else f"seq2seq {__version__}: {t.path} ({d.src_lang} -> {d.tgt_lang}). Type a sentence; :q or Ctrl-D quits."
@@ -255,7 +246,7 @@ def translate(
 
 def _emit(t, lines: list[str], options, progress: bool) -> None:  # noqa: ANN001 (Translator, TranslateOptions: imported lazily)
     """Translate `lines` and print them on stdout (n-best blocks when options.nbest > 1); heatmaps go to images or stderr."""
-    from seq2seq.results import attention_image_path, nbest_blocks, save_attention_plot, terminal_heatmap, translate_results
+    from seq2seq.extras.results import attention_image_path, nbest_blocks, save_attention_plot, terminal_heatmap, translate_results
 
     if options.nbest > 1:
         sys.stdout.write("".join(nbest_blocks(t, lines, options)))
@@ -277,165 +268,9 @@ def _emit(t, lines: list[str], options, progress: bool) -> None:  # noqa: ANN001
     sys.stdout.flush()
 
 
-@app.command()
-def info(
-    model: Optional[str] = ModelOpt,
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
-) -> None:
-    """Describe a checkpoint: architecture, parameters, vocabularies, training steps and time, best val BLEU, config.
+from seq2seq.extras import commands  # noqa: E402 (the optional parts' commands, after the core's)
 
-    Example: seq2seq info --model runs/demo
-    """
-    from seq2seq.checkpoint import resolve_model_path
-    from seq2seq.info import describe, format_info
-
-    summary = describe(resolve_model_path(model))
-    typer.echo(json.dumps(summary) if as_json else format_info(summary))
-
-
-@app.command()
-def serve(
-    model: Optional[str] = ModelOpt,
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; 0.0.0.0 reaches other machines (no authentication)."),
-    port: int = typer.Option(5000, "--port", "-p", min=0, max=65535, help="Port to listen on; 0 picks a free one (printed)."),
-    beam: Optional[int] = typer.Option(
-        None, "--beam", "-k", min=1, help="Beam of requests that name none; 1 is greedy [default: decode.beam_size].", show_default=False
-    ),
-    max_batch: Optional[int] = typer.Option(
-        None, "--max-batch", min=1, help="Most sentences per decoding batch, gathered across requests [default: decode.batch_size].",
-        show_default=False,
-    ),
-    quantize: Optional[str] = typer.Option(None, "--quantize", metavar="int8", help="Decode with int8 weights.", show_default=False),
-) -> None:
-    """Serve the model over HTTP until Ctrl-C or SIGTERM (needs the serve extra: pip install 'seq2seq[serve]').
-
-    OpenNMT-py's REST API (POST /translator/translate), a plain one (POST /translate, GET /health) and a
-    page with the attention at /. Sentences of concurrent requests are decoded together. One line per
-    request goes to stderr; on a stop signal the requests in flight finish, then it exits 0.
-
-    \b
-    Example:
-      seq2seq serve --model runs/demo --port 5000
-      curl -s localhost:5000/translate -d '{"text": ["I love you"]}'
-    """
-    from seq2seq.checkpoint import resolve_model_path
-    from seq2seq.extras.serve import QUANTIZE_CHOICES, require_extra, serve as run_server
-
-    if quantize is not None and quantize not in QUANTIZE_CHOICES:
-        raise typer.BadParameter(f"{quantize!r} is not one of {', '.join(QUANTIZE_CHOICES)}", param_hint="'--quantize'")
-    require_extra()
-    resolve_model_path(model)  # the cheap checks first: importing torch takes seconds
-    run_server(model, host, port, beam, max_batch, quantize)
-
-
-plot_app = typer.Typer(
-    help="Draw pictures of a run (needs the plot extra: pip install 'seq2seq[plot]').\n\nExample: seq2seq plot curves --model runs/demo",
-    no_args_is_help=True,
-)
-app.add_typer(plot_app, name="plot")
-
-
-@plot_app.command("curves")
-def plot_curves(
-    model: Optional[str] = typer.Option(
-        None, "--model", "-m", help="Run directory (or a .pt file in it) [default: the last trained run].", show_default=False
-    ),
-    output: Optional[Path] = typer.Option(
-        None, "--output", "-o", help="Image to write (.png, .svg or .pdf) [default: RUN_DIR/curves.png].", show_default=False
-    ),
-) -> None:
-    """Plot train / validation loss and validation BLEU and chrF against the step, from the run's metrics.jsonl.
-
-    Example: seq2seq plot curves --model runs/demo -o curves.png
-    """
-    from seq2seq.checkpoint import resolve_model_path
-    from seq2seq.metrics import read_metrics
-    from seq2seq.plot import check_image_path, plot_curves as draw_curves, pyplot
-
-    run_dir = Path(model) if model is not None and Path(model).is_dir() else resolve_model_path(model).parent
-    path = output if output is not None else run_dir / "curves.png"
-    check_image_path(path)
-    records = read_metrics(run_dir / "metrics.jsonl")
-    pyplot()
-    draw_curves(records, path, f"{run_dir.resolve().name}: {max(r['step'] for r in records) if records else 0} steps")
-    typer.echo(f"curves: {path}", err=True)
-
-
-@app.command()
-def bench(
-    config: Path = ConfigOpt,
-    overrides: Optional[List[str]] = SetOpt,
-    steps: int = typer.Option(30, "--steps", min=1, help="Timed training steps (after the warm-up)."),
-    warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed training steps first."),
-    sentences: int = typer.Option(1000, "--sentences", min=1, help="Sentences of the test (else valid) corpus to decode."),
-    model: Optional[Path] = typer.Option(
-        None, "--model", "-m", show_default=False,
-        help="Decode with this trained run directory or checkpoint (its own tokenizer) instead of the briefly trained model, whose outputs run long.",
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
-) -> None:
-    """Measure training tokens/s, padding, MFU, decoding speed (greedy, beam 5) and peak memory; writes nothing.
-
-    Example: seq2seq bench --config configs/bench_reference.yaml --set train.precision=bf16 --json
-    """
-    from seq2seq.bench import format_table, run_bench
-
-    result = run_bench(_load_config(config, overrides), steps=steps, warmup=warmup, decode_sentences=sentences, decode_model=model)
-    typer.echo(json.dumps(result) if as_json else format_table(result))
-
-
-@app.command()
-def preprocess(
-    config: Path = ConfigOpt,
-    overrides: Optional[List[str]] = SetOpt,
-    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="Tokenizing processes [default: all cores].", show_default=False),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info lines."),
-) -> None:
-    """Tokenize the training corpus once into binary shards in RUN_DIR/bin/; train then reads them from disk.
-
-    For corpora larger than memory: training memory no longer grows with the corpus. Builds the
-    vocabularies too when the run directory has none. Example: seq2seq preprocess --config configs/demo.yaml
-    """
-    from seq2seq.shards import preprocess as run_preprocess
-    from seq2seq.rundir import default_run_dir
-    from seq2seq.trainer import setup_logging
-
-    cfg = _load_config(config, overrides)
-    setup_logging(None, quiet)
-    result = run_preprocess(cfg, default_run_dir(cfg, config), workers=workers, quiet=quiet)
-    typer.echo(
-        f"{result.root}: {result.n_examples} examples of {result.n_pairs} pairs, "
-        f"{result.src_tokens} + {result.tgt_tokens} tokens in {result.seconds:.1f} s",
-        err=True,
-    )
-
-
-@app.command()
-def average(
-    models: List[str] = typer.Option(
-        ..., "--model", "-m", help="A run directory (its kept ckpt-STEP.pt files) or .pt checkpoints (repeat --model).",
-        show_default=False,
-    ),
-    output: Optional[Path] = typer.Option(
-        None, "--output", "-o", help="Where to write the averaged checkpoint [default: RUN_DIR/averaged.pt].", show_default=False
-    ),
-) -> None:
-    """Average the weights of a run's k best checkpoints (train.keep_best: k) into one checkpoint.
-
-    Example: seq2seq average --model runs/multi30k_de_en && seq2seq eval --model runs/multi30k_de_en/averaged.pt --beam 5
-    """
-    from seq2seq.average import average_checkpoints, kept_checkpoints
-
-    paths: list[Path] = []
-    for model in models:
-        path = Path(model)
-        paths.extend(kept_checkpoints(path) if path.is_dir() else [path])
-    if output is None:
-        if len(models) != 1 or not Path(models[0]).is_dir():
-            raise typer.BadParameter("give --output when averaging checkpoint files", param_hint="'--output'")
-        output = Path(models[0]) / "averaged.pt"
-    average_checkpoints(paths).write(output)
-    typer.echo(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {output}", err=True)
+commands.register(app)
 
 
 def main() -> None:

@@ -123,6 +123,10 @@ class DecodeConfig:
     length_penalty: float = _opt(1.0, "beam search: GNMT length penalty alpha; hypotheses rank by log-prob / ((5 + len) / 6) ** alpha", min=0.0)
     min_len: int = _opt(0, "no <eos> before this many output tokens", min=0)
     max_src_len: int = _opt(250, "`translate` truncates longer inputs to this many tokens, with a warning", min=1)
+    quantize: str = _opt(
+        "none", "`int8`: decode on the CPU with int8 weights (linear layers and GRUs, applied at load time; "
+        "the checkpoint is unchanged), `none`: the trained weights as they are", choices=("none", "int8"),
+    )
 
 
 @dataclass(frozen=True)
@@ -312,6 +316,12 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Confi
         if path is not None and not message.startswith(str(path)):
             raise ConfigError(f"{path}: {message}") from None
         raise
+
+
+def choices(section: str, key: str) -> tuple[str, ...]:
+    """The valid values of a key that takes a fixed set, e.g. choices("decode", "quantize")."""
+    fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+    return tuple(fields[key].metadata["choices"])
 
 
 def dump_config(cfg: Config) -> str:

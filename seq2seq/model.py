@@ -7,12 +7,13 @@ L decoder layers, V vocabulary.
 
 This is the reference model, written as a textbook writes it. The one optimisation a reader would not
 write, a faster Bahdanau training loop, lives in `seq2seq.extras.fast_decoder` (tested equal to
-`Decoder._bahdanau_steps` here) and runs only when asked for (`Seq2Seq(..., fast_decoder=True)`).
+`Decoder._bahdanau_steps` here) and runs only when the caller hands it in (`Seq2Seq(..., fast_decoder=loop)`);
+this module never imports it.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -208,12 +209,12 @@ class Decoder(nn.Module):
         return h.view(-1, self.num_layers, self.hidden_size).transpose(0, 1).contiguous()  # (L, B, H)
 
     def forward(
-        self, tgt_in: torch.Tensor, enc: EncoderOutput, hidden: torch.Tensor, fast: bool = False
+        self, tgt_in: torch.Tensor, enc: EncoderOutput, hidden: torch.Tensor, loop: Optional["BahdanauLoop"] = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced pass. tgt_in (B, T), hidden (L, B, H) -> pre-output (B, T, O), hidden (L, B, H), attention (B, T, S).
 
-        `fast`: run the Bahdanau loop of `seq2seq.extras.fast_decoder` (same values and gradients) instead of
-        the reference loop below; Luong has a single path.
+        `loop`: another Bahdanau loop with the reference's signature and results (`seq2seq.extras.fast_decoder.
+        bahdanau_steps`: same values and gradients) instead of the reference `_bahdanau_steps`; Luong has one path.
         """
         emb = self.dropout(self.embed(tgt_in))  # (B, T, E)
         if self.style == "luong":
@@ -221,12 +222,7 @@ class Decoder(nn.Module):
             out = self.hidden_dropout(out)
             context, weights = attend(self.attention, out, enc.keys, enc.states, enc.src_pad_mask)
             return self._pre_output(out, context, emb), hidden, weights
-        if fast:
-            from seq2seq.extras.fast_decoder import bahdanau_steps  # optional, so imported only when asked for
-
-            out, context, hidden, weights = bahdanau_steps(self, emb, enc, hidden)
-        else:
-            out, context, hidden, weights = self._bahdanau_steps(emb, enc, hidden)
+        out, context, hidden, weights = (loop or Decoder._bahdanau_steps)(self, emb, enc, hidden)
         return self._pre_output(self.hidden_dropout(out), context, emb), hidden, weights
 
     def step(
@@ -269,16 +265,23 @@ class Decoder(nn.Module):
         return self.output_dropout(torch.tanh(self.pre_output(torch.cat(parts, dim=-1))))  # (B, T, O)
 
 
+# A teacher-forced Bahdanau loop: (decoder, emb (B, T, E), enc, hidden (L, B, H)) ->
+# (GRU outputs (B, T, H), contexts (B, T, D), last hidden (L, B, H), attention (B, T, S)); see Decoder._bahdanau_steps.
+BahdanauLoop = Callable[[Decoder, torch.Tensor, EncoderOutput, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
 class Seq2Seq(nn.Module):
     """encode(src) -> EncoderOutput; decode_step(prev, enc, hidden) -> logits; forward = teacher-forced logits.
 
-    `fast_decoder` (a plain attribute, not part of the state_dict): with Bahdanau attention, the
-    teacher-forced pass of `forward` runs `seq2seq.extras.fast_decoder`'s loop instead of the reference one;
-    same values and gradients, faster where `seq2seq.extras.fast_decoder.pays` says so. Decoding
-    (`decode_step`) always runs the reference path.
+    `fast_decoder` (a plain attribute, not part of the state_dict; None: the reference): a Bahdanau loop that
+    the teacher-forced pass of `forward` runs instead of the reference one, e.g.
+    `seq2seq.extras.fast_decoder.bahdanau_steps` (same values and gradients, faster where its `pays` says so).
+    Decoding (`decode_step`) always runs the reference path.
     """
 
-    def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, fast_decoder: bool = False):
+    def __init__(
+        self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, fast_decoder: Optional["BahdanauLoop"] = None
+    ):
         super().__init__()
         self.cfg = cfg
         self.fast_decoder = fast_decoder
@@ -312,7 +315,7 @@ class Seq2Seq(nn.Module):
         """
         enc = self.encode(src, src_lengths)
         if teacher_forcing_ratio >= 1.0:
-            pre, _, _ = self.decoder(tgt_in, enc, enc.hidden, fast=self.fast_decoder)  # (B, T, O)
+            pre, _, _ = self.decoder(tgt_in, enc, enc.hidden, loop=self.fast_decoder)  # (B, T, O)
             return self.output(pre)  # (B, T, V), one projection over all steps
         hidden, prev, logits = enc.hidden, tgt_in[:, 0], []
         for t in range(tgt_in.size(1)):

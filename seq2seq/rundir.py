@@ -73,7 +73,7 @@ def load_or_build_tokenizers(
 ) -> tuple[Tokenizer, Tokenizer]:
     """Source and target tokenizers; subword levels read (or, given `train_pairs`, train) RUN_DIR/sentencepiece/."""
     if cfg.data.level in SUBWORD_LEVELS:
-        from seq2seq import subword
+        from seq2seq.extras import subword
 
         return subword.load_or_train(cfg.data, files.root, train_pairs)
     tokenizer = tokenizer_for(cfg)
@@ -131,7 +131,8 @@ def prepare_run_dir(files: RunFiles, cfg: Config, resume: bool, overwrite: bool)
         return
     if files.last.exists() or files.best.exists():
         raise ConfigError(
-            f"{files.root} already holds a trained run: add --resume to continue it or --overwrite to start again"
+            f"{files.root} already holds a trained run: add --resume to continue it or --overwrite to start again "
+            "(in Python: resume=True / overwrite=True)"
         )
     if files.config.exists() and not same_run(files, cfg):
         raise ConfigError(f"{files.root} holds another run's config ({files.config}): use --overwrite or another train.run_dir")

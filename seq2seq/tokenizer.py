@@ -9,7 +9,7 @@ written as the token `<￭>` so that even it survives the round trip.
 `char` level: one token per character, a space being the token " ".
 
 `bpe` / `unigram` levels: sentencepiece subwords ("▁Hello", ",", "▁world", "."), the model trained on the
-training data by seq2seq.subword and carried by the Tokenizer itself (its serialized bytes), so a checkpoint
+training data by seq2seq.extras.subword and carried by the Tokenizer itself (its serialized bytes), so a checkpoint
 tokenizes exactly as in training. Identity normalization and byte fallback make the decode exact; a literal
 `▁` (sentencepiece's space mark) is escaped before encoding (see `sp_escape`).
 

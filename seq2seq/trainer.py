@@ -19,23 +19,24 @@ from typing import Any, Sequence
 import torch
 from tqdm import tqdm
 
-from seq2seq import distributed, shards
+from seq2seq.extras import distributed, shards
 from seq2seq.checkpoint import Checkpoint, record_default_model
 from seq2seq.config import Config, TrainConfig, dump_config
 from seq2seq.data import Batch, BucketSampler, Encoder, Pair, collate, encode_pairs, example_lengths, load_corpus
 from seq2seq.device import autocast, choose_precision, keep_freed_memory, resolve_device, resolve_precision
 from seq2seq.errors import DataError
 from seq2seq.evaluate import evaluate
+from seq2seq.extras.fast_decoder import bahdanau_steps, pays
 from seq2seq.files import atomic_write_text
 from seq2seq.interrupt import StopRequest, TrainingInterrupted
 from seq2seq.loss import masked_nll
-from seq2seq.metrics import MetricsLogger
+from seq2seq.extras.metrics import MetricsLogger
 from seq2seq.model import Seq2Seq, count_parameters
 from seq2seq.resume import restore
 from seq2seq.rundir import (
     RunFiles, ensure_dir, load_or_build_tokenizers, load_or_build_vocabs, prepare_run_dir, remove_stale_run_files,
 )
-from seq2seq.schedule import EarlyStopping, LRSchedule
+from seq2seq.extras.schedule import EarlyStopping, LRSchedule
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.vocab import Vocab
 
@@ -195,7 +196,9 @@ class Trainer:
 
     def _build_model(self, resume: bool) -> None:
         t = self.t
-        self.model = Seq2Seq(self.cfg.model, len(self.src_vocab), len(self.tgt_vocab)).to(self.device)
+        fast = pays(self.device, self.precision)  # the written rule: where the fast Bahdanau loop measurably pays
+        self.model = Seq2Seq(self.cfg.model, len(self.src_vocab), len(self.tgt_vocab), fast_decoder=bahdanau_steps if fast else None)
+        self.model.to(self.device)
         self.optimizer = make_optimizer(self.model, t)
         planned_steps = t.epochs * len(self.sampler.batches(0))
         self.schedule = LRSchedule.from_config(t, min(planned_steps, t.max_steps or planned_steps))
@@ -219,6 +222,8 @@ class Trainer:
             self.cfg.model.attention, count_parameters(self.model), len(self.examples), self.device, self.precision, self.files.root,
         )
         log.info("precision %s: %s", self.precision, choose_precision(t.precision, self.device).reason)
+        if self.cfg.model.attention == "bahdanau":
+            log.info("decoder loop: %s", "fast (extras/fast_decoder.py)" if self.model.fast_decoder else "reference (model.py)")
         if self.dist.enabled:
             log.info("distributed: %d processes, each update takes one batch from each", self.dist.world_size)
 

@@ -17,6 +17,7 @@ import torch
 
 from seq2seq.checkpoint import Checkpoint, resolve_model_path
 from seq2seq.config import Config, DecodeConfig
+from seq2seq.config import replace as config_replace
 from seq2seq.data import Encoder, with_source_end
 from seq2seq.device import autocast, resolve_device, resolve_precision
 from seq2seq.errors import ConfigError
@@ -40,25 +41,36 @@ class Translator:
     checkpoint: Checkpoint | None  # decoding_only(), its weights the model's own (no second copy); None: built in memory
 
     @classmethod
-    def load(cls, model: str | Path | None = None, device: str = "auto", precision: str | None = None) -> "Translator":
+    def load(
+        cls, model: str | Path | None = None, device: str = "auto", precision: str | None = None, quantize: str | None = None
+    ) -> "Translator":
         """Load a run directory or .pt file (None: the last trained run) for decoding.
 
-        `device`: auto, cpu or cuda; `precision` None: the checkpoint's train.precision, resolved for the device.
+        `device`: auto, cpu or cuda; `precision` None: the checkpoint's train.precision, resolved for the device;
+        `quantize` None: the checkpoint's decode.quantize (none | int8: int8 weights on the CPU, decoding in fp32).
         """
         path = resolve_model_path(model)
-        return cls.from_checkpoint(Checkpoint.read(path), device, precision)
+        return cls.from_checkpoint(Checkpoint.read(path), device, precision, quantize)
 
     @classmethod
-    def from_checkpoint(cls, ckpt: Checkpoint, device: str, precision: str | None) -> "Translator":
-        """A Translator for a checkpoint already read (see `load` for `device` and `precision`)."""
+    def from_checkpoint(
+        cls, ckpt: Checkpoint, device: str, precision: str | None, quantize: str | None = None
+    ) -> "Translator":
+        """A Translator for a checkpoint already read (see `load` for `device`, `precision` and `quantize`)."""
         dev = resolve_device(device)
-        prec = resolve_precision(precision or ckpt.config.train.precision, dev)
-        net = ckpt.build_model()
-        # (a `quantize` step would go here: on the CPU model, before it moves to `dev`)
-        net = net.to(dev)
+        cfg = ckpt.config
+        if quantize is not None and quantize != cfg.decode.quantize:
+            cfg = config_replace(cfg, "decode", quantize=quantize)
+        net = ckpt.build_model().to(dev)
         kept = dataclasses.replace(ckpt.decoding_only(), weights=net.state_dict())  # the model's tensors, not a copy
+        if cfg.decode.quantize != "none":
+            from seq2seq.extras.quantize import quantize_for_decoding
+
+            net = quantize_for_decoding(net, cfg.decode.quantize, dev)
+            precision = "fp32"  # int8 matmuls with fp32 activations; bf16 autocast has nothing left to do
+        prec = resolve_precision(precision or cfg.train.precision, dev)
         src, tgt = Encoder(ckpt.src_tokenizer, ckpt.src_vocab), Encoder(ckpt.tgt_tokenizer, ckpt.tgt_vocab)
-        return cls(ckpt.config, net, src, tgt, dev, prec, ckpt.path or Path("checkpoint"), kept)
+        return cls(cfg, net, src, tgt, dev, prec, ckpt.path or Path("checkpoint"), kept)
 
     def decode_config(self, beam_size: int | None = None, batch_size: int | None = None) -> DecodeConfig:
         """The model's decode config with the per-call choices a user made (--beam, --batch-size); None keeps it."""

@@ -13,13 +13,13 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import tiny_model, toy_pairs, write_corpus
-from seq2seq.average import average_checkpoints, kept_checkpoints
+from seq2seq.extras.average import average_checkpoints, kept_checkpoints
 from seq2seq.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from seq2seq.cli import app
 from seq2seq.config import Config, ModelConfig, config_from_dict, config_to_dict
 from seq2seq.errors import CheckpointError
 from seq2seq.model import Seq2Seq
-from seq2seq.schedule import LRSchedule
+from seq2seq.extras.schedule import LRSchedule
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.trainer import train
 from seq2seq.evaluate import evaluate

@@ -13,7 +13,7 @@ import torch
 
 from seq2seq.config import load_config
 from seq2seq.data import BucketSampler, Encoder, collate, encode_pairs, example_lengths, load_corpus
-from seq2seq.distributed import DistContext, global_loss, rescale_position
+from seq2seq.extras.distributed import DistContext, global_loss, rescale_position
 from seq2seq.loss import masked_nll
 from seq2seq.model import Seq2Seq
 from seq2seq.rundir import tokenizer_for

@@ -11,6 +11,7 @@ import torch
 from seq2seq.data import collate, pad
 from seq2seq.loss import masked_nll
 from seq2seq.config import ModelConfig
+from seq2seq.extras.fast_decoder import bahdanau_steps
 from seq2seq.model import Seq2Seq, count_parameters
 from seq2seq.search import greedy_search
 from tests.conftest import random_examples, tiny_model
@@ -26,7 +27,7 @@ def test_every_option_runs_forward_and_backward(path, bidirectional, layers, tie
         0, attention=path.split("-")[0], bidirectional=bidirectional, enc_layers=layers, dec_layers=layers,
         tie_embeddings=tie, dropout=0.2,
     ).train()
-    model.fast_decoder = path.endswith("-fast")
+    model.fast_decoder = bahdanau_steps if path.endswith("-fast") else None
     b = collate(random_examples(5, 1))
     logits = model(b.src, b.src_lengths, b.tgt_in, teacher_forcing_ratio=tf_ratio)
     assert logits.shape == (*b.tgt_in.shape, model.output.out_features)
@@ -77,7 +78,7 @@ OLD_STATE_DICT = {
 @pytest.mark.parametrize("fast_decoder", [False, True])
 def test_parameter_names_and_shapes_are_those_old_checkpoints_hold(name, fast_decoder):
     options, recorded = OLD_STATE_DICT[name]
-    model = Seq2Seq(ModelConfig(emb_size=4, hidden_size=6, **options), 7, 9, fast_decoder=fast_decoder)
+    model = Seq2Seq(ModelConfig(emb_size=4, hidden_size=6, **options), 7, 9, fast_decoder=bahdanau_steps if fast_decoder else None)
     state = model.state_dict()
     assert {k: tuple(v.shape) for k, v in state.items()} == recorded  # insertion order aside
     old = {k: torch.randn(shape) for k, shape in recorded.items()}

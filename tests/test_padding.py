@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from seq2seq.data import collate, pad
+from seq2seq.extras.fast_decoder import bahdanau_steps
 from seq2seq.loss import masked_nll
 from seq2seq.search import beam_search, greedy_search
 from tests.conftest import random_examples, tiny_model
@@ -28,7 +29,7 @@ def model_for(seed: int, options: dict):
     """A tiny model with `options`; `fast_decoder` is the model's attribute, the rest its config."""
     config = {k: v for k, v in options.items() if k != "fast_decoder"}
     model = tiny_model(seed, **config)
-    model.fast_decoder = options.get("fast_decoder", False)
+    model.fast_decoder = bahdanau_steps if options.get("fast_decoder") else None
     return model
 
 
@@ -100,7 +101,7 @@ def test_attention_on_pads_is_exactly_zero(options):
     b = collate(random_examples(8, 5))
     with torch.no_grad():
         enc = model.encode(b.src, b.src_lengths)
-        _, _, weights = model.decoder(b.tgt_in, enc, enc.hidden, fast=model.fast_decoder)  # (B, T, S)
+        _, _, weights = model.decoder(b.tgt_in, enc, enc.hidden, loop=model.fast_decoder)  # (B, T, S)
     pad_mask = torch.arange(b.src.size(1))[None, :] >= b.src_lengths[:, None]  # (B, S)
     assert pad_mask.any()
     assert torch.equal(weights.masked_select(pad_mask[:, None, :].expand_as(weights)), torch.zeros(int(pad_mask.sum()) * weights.size(1)))

@@ -124,6 +124,7 @@ def test_killed_at_random_moments_and_resumed_ends_bitwise_equal(tmp_path, monke
             resume_command = shlex.split(last_line.split("resume with: ", 1)[1])[2:]  # drop "seq2seq train"
             resume_command = ["train", *resume_command]
             assert "--resume" in resume_command
+            assert last_line in (run / "train.log").read_text(encoding="utf-8")  # the log keeps it too
             # the signal's step was saved: nothing is lost
             assert saved_step(run / "last.pt") > before
     assert saved_step(run / "last.pt") < saved_step(tmp_path / "reference" / "last.pt"), "the kills came too late"
@@ -225,3 +226,16 @@ def test_save_every_writes_last_pt_between_validations(tmp_path, monkeypatch):
     monkeypatch.setattr(Checkpoint, "write", spy)
     train_in_process(config, run)
     assert saved == [2, 4, 5]  # every 2 updates, then at the end-of-epoch validation (5 batches)
+
+
+@pytest.mark.parametrize("key", ["data.train", "data.valid"])
+def test_a_wrong_data_path_leaves_no_run_directory(tmp_path, key):
+    from seq2seq.config import load_config as load
+    from seq2seq.errors import DataError
+
+    config = write_tiny_setup(tmp_path, epochs=1)
+    run = tmp_path / "never"
+    with pytest.raises(DataError, match="file not found"):
+        train(load(config, [f"{key}={tmp_path / 'missing'}"]), run, quiet=True)
+    assert not run.exists()
+

@@ -253,6 +253,6 @@ def test_weights_that_do_not_fit_the_config_fail_when_the_model_is_built(tmp_pat
 
 
 def test_low_modules_do_not_import_the_checkpoint_module():
-    code = "import sys, seq2seq.vocab, seq2seq.subword; assert 'seq2seq.checkpoint' not in sys.modules; print('ok')"
+    code = "import sys, seq2seq.vocab, seq2seq.extras.subword; assert 'seq2seq.checkpoint' not in sys.modules; print('ok')"
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr

@@ -11,7 +11,7 @@ import torch
 from seq2seq.config import load_config
 from seq2seq.data import BucketSampler, Encoder, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
 from seq2seq.errors import DataError
-from seq2seq.shards import open_shards, preprocess, shard_dir
+from seq2seq.extras.shards import open_shards, preprocess, shard_dir
 from seq2seq.rundir import tokenizer_for
 from seq2seq.trainer import train
 
@@ -143,7 +143,7 @@ def test_write_ids_remaps_and_appends_the_end_across_blocks(tmp_path: Path, bloc
     import numpy as np
 
     from seq2seq.data import SOURCE_END
-    from seq2seq.shards import write_ids
+    from seq2seq.extras.shards import write_ids
 
     lengths = np.array([2, 0, 3, 1, 4], dtype=np.int64)
     provisional = np.arange(int(lengths.sum()), dtype=np.int32)[::-1].copy()

@@ -7,9 +7,10 @@ import itertools
 import pytest
 import torch
 
-from seq2seq.bench import flop_counts
+from seq2seq.extras.bench import flop_counts
 from seq2seq.config import ModelConfig
 from seq2seq.data import collate
+from seq2seq.extras.fast_decoder import bahdanau_steps
 from tests.conftest import random_examples, tiny_model
 
 
@@ -20,7 +21,7 @@ FAST_CASES = list(itertools.product([1, 2], [True, False], [False, True]))
 def _pass(model, b):
     """Teacher-forced pre-output (B, T, O), last hidden (L, B, H), attention (B, T, S) and logits (B, T, V)."""
     enc = model.encode(b.src, b.src_lengths)
-    pre, hidden, weights = model.decoder(b.tgt_in, enc, enc.hidden, fast=model.fast_decoder)
+    pre, hidden, weights = model.decoder(b.tgt_in, enc, enc.hidden, loop=model.fast_decoder)
     return pre, hidden, weights, model.output(pre)
 
 
@@ -34,7 +35,7 @@ def test_fast_bahdanau_loop_matches_the_reference_in_values_and_every_gradient(l
     b = collate(random_examples(6, 2))
     outputs, grads = [], []
     for fast in (False, True):
-        model.fast_decoder = fast
+        model.fast_decoder = bahdanau_steps if fast else None
         model.zero_grad()
         out = _pass(model, b)
         (out[-1].log_softmax(-1)[..., 3] * (b.tgt_out != 0)).sum().backward()
@@ -54,7 +55,7 @@ def test_fast_bahdanau_loop_matches_the_reference_under_bf16_autocast():
     b = collate(random_examples(5, 3))
     logits, grads = [], []
     for fast in (False, True):
-        model.fast_decoder = fast
+        model.fast_decoder = bahdanau_steps if fast else None
         model.zero_grad()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = model(b.src, b.src_lengths, b.tgt_in)
@@ -106,7 +107,7 @@ def test_the_fast_loop_is_chosen_only_where_it_was_measured_to_pay(monkeypatch):
 @pytest.mark.parametrize("attention, fast", [("bahdanau", False), ("bahdanau", True), ("luong", False)])
 def test_teacher_forced_pass_matches_step_by_step_decoding(attention, fast):
     model = tiny_model(1, attention=attention, dec_layers=2)
-    model.fast_decoder = fast
+    model.fast_decoder = bahdanau_steps if fast else None
     b = collate(random_examples(5, 1))
     with torch.no_grad():
         full = model(b.src, b.src_lengths, b.tgt_in)
@@ -155,7 +156,7 @@ def test_bf16_training_still_learns():
 
 
 def test_bench_runs_on_the_toy_config_and_reports_every_field(tmp_path):
-    from seq2seq.bench import format_table, run_bench
+    from seq2seq.extras.bench import format_table, run_bench
     from seq2seq.config import load_config
     from tests.conftest import ROOT, TOY
 
@@ -184,12 +185,12 @@ def test_bench_runs_on_the_toy_config_and_reports_every_field(tmp_path):
 
 def test_bench_measures_nothing_in_emulated_bf16(monkeypatch):
     from seq2seq import device
-    from seq2seq.bench import format_table, run_bench
+    from seq2seq.extras.bench import format_table, run_bench
     from seq2seq.config import load_config
     from tests.conftest import ROOT, TOY
 
     monkeypatch.setattr(device, "cpu_capabilities", lambda: {"cpu_name": "Some AVX2 CPU", "capability": "AVX2", "avx512_bf16": False, "amx_bf16": False})
-    monkeypatch.setattr("seq2seq.bench.cpu_capabilities", device.cpu_capabilities)
+    monkeypatch.setattr("seq2seq.extras.bench.cpu_capabilities", device.cpu_capabilities)
     device._warn_emulated_bf16.cache_clear()
     overrides = [f"data.{k}={TOY / v}" for k, v in (("train", "train"), ("valid", "val"), ("test", "test"))]
     cfg = load_config(ROOT / "configs" / "demo.yaml", overrides + ["train.precision=bf16", "train.device=cpu"])
@@ -201,7 +202,7 @@ def test_bench_measures_nothing_in_emulated_bf16(monkeypatch):
 
 
 def test_bench_decodes_with_a_trained_model_when_given_one(tiny_run):
-    from seq2seq.bench import format_table, run_bench
+    from seq2seq.extras.bench import format_table, run_bench
     from seq2seq.config import load_config
 
     cfg = load_config(tiny_run / "tiny.yaml", ["train.max_tokens=600"])

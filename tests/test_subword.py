@@ -12,7 +12,7 @@ from tests.conftest import toy_pairs
 from seq2seq.config import DataConfig
 from seq2seq.data import build_vocabs
 from seq2seq.errors import ConfigError
-from seq2seq.subword import load_or_train, model_paths, train_sentencepiece
+from seq2seq.extras.subword import load_or_train, model_paths, train_sentencepiece
 from seq2seq.tokenizer import Tokenizer, normalize
 from seq2seq.vocab import SPECIALS, UNK
 

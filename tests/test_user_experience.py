@@ -22,8 +22,8 @@ import seq2seq
 from seq2seq.cli import main
 from seq2seq.config import SECTIONS, Config, load_config
 from seq2seq.errors import ConfigError
-from seq2seq.metrics import MetricsLogger, read_metrics
-from seq2seq.results import SHADES, Result, terminal_heatmap
+from seq2seq.extras.metrics import MetricsLogger, read_metrics
+from seq2seq.extras.results import SHADES, Result, terminal_heatmap
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -165,7 +165,7 @@ def test_tensorboard_without_the_extra_says_how_to_install(tmp_path: Path, monke
 
 @needs_matplotlib
 def test_plot_curves_writes_a_png_of_the_expected_size(run: Path, tmp_path: Path, capsys, monkeypatch) -> None:
-    from seq2seq.plot import CURVES_SIZE, DPI
+    from seq2seq.extras.plot import CURVES_SIZE, DPI
 
     out = tmp_path / "curves.png"
     code, stdout, stderr = cli(capsys, monkeypatch, "plot", "curves", "--model", str(run), "-o", str(out))
@@ -186,7 +186,7 @@ def test_plot_curves_without_metrics_is_a_one_line_error(tmp_path: Path, capsys,
 
 @needs_matplotlib
 def test_attention_png_has_tokens_sized_axes(run: Path, tmp_path: Path, capsys, monkeypatch) -> None:
-    from seq2seq.plot import DPI, attention_size
+    from seq2seq.extras.plot import DPI, attention_size
 
     out = tmp_path / "a.png"
     code, stdout, stderr = cli(
@@ -318,7 +318,7 @@ def test_interactive_prompt_in_a_pseudo_terminal(run: Path, tmp_path: Path) -> N
 
 
 def test_prompt_loop_quits_on_end_of_input_and_survives_ctrl_c(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    from seq2seq.interactive import prompt_loop
+    from seq2seq.extras.interactive import prompt_loop
 
     feed = iter(["one", "", KeyboardInterrupt(), "  two  ", EOFError(), "never"])
 
@@ -448,13 +448,31 @@ def test_shell_completion_completes_commands_and_options(tmp_path: Path) -> None
     assert script.returncode == 0 and "_SEQ2SEQ_COMPLETE=complete_bash" in script.stdout
 
 
-def test_readme_config_reference_matches_the_dataclasses() -> None:
+def test_docs_config_reference_matches_the_dataclasses() -> None:
     script = runpy.run_path(str(ROOT / "scripts" / "config_reference.py"), run_name="config_reference")
     generated = script["render"]()
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert script["readme_section"](readme).strip() == generated.strip(), (
-        "README config reference is stale: python scripts/config_reference.py --write README.md"
+    reference = (ROOT / "docs" / "config-reference.md").read_text(encoding="utf-8")
+    assert script["readme_section"](reference).strip() == generated.strip(), (
+        "docs/config-reference.md is stale: python scripts/config_reference.py --write docs/config-reference.md"
     )
     for name, cls in SECTIONS.items():
         for f in cls.__dataclass_fields__.values():
             assert f"| `{name}.{f.name}` |" in generated
+
+
+def test_readme_python_api_example_runs_as_written_twice(tmp_path: Path) -> None:
+    """The README's Python example, run where the quick start ran (runs/demo exists) and then again."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Python API", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "overwrite=True" in code and 'configs/demo.yaml' in code
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    (tmp_path / "data").symlink_to(ROOT / "data")
+    (tmp_path / "runs" / "demo").mkdir(parents=True)
+    (tmp_path / "runs" / "demo" / "best.pt").write_bytes(b"the quick start's model")
+    script = code + "\nprint(repr(t.translate(['I love you'])[0]))\n"
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, env=ENV, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip().startswith("'")
+    assert (tmp_path / "runs" / "demo" / "best.pt").read_bytes() == b"the quick start's model"

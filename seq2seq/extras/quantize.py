@@ -18,17 +18,18 @@ import warnings
 import torch
 from torch import nn
 
+from seq2seq.config import choices
 from seq2seq.errors import ConfigError
 
-QUANTIZE_CHOICES = ("none", "int8")
+QUANTIZE_CHOICES = choices("decode", "quantize")
 
 
 def quantize_for_decoding(model: nn.Module, mode: str, device: torch.device) -> nn.Module:
     """`model` with int8 weights (`mode` int8), or `model` itself (`mode` none). CPU only; eval mode."""
+    if mode not in QUANTIZE_CHOICES:
+        raise ConfigError(f"decode.quantize: {mode!r} is not one of {', '.join(QUANTIZE_CHOICES)}")
     if mode == "none":
         return model
-    if mode != "int8":
-        raise ConfigError(f"decode.quantize: {mode!r} is not one of {', '.join(QUANTIZE_CHOICES)}")
     if device.type != "cpu":
         raise ConfigError(f"decode.quantize: int8 runs on the CPU only, not on {device.type} (use decode.quantize: none)")
     with warnings.catch_warnings():

@@ -49,11 +49,10 @@ else:
     _MISSING = None
 
 if TYPE_CHECKING:
-    from seq2seq.results import Result
+    from seq2seq.extras.results import Result
     from seq2seq.translator import Translator
 
 SERVE_EXTRA = "pip install 'seq2seq[serve]'"
-QUANTIZE_CHOICES = ("int8",)
 MODEL_ID = 0  # the id of the one model, as OpenNMT-py's clients name it
 DEFAULT_WAIT_MS = 5.0  # how long a request may wait for others to share its decoding batch
 GRACE_S = 60  # on SIGINT / SIGTERM, how long requests in flight may take to finish
@@ -96,7 +95,7 @@ class Decoded(NamedTuple):
 
 def decode_texts(t: Translator, texts: list[str], settings: Settings, batch_size: int) -> list[Decoded]:
     """Translate `texts` with `settings` in one call of the Translator, which batches them by `batch_size`."""
-    from seq2seq.results import Result, make_results
+    from seq2seq.extras.results import Result, make_results
 
     lengths = [len(t.src.ids(text)) if text.strip() else 0 for text in texts]
     if settings.nbest == 1:
@@ -643,17 +642,14 @@ def serve(
 ) -> None:
     """Load the model once and serve it until SIGINT or SIGTERM; the requests in flight finish first."""
     require_extra()
-    if quantize is not None and quantize not in QUANTIZE_CHOICES:
-        raise ConfigError(f"--quantize {quantize}: expected one of {', '.join(QUANTIZE_CHOICES)}")
     _setup_logging()
     sock = listen(host, port)  # a busy port fails before the model loads
     from seq2seq.translator import Translator
 
-    # quantize only when asked: a Translator.load without the parameter still serves unquantized models
-    t = Translator.load(model, quantize=quantize) if quantize is not None else Translator.load(model)  # type: ignore[call-arg]
+    t = Translator.load(model, quantize=quantize)
     batch = max_batch or t.cfg.decode.batch_size
     batcher = Batcher(lambda texts, settings: decode_texts(t, texts, settings, batch), batch, wait_ms / 1000)
-    state = ServeState(t, batcher, Limits(max_src_len=t.cfg.decode.max_src_len), beam or t.cfg.decode.beam_size, quantize)
+    state = ServeState(t, batcher, Limits(max_src_len=t.cfg.decode.max_src_len), beam or t.cfg.decode.beam_size, t.cfg.decode.quantize)
     config = uvicorn.Config(
         build_app(state), log_level="warning", access_log=False, lifespan="on", ws="none",
         timeout_graceful_shutdown=GRACE_S, server_header=False,

@@ -37,9 +37,10 @@ from seq2seq.device import (
     resolve_device, resolve_precision,
 )
 from seq2seq.errors import DataError
+from seq2seq.extras.fast_decoder import bahdanau_steps, pays
 from seq2seq.model import Seq2Seq, count_parameters
 from seq2seq.search import Hypothesis, decode
-from seq2seq.subword import train_tokenizers
+from seq2seq.extras.subword import train_tokenizers
 from seq2seq.tokenizer import SUBWORD_LEVELS, Tokenizer
 
 
@@ -164,26 +165,35 @@ def run_bench(
     batches = BucketSampler(*example_lengths(examples), batch_size=t.batch_size, max_tokens=t.max_tokens, seed=t.seed).batches(0)
     src_pad, tgt_pad = padding_fractions(examples, batches)
 
-    model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab)).to(device)
+    fast = bahdanau_steps if pays(device, precision) else None  # the trainer's rule, so the bench times what train runs
+    model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab), fast_decoder=fast).to(device)
     flops = flop_counts(cfg.model, len(tgt_vocab))
     tokens_per_s, sentences_per_s, train_flops_per_s = _train_speeds(model, examples, batches, t, device, precision, steps, warmup, flops)
 
+    parameters = count_parameters(model)
     model.eval()
     sources = [src_enc.source_ids(s) for s, _ in eval_pairs[:decode_sentences]]
+    decode_precision = precision
     if decode_model is not None:
         from seq2seq.translator import Translator
 
-        trained = Translator.load(decode_model, device=str(device), precision=precision)
+        trained = Translator.load(decode_model, device=str(device), precision=precision, quantize=cfg.decode.quantize)
         model, sources = trained.model.eval(), trained.encode_sources([s for s, _ in eval_pairs[:decode_sentences]])
+        decode_precision = trained.precision
+    elif cfg.decode.quantize != "none":
+        from seq2seq.extras.quantize import quantize_for_decoding
+
+        model, decode_precision = quantize_for_decoding(model, cfg.decode.quantize, device), "fp32"
     greedy, beam = dataclasses.replace(cfg.decode, beam_size=1), dataclasses.replace(cfg.decode, beam_size=beam_size)
-    results = _decode_speeds(model, sources, greedy, device, precision, decode_warmup, "greedy")
-    results |= _decode_speeds(model, sources, beam, device, precision, 0, f"beam{beam_size}")
+    results = _decode_speeds(model, sources, greedy, device, decode_precision, decode_warmup, "greedy")
+    results |= _decode_speeds(model, sources, beam, device, decode_precision, 0, f"beam{beam_size}")
+    results["decode_quantize"] = cfg.decode.quantize
     peak = matmul_peak(device, precision)
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     return {
         **hardware,
         "attention": cfg.model.attention,
-        "parameters": count_parameters(model),
+        "parameters": parameters,
         "src_vocab": len(src_vocab),
         "tgt_vocab": len(tgt_vocab),
         "train_steps": steps,
@@ -292,7 +302,8 @@ def format_table(r: dict[str, Any]) -> str:
         ("FLOPs", f"{r['forward_mflop_per_tgt_token']:.1f} MFLOP fwd per target token, {r['forward_mflop_per_src_token']:.1f} per source token"),
         ("MFU", f"{r['mfu']:.1%}  ({r['train_gflop_per_s']:.0f} of {r['matmul_peak_gflop_per_s']:.0f} GFLOP/s matmul peak)"),
         ("greedy decoding", f"{num(r['greedy_sentences_per_s'], ',.0f')} sentences/s, {num(r['greedy_tokens_per_s'], ',.0f')} tokens/s  ({r['decode_sentences']} sentences, "
-         + (f"model {r['decode_model']})" if r.get("decode_model") else "the model trained above)")),
+         + (f"model {r['decode_model']}" if r.get("decode_model") else "the model trained above")
+         + (f", {r['decode_quantize']} weights)" if r.get("decode_quantize", "none") != "none" else ")")),
         ("beam-5 decoding", f"{num(r.get('beam5_sentences_per_s'), ',.0f')} sentences/s"),
         ("peak memory", f"RSS {r['peak_rss_mb']:,.0f} MB" + (f", CUDA {r['cuda_max_allocated_mb']:,.0f} MB" if r["cuda_max_allocated_mb"] is not None else "")),
     ]

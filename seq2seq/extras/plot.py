@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from seq2seq.errors import ConfigError
-from seq2seq.metrics import latest_per_step
+from seq2seq.extras.metrics import latest_per_step
 
 PLOT_EXTRA = "pip install 'seq2seq[plot]'"
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")

@@ -90,7 +90,7 @@ def attention_image_path(base: Path, index: int, count: int) -> Path:
 
 def save_attention_plot(result: Result, path: Path) -> None:
     """Draw the attention of `result` into the image `path` (needs the plot extra), titled `input → output`."""
-    from seq2seq.plot import plot_attention
+    from seq2seq.extras.plot import plot_attention
 
     title = f"{result.input}  \u2192  {result.output}"
     plot_attention(
