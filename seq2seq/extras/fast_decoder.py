@@ -11,7 +11,7 @@ What it does that the reference does not:
   instead of T small ones, each cast back and accumulated.
 
 Whether to use it is `pays(device, precision)`: only where it was measured to be faster. Stateless: nothing
-is kept between calls. Imports from the core only; the core imports it only when `fast_decoder=True`.
+is kept between calls. Imports from the core only; the trainer hands it to the model where `pays` says.
 Shapes as in `seq2seq.model`: B batch, S source length, T target length, E embedding, H hidden,
 D encoder output, A attention size, L decoder layers.
 """
@@ -21,26 +21,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from seq2seq.device import cpu_has_native_bf16
 from seq2seq.model import Decoder, EncoderOutput, masked_softmax
 
 
 def pays(device: torch.device, precision: str) -> bool:
-    """Whether teacher-forced training should run the fast loop on `device` in `precision` (else the reference).
+    """Whether teacher-forced training should run this loop on `device` in `precision` (else the reference).
 
-    The rule: only on a CPU with native bf16 (AVX512_BF16 or AMX-BF16), under bf16 autocast, because that is
-    the one place it was measured to pay. The measurement (README's ablation, `scripts/ablate_speed.py`: one
-    training step of configs/bench_reference.yaml on the same 10 bucketed Multi30k batches of 2,286 target
-    tokens, 2 threads, an AVX-512 BF16 CPU):
-    - bf16: the textbook loop (keys projected once, pre-output and output once) 722 ms per batch, this loop
-      641 (-11%, beyond the ~5% run-to-run spread);
-    - fp32: 1,030 vs 1,050 ms, a tie, so fp32 uses the reference.
-    Unmeasured, so the reference: CUDA (cuDNN runs the per-step GRU), and bf16 on a CPU that emulates it.
-    (The 722 ms loop called nn.GRU directly; the reference in seq2seq.model calls it through `run_gru`, which
-    casts its weights to bf16 under CPU autocast. `scripts/ablate_speed.py --precision bf16 --variants
-    reference,fast` re-measures the rule on a machine.)
+    The rule: on the CPU, in fp32 and in bf16; elsewhere (CUDA, unmeasured) the reference. Measured with
+    `seq2seq bench --config configs/bench_reference.yaml` (30 timed training steps of the reference model on
+    bucketed Multi30k batches of ~2,290 target tokens, 2 threads), the same batches both ways:
+    - fp32 on a 2-core AMD EPYC with AVX2 only: reference 1,147 and 1,199 target tokens/s in two runs, this
+      loop 1,368 (+14-19%; the commit before the split, whose default this loop was, 1,360);
+    - bf16 on a 2-core AMD EPYC with AVX-512 BF16 (README's ablation, `scripts/ablate_speed.py`): the textbook
+      loop 722 ms per batch, this loop 641 (-11%).
+    `scripts/ablate_speed.py --variants reference,fast` times the two loops alone (no optimizer step); on the
+    AVX2 CPU it put them within 4% of each other, so the bench's full training step is what decides.
     """
-    return device.type == "cpu" and precision == "bf16" and cpu_has_native_bf16()
+    return device.type == "cpu"
 
 
 def _gru_gates(gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
