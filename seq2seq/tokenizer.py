@@ -23,11 +23,13 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from seq2seq.config import choices
+
 JOINER = "\uffed"  # ￭
 _ESCAPED_JOINER = f"<{JOINER}>"
 _PIECE = re.compile(r"\w+|\S")
 SUBWORD_LEVELS = ("bpe", "unigram")
-LEVELS = ("word", "char", *SUBWORD_LEVELS)
+LEVELS = choices("data", "level")  # config.py holds the choices
 
 
 def normalize_whitespace(text: str) -> str:

@@ -31,7 +31,9 @@ from typing import Any, Sequence
 import torch
 
 from seq2seq.config import Config, DecodeConfig, ModelConfig, TrainConfig
-from seq2seq.data import BucketSampler, Encoder, Example, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
+from seq2seq.data import (
+    BucketSampler, Encoder, Example, build_vocabs, collate, decoder_steps, encode_pairs, example_lengths, load_corpus,
+)
 from seq2seq.device import (
     NATIVE_BF16_FEATURES, autocast, choose_precision, cpu_capabilities, cpu_has_native_bf16, describe_cpu, keep_freed_memory,
     resolve_device, resolve_precision,
@@ -118,7 +120,7 @@ def padding_fractions(examples: Sequence[Example], batches: Sequence[Sequence[in
     src_real = src_all = tgt_real = tgt_all = 0
     for batch in batches:
         src = [len(examples[i][0]) for i in batch]
-        tgt = [len(examples[i][1]) + 1 for i in batch]
+        tgt = [decoder_steps(len(examples[i][1])) for i in batch]
         src_real, src_all = src_real + sum(src), src_all + len(src) * max(src)
         tgt_real, tgt_all = tgt_real + sum(tgt), tgt_all + len(tgt) * max(tgt)
     return 1 - src_real / src_all, 1 - tgt_real / tgt_all
@@ -257,7 +259,7 @@ def _train_speeds(
         _, _, n = train_step(model, model, optimizer, batch, t, device, precision)
         tokens += n
         sentences += len(index)
-        train_flops += 3 * sum(flops.forward(len(examples[i][0]), len(examples[i][1]) + 1) for i in index)
+        train_flops += 3 * sum(flops.forward(len(examples[i][0]), decoder_steps(len(examples[i][1]))) for i in index)
     _sync(device)
     elapsed = time.perf_counter() - start
     return tokens / elapsed, sentences / elapsed, train_flops / elapsed

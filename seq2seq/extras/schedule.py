@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from seq2seq.config import TrainConfig
+from seq2seq.config import TrainConfig, choices
 from seq2seq.errors import ConfigError
 
-SCHEDULES = ("constant", "plateau", "warmup_inverse_sqrt", "warmup_cosine")
+SCHEDULES = choices("train", "schedule")  # config.py holds the choices
 
 
 class Patience:
