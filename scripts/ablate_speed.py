@@ -6,9 +6,9 @@ the same length-bucketed Multi30k batches of configs/bench_reference.yaml, on th
   keys-per-step    the Bahdanau loop as tutorials write it: every step projects the attention keys, runs the GRU
                    on [embedding; context] and the pre-output and output layers on its own, then one loss
   output-per-step  the same, attention keys projected once per batch
-  reference        seq2seq.model's decoder, Seq2Seq(..., fast_decoder=None): keys projected once, pre-output
+  reference        seq2seq.model.network's decoder, Seq2Seq(..., fast_decoder=None): keys projected once, pre-output
                    and output layers (and the loss) once over all steps
-  fast             seq2seq.extras.fast_decoder's loop, Seq2Seq(..., fast_decoder=True): the GRU written out,
+  fast             seq2seq.model.fast_bahdanau's loop, Seq2Seq(..., fast_decoder=True): the GRU written out,
                    the embeddings' input projection for all steps at once, the query fused into the recurrent
                    matmul, loop weights cast once with their gradients from one matmul over all steps
   no-buckets       the loop `fast_decoder.pays` picks for this precision, on random (unbucketed) batches of
@@ -31,15 +31,17 @@ from pathlib import Path
 
 import torch
 
-from seq2seq.extras.bench import padding_fractions
+from seq2seq.tools.bench import padding_fractions
 from seq2seq.config import TrainConfig, load_config
-from seq2seq.data import BucketSampler, Encoder, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
+from seq2seq.data.batch import BucketSampler, Encoder, collate, encode_pairs, example_lengths
+from seq2seq.data.vocab import build_vocabs
+from seq2seq.data.corpus import load_corpus
 from seq2seq.device import autocast, resolve_device
-from seq2seq.extras.fast_decoder import bahdanau_steps, pays
-from seq2seq.loss import masked_nll
-from seq2seq.model import Seq2Seq, attend, run_gru
-from seq2seq.tokenizer import Tokenizer
-from seq2seq.trainer import train_step
+from seq2seq.model.fast_bahdanau import bahdanau_steps, pays
+from seq2seq.model.loss import masked_nll
+from seq2seq.model.network import Seq2Seq, attend, run_gru
+from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.training.trainer import train_step
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ("keys-per-step", "output-per-step", "reference", "fast", "no-buckets")

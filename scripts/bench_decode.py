@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-from seq2seq.data import read_lines
+from seq2seq.data.corpus import read_lines
 from seq2seq.device import autocast, describe_cpu
-from seq2seq.evaluate import bleu_chrf_ter
-from seq2seq.search import decode
-from seq2seq.translator import Translator
+from seq2seq.decode.evaluate import bleu_chrf_ter
+from seq2seq.decode.search import decode
+from seq2seq.decode.translator import Translator
 
 
 def measure(t: Translator, sources: list[list[int]], refs: list[str], beam: int, batch: int) -> dict:

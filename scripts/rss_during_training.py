@@ -40,12 +40,14 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from seq2seq.config import load_config
-    from seq2seq.data import BucketSampler, Encoder, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
+    from seq2seq.data.batch import BucketSampler, Encoder, collate, encode_pairs, example_lengths
+    from seq2seq.data.vocab import build_vocabs
+    from seq2seq.data.corpus import load_corpus
     from seq2seq.device import keep_freed_memory, resolve_device, resolve_precision
-    from seq2seq.model import Seq2Seq
-    from seq2seq.extras.subword import train_tokenizers
-    from seq2seq.tokenizer import SUBWORD_LEVELS, Tokenizer
-    from seq2seq.trainer import make_optimizer, train_step
+    from seq2seq.model.network import Seq2Seq
+    from seq2seq.data.subword import train_tokenizers
+    from seq2seq.data.tokenizer import SUBWORD_LEVELS, Tokenizer
+    from seq2seq.training.trainer import make_optimizer, train_step
 
     data = Path(args.data)
     sets = [f"data.train={data / 'train'}", f"data.valid={data / 'val'}", *args.set]

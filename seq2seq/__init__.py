@@ -29,7 +29,7 @@ __all__ = ["Translator", "train", "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name == "Translator":
-        return importlib.import_module("seq2seq.translator").Translator
+        return importlib.import_module("seq2seq.decode.translator").Translator
     if name == "train":
         return importlib.import_module("seq2seq.api").train
     raise AttributeError(f"module 'seq2seq' has no attribute {name!r}")

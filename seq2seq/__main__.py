@@ -1,5 +1,5 @@
 """`python -m seq2seq` runs the command line (also what `torchrun -m seq2seq` calls)."""
 
-from seq2seq.cli import main
+from seq2seq.cli.app import main
 
 main()

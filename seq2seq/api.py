@@ -13,9 +13,9 @@ from typing import Any, Mapping, Sequence
 
 from seq2seq.config import Config, apply_overrides, config_from_dict, config_to_dict, load_config
 from seq2seq.errors import ConfigError
-from seq2seq.rundir import default_run_dir
-from seq2seq.trainer import TrainResult
-from seq2seq.trainer import train as run_training
+from seq2seq.training.rundir import default_run_dir
+from seq2seq.training.trainer import TrainResult
+from seq2seq.training.trainer import train as run_training
 
 
 def as_config(config: Config | Mapping[str, Any] | str | Path, overrides: Sequence[str] = ()) -> Config:

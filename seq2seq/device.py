@@ -131,7 +131,7 @@ def _warn_emulated_bf16() -> None:
 
 
 def autocast(device: torch.device, precision: str) -> ContextManager[object]:
-    """bf16 autocast for matmuls; the loss is always computed in fp32 (see loss.py)."""
+    """bf16 autocast for matmuls; the loss is always computed in fp32 (see model/loss.py)."""
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from seq2seq.config import ModelConfig
-from seq2seq.data import Example
-from seq2seq.model import Seq2Seq
-from seq2seq.vocab import SPECIALS
+from seq2seq.data.batch import Example
+from seq2seq.model.network import Seq2Seq
+from seq2seq.data.vocab import SPECIALS
 
 # The tests use tiny models, which gain nothing from threads and lose a lot when the cores are shared
 # (OpenMP threads spin while they wait for each other).

@@ -13,18 +13,18 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import tiny_model, toy_pairs, write_corpus
-from seq2seq.extras.average import average_checkpoints, kept_checkpoints
-from seq2seq.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from seq2seq.cli import app
+from seq2seq.tools.average import average_checkpoints, kept_checkpoints
+from seq2seq.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from seq2seq.cli.app import app
 from seq2seq.config import Config, ModelConfig, config_from_dict, config_to_dict
 from seq2seq.errors import CheckpointError
-from seq2seq.model import Seq2Seq
-from seq2seq.extras.schedule import LRSchedule
-from seq2seq.tokenizer import Tokenizer
-from seq2seq.trainer import train
-from seq2seq.evaluate import evaluate
-from seq2seq.translator import Translator
-from seq2seq.vocab import SPECIALS
+from seq2seq.model.network import Seq2Seq
+from seq2seq.training.schedule import LRSchedule
+from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.training.trainer import train
+from seq2seq.decode.evaluate import evaluate
+from seq2seq.decode.translator import Translator
+from seq2seq.data.vocab import SPECIALS
 
 
 def checkpoint(path: Path, seed: int, vocab: list[str] | None = None) -> dict:

@@ -9,10 +9,10 @@ import torch
 
 from tests.conftest import random_examples, tiny_model
 from seq2seq.config import DecodeConfig
-from seq2seq.data import pad
+from seq2seq.data.batch import pad
 from seq2seq.errors import ConfigError
-from seq2seq.search import beam_search, decode, greedy_search, max_output_lengths
-from seq2seq.vocab import EOS
+from seq2seq.decode.search import beam_search, decode, greedy_search, max_output_lengths
+from seq2seq.data.vocab import EOS
 
 STYLES = ("bahdanau", "luong")
 

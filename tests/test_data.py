@@ -8,14 +8,13 @@ import logging
 import pytest
 import torch
 
-from seq2seq.data import (
-    BucketSampler, Encoder, build_vocabs, collate, decode_lines, decoder_steps, encode_pairs, example_lengths, iter_pairs,
-    load_corpus, read_lines, read_pairs,
-)
+from seq2seq.data.batch import BucketSampler, Encoder, collate, decoder_steps, encode_pairs, example_lengths
+from seq2seq.data.vocab import build_vocabs
+from seq2seq.data.corpus import decode_lines, iter_pairs, load_corpus, read_lines, read_pairs
 from seq2seq.errors import DataError
-from seq2seq.model import make_src_pad_mask
-from seq2seq.tokenizer import Tokenizer
-from seq2seq.vocab import BOS, EOS, PAD, Vocab
+from seq2seq.model.network import make_src_pad_mask
+from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.data.vocab import BOS, EOS, PAD, Vocab
 from tests.conftest import random_examples, write_corpus
 
 

@@ -12,12 +12,13 @@ import pytest
 import torch
 
 from seq2seq.config import load_config
-from seq2seq.data import BucketSampler, Encoder, collate, encode_pairs, example_lengths, load_corpus
-from seq2seq.extras.distributed import DistContext, global_loss, rescale_position
-from seq2seq.loss import masked_nll
-from seq2seq.model import Seq2Seq
-from seq2seq.rundir import tokenizer_for
-from seq2seq.vocab import Vocab
+from seq2seq.data.batch import BucketSampler, Encoder, collate, encode_pairs, example_lengths
+from seq2seq.data.corpus import load_corpus
+from seq2seq.training.distributed import rescale_position
+from seq2seq.model.loss import masked_nll
+from seq2seq.model.network import Seq2Seq
+from seq2seq.training.rundir import tokenizer_for
+from seq2seq.data.vocab import Vocab
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = REPO / "data" / "toy"
@@ -45,12 +46,6 @@ def test_resume_position_with_another_world_size() -> None:
     assert rescale_position(6, 2, 4) == 3  # 12 global batches consumed: 3 steps of 4
     assert rescale_position(5, 2, 4) == 3  # 10 consumed: the step starting at 12 is the first not yet seen
     assert rescale_position(3, 4, 1) == 12
-
-
-def test_single_process_loss_is_per_token() -> None:
-    loss_sum = torch.tensor(6.0, requires_grad=True)
-    loss, reported, n = global_loss(loss_sum, 4, DistContext())
-    assert loss.item() == 1.5 and reported.item() == 6.0 and n == 4 and loss.requires_grad
 
 
 def _free_port() -> int:

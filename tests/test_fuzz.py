@@ -14,11 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seq2seq.config import Config, ModelConfig, replace
-from seq2seq.data import Encoder, decode_lines
-from seq2seq.model import Seq2Seq
-from seq2seq.tokenizer import Tokenizer, normalize_whitespace
-from seq2seq.translator import Translator
-from seq2seq.vocab import SPECIALS, Vocab
+from seq2seq.data.batch import Encoder
+from seq2seq.data.corpus import decode_lines
+from seq2seq.model.network import Seq2Seq
+from seq2seq.data.tokenizer import Tokenizer, normalize_whitespace
+from seq2seq.decode.translator import Translator
+from seq2seq.data.vocab import SPECIALS, Vocab
 
 BREAKERS = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\r", "\t", " ", "\x00", "\ufeff"]
 # Any text, with line-breaking characters much more likely than st.text() alone would make them.

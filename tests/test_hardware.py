@@ -102,8 +102,8 @@ def _cache_env_seen_by_torch(entry: str, env: dict[str, str]) -> str:
 @pytest.mark.parametrize(
     "entry",
     [
-        "import seq2seq.model",
-        "import sys; sys.argv = ['seq2seq', 'info', '--model', 'nowhere']\nfrom seq2seq.cli import main\ntry: main()\nexcept SystemExit: pass",
+        "import seq2seq.model.network",
+        "import sys; sys.argv = ['seq2seq', 'info', '--model', 'nowhere']\nfrom seq2seq.cli.app import main\ntry: main()\nexcept SystemExit: pass",
         "import runpy, sys; sys.argv = ['seq2seq', 'info', '--model', 'nowhere']\ntry: runpy.run_module('seq2seq', run_name='__main__')\nexcept SystemExit: pass",
     ],
     ids=["import", "console-script", "python-m"],
@@ -115,5 +115,5 @@ def test_onednn_cache_cap_is_set_before_torch_loads(entry) -> None:
 
 
 def test_a_cache_capacity_the_user_set_is_kept() -> None:
-    assert _cache_env_seen_by_torch("import seq2seq.model", {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "300"}) == "300"
-    assert _cache_env_seen_by_torch("import seq2seq.model", {"DNNL_PRIMITIVE_CACHE_CAPACITY": "5"}) == "None"
+    assert _cache_env_seen_by_torch("import seq2seq.model.network", {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "300"}) == "300"
+    assert _cache_env_seen_by_torch("import seq2seq.model.network", {"DNNL_PRIMITIVE_CACHE_CAPACITY": "5"}) == "None"

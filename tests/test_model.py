@@ -8,15 +8,15 @@ import random
 import pytest
 import torch
 
-from seq2seq.data import collate, pad
-from seq2seq.loss import masked_nll
+from seq2seq.data.batch import collate, pad
+from seq2seq.model.loss import masked_nll
 from seq2seq.config import ModelConfig
-from seq2seq.extras.fast_decoder import bahdanau_steps
-from seq2seq.model import Seq2Seq, count_parameters
-from seq2seq.search import greedy_search
+from seq2seq.model.fast_bahdanau import bahdanau_steps
+from seq2seq.model.network import Seq2Seq, count_parameters
+from seq2seq.decode.search import greedy_search
 from tests.conftest import random_examples, tiny_model
 
-# decoder path (the fast Bahdanau loop of seq2seq.extras.fast_decoder included), encoder direction, layers, tying
+# decoder path (the fast Bahdanau loop of seq2seq.model.fast_bahdanau included), encoder direction, layers, tying
 COMBOS = list(itertools.product(["bahdanau", "bahdanau-fast", "luong"], [True, False], [1, 2], [False, True]))
 
 

@@ -7,13 +7,13 @@ import itertools
 import pytest
 import torch
 
-from seq2seq.data import collate, pad
-from seq2seq.extras.fast_decoder import bahdanau_steps
-from seq2seq.loss import masked_nll
-from seq2seq.search import beam_search, greedy_search
+from seq2seq.data.batch import collate, pad
+from seq2seq.model.fast_bahdanau import bahdanau_steps
+from seq2seq.model.loss import masked_nll
+from seq2seq.decode.search import beam_search, greedy_search
 from tests.conftest import random_examples, tiny_model
 
-PATHS = {  # every decoder path: the reference Bahdanau loop, the fast one (seq2seq.extras.fast_decoder), Luong
+PATHS = {  # every decoder path: the reference Bahdanau loop, the fast one (seq2seq.model.fast_bahdanau), Luong
     "bahdanau": {"attention": "bahdanau"},
     "bahdanau-fast": {"attention": "bahdanau", "fast_decoder": True},
     "luong": {"attention": "luong"},

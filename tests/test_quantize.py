@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from seq2seq.checkpoint import Checkpoint
+from seq2seq.model.checkpoint import Checkpoint
 from seq2seq.errors import ConfigError
-from seq2seq.evaluate import evaluate, load_split
-from seq2seq.extras.quantize import quantize_for_decoding
-from seq2seq.translator import Translator
+from seq2seq.decode.evaluate import evaluate, load_split
+from seq2seq.model.quantize import quantize_for_decoding
+from seq2seq.decode.translator import Translator
 from tests.conftest import run_cli
 
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from seq2seq.checkpoint import load_checkpoint
+from seq2seq.model.checkpoint import load_checkpoint
 from seq2seq.config import load_config
 from seq2seq.errors import DataError
-from seq2seq.interrupt import StopRequest, TrainingInterrupted
-from seq2seq.trainer import train
+from seq2seq.training.interrupt import StopRequest, TrainingInterrupted
+from seq2seq.training.trainer import train
 from tests.conftest import ONE_THREAD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,7 +184,7 @@ def test_non_finite_losses_skip_updates_then_stop_keeping_the_last_checkpoint(tm
     config = write_tiny_setup(tmp_path, epochs=3, save_every=2, n=80)
     text = config.read_text().replace("save_every: 2", "save_every: 2, max_bad_steps: 3")
     config.write_text(text)
-    import seq2seq.trainer as train_module
+    import seq2seq.training.trainer as train_module
 
     real = train_module.masked_nll
     calls = {"n": 0}
@@ -213,7 +213,7 @@ def test_save_every_writes_last_pt_between_validations(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = write_tiny_setup(tmp_path, epochs=1, save_every=2, n=80)
     run = tmp_path / "run"
-    from seq2seq.checkpoint import Checkpoint
+    from seq2seq.model.checkpoint import Checkpoint
 
     saved: list[int] = []
     real = Checkpoint.write

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import seq2seq.checkpoint as checkpoint
+import seq2seq.model.checkpoint as checkpoint
 import seq2seq.files as files_module
-from seq2seq.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from seq2seq.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from seq2seq.config import Config, config_to_dict, dump_config, replace
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.files import atomic_write_text
-from seq2seq.rundir import RunFiles, prepare_run_dir
-from seq2seq.tokenizer import Tokenizer
-from seq2seq.vocab import SPECIALS, Vocab
+from seq2seq.training.rundir import RunFiles, prepare_run_dir
+from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.data.vocab import SPECIALS, Vocab
 from tests.conftest import tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,6 +253,6 @@ def test_weights_that_do_not_fit_the_config_fail_when_the_model_is_built(tmp_pat
 
 
 def test_low_modules_do_not_import_the_checkpoint_module():
-    code = "import sys, seq2seq.vocab, seq2seq.extras.subword; assert 'seq2seq.checkpoint' not in sys.modules; print('ok')"
+    code = "import sys, seq2seq.data.vocab, seq2seq.data.subword; assert 'seq2seq.model.checkpoint' not in sys.modules; print('ok')"
     proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr

@@ -8,7 +8,7 @@ import pytest
 
 from seq2seq.config import TrainConfig
 from seq2seq.errors import ConfigError
-from seq2seq.extras.schedule import EarlyStopping, LRSchedule
+from seq2seq.training.schedule import EarlyStopping, LRSchedule
 
 
 def schedule(kind: str, warmup: int = 0, decay: int | None = None, **keys: float) -> LRSchedule:

@@ -9,11 +9,14 @@ import pytest
 import torch
 
 from seq2seq.config import load_config
-from seq2seq.data import BucketSampler, Encoder, build_vocabs, collate, encode_pairs, example_lengths, load_corpus
+from seq2seq.data.batch import BucketSampler, Encoder, collate, encode_pairs, example_lengths
+from seq2seq.data.vocab import build_vocabs
+from seq2seq.data.corpus import load_corpus
 from seq2seq.errors import DataError
-from seq2seq.extras.shards import open_shards, preprocess, shard_dir
-from seq2seq.rundir import tokenizer_for
-from seq2seq.trainer import train
+from seq2seq.data.shards import open_shards, shard_dir
+from seq2seq.training.preprocess import preprocess
+from seq2seq.training.rundir import tokenizer_for
+from seq2seq.training.trainer import train
 
 SRC = [
     "\ufeffThe dog sees you .", "a cat", "", "I love you", "one two three four five six seven eight nine ten eleven",
@@ -125,7 +128,7 @@ def test_preprocess_reports_bad_corpora(tmp_path: Path) -> None:
 
 
 def test_preprocess_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from seq2seq.cli import main
+    from seq2seq.cli.app import main
 
     data = write_corpus(tmp_path, "parallel")
     config = tmp_path / "c.yaml"
@@ -142,8 +145,8 @@ def test_preprocess_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
 def test_write_ids_remaps_and_appends_the_end_across_blocks(tmp_path: Path, block: int) -> None:
     import numpy as np
 
-    from seq2seq.data import SOURCE_END
-    from seq2seq.extras.shards import write_ids
+    from seq2seq.data.batch import SOURCE_END
+    from seq2seq.data.shards import write_ids
 
     lengths = np.array([2, 0, 3, 1, 4], dtype=np.int64)
     provisional = np.arange(int(lengths.sum()), dtype=np.int32)[::-1].copy()

@@ -7,10 +7,10 @@ import itertools
 import pytest
 import torch
 
-from seq2seq.extras.bench import flop_counts
+from seq2seq.tools.bench import flop_counts
 from seq2seq.config import ModelConfig
-from seq2seq.data import collate
-from seq2seq.extras.fast_decoder import bahdanau_steps
+from seq2seq.data.batch import collate
+from seq2seq.model.fast_bahdanau import bahdanau_steps
 from tests.conftest import random_examples, tiny_model
 
 
@@ -68,7 +68,7 @@ def test_fast_bahdanau_loop_matches_the_reference_under_bf16_autocast():
 
 
 def test_step_weights_equal_per_step_linear_layers_and_refuse_misuse():
-    from seq2seq.extras.fast_decoder import _StepWeights
+    from seq2seq.model.fast_bahdanau import _StepWeights
 
     gen = torch.Generator().manual_seed(0)
     T, B = 4, 3
@@ -94,7 +94,7 @@ def test_step_weights_equal_per_step_linear_layers_and_refuse_misuse():
 
 
 def test_the_fast_loop_is_chosen_only_where_it_was_measured_to_pay():
-    from seq2seq.extras import fast_decoder
+    from seq2seq.model import fast_bahdanau as fast_decoder
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert fast_decoder.pays(cpu, "fp32") and fast_decoder.pays(cpu, "bf16")
@@ -135,7 +135,7 @@ def test_bf16_training_still_learns():
     import random
 
     from seq2seq.config import TrainConfig
-    from seq2seq.trainer import train_step
+    from seq2seq.training.trainer import train_step
 
     rng = random.Random(0)
     torch.manual_seed(0)
@@ -153,7 +153,7 @@ def test_bf16_training_still_learns():
 
 
 def test_bench_runs_on_the_toy_config_and_reports_every_field(tmp_path):
-    from seq2seq.extras.bench import format_table, run_bench
+    from seq2seq.tools.bench import format_table, run_bench
     from seq2seq.config import load_config
     from tests.conftest import ROOT, TOY
 
@@ -182,12 +182,12 @@ def test_bench_runs_on_the_toy_config_and_reports_every_field(tmp_path):
 
 def test_bench_measures_nothing_in_emulated_bf16(monkeypatch):
     from seq2seq import device
-    from seq2seq.extras.bench import format_table, run_bench
+    from seq2seq.tools.bench import format_table, run_bench
     from seq2seq.config import load_config
     from tests.conftest import ROOT, TOY
 
     monkeypatch.setattr(device, "cpu_capabilities", lambda: {"cpu_name": "Some AVX2 CPU", "capability": "AVX2", "avx512_bf16": False, "amx_bf16": False})
-    monkeypatch.setattr("seq2seq.extras.bench.cpu_capabilities", device.cpu_capabilities)
+    monkeypatch.setattr("seq2seq.tools.bench.cpu_capabilities", device.cpu_capabilities)
     device._warn_emulated_bf16.cache_clear()
     overrides = [f"data.{k}={TOY / v}" for k, v in (("train", "train"), ("valid", "val"), ("test", "test"))]
     cfg = load_config(ROOT / "configs" / "demo.yaml", overrides + ["train.precision=bf16", "train.device=cpu"])
@@ -199,7 +199,7 @@ def test_bench_measures_nothing_in_emulated_bf16(monkeypatch):
 
 
 def test_bench_decodes_with_a_trained_model_when_given_one(tiny_run):
-    from seq2seq.extras.bench import format_table, run_bench
+    from seq2seq.tools.bench import format_table, run_bench
     from seq2seq.config import load_config
 
     cfg = load_config(tiny_run / "tiny.yaml", ["train.max_tokens=600"])
@@ -210,7 +210,7 @@ def test_bench_decodes_with_a_trained_model_when_given_one(tiny_run):
 
 
 def test_fast_cpu_dropout_keeps_the_rate_and_the_expectation():
-    from seq2seq.model import Dropout
+    from seq2seq.model.network import Dropout
 
     drop = Dropout(0.3)
     x = torch.ones(400, 1000)
@@ -233,7 +233,7 @@ def test_fast_cpu_dropout_keeps_the_rate_and_the_expectation():
 def test_fused_masked_loss_matches_cross_entropy(dtype, eps):
     import torch.nn.functional as F
 
-    from seq2seq.loss import masked_nll
+    from seq2seq.model.loss import masked_nll
 
     gen = torch.Generator().manual_seed(3)
     logits = (3 * torch.randn(3, 5, 11, generator=gen)).to(dtype).requires_grad_(True)

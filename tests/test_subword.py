@@ -10,11 +10,11 @@ import torch
 
 from tests.conftest import toy_pairs
 from seq2seq.config import DataConfig
-from seq2seq.data import build_vocabs
+from seq2seq.data.vocab import build_vocabs
 from seq2seq.errors import ConfigError
-from seq2seq.extras.subword import load_or_train, model_paths, train_sentencepiece
-from seq2seq.tokenizer import Tokenizer, normalize
-from seq2seq.vocab import SPECIALS, UNK
+from seq2seq.data.subword import load_or_train, model_paths, train_sentencepiece
+from seq2seq.data.tokenizer import Tokenizer, normalize
+from seq2seq.data.vocab import SPECIALS, UNK
 
 UNSEEN = [
     "Ärger über ½ Preis — naïve café 😀",

@@ -7,8 +7,8 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seq2seq.tokenizer import JOINER, Tokenizer, normalize_whitespace
-from seq2seq.vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab
+from seq2seq.data.tokenizer import JOINER, Tokenizer, normalize_whitespace
+from seq2seq.data.vocab import BOS, EOS, PAD, SPECIALS, UNK, Vocab
 
 WORD, CHAR = Tokenizer("word"), Tokenizer("char")
 

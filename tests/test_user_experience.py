@@ -19,11 +19,12 @@ import pytest
 import torch
 
 import seq2seq
-from seq2seq.cli import main
+from seq2seq.cli.app import main
 from seq2seq.config import SECTIONS, Config, load_config
 from seq2seq.errors import ConfigError
-from seq2seq.extras.metrics import MetricsLogger, read_metrics
-from seq2seq.extras.results import SHADES, Result, terminal_heatmap
+from seq2seq.training.metrics import MetricsLogger, read_metrics
+from seq2seq.cli.show import SHADES, terminal_heatmap
+from seq2seq.decode.results import Result
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -165,7 +166,7 @@ def test_tensorboard_without_the_extra_says_how_to_install(tmp_path: Path, monke
 
 @needs_matplotlib
 def test_plot_curves_writes_a_png_of_the_expected_size(run: Path, tmp_path: Path, capsys, monkeypatch) -> None:
-    from seq2seq.extras.plot import CURVES_SIZE, DPI
+    from seq2seq.tools.plot import CURVES_SIZE, DPI
 
     out = tmp_path / "curves.png"
     code, stdout, stderr = cli(capsys, monkeypatch, "plot", "curves", "--model", str(run), "-o", str(out))
@@ -186,7 +187,7 @@ def test_plot_curves_without_metrics_is_a_one_line_error(tmp_path: Path, capsys,
 
 @needs_matplotlib
 def test_attention_png_has_tokens_sized_axes(run: Path, tmp_path: Path, capsys, monkeypatch) -> None:
-    from seq2seq.extras.plot import DPI, attention_size
+    from seq2seq.tools.plot import DPI, attention_size
 
     out = tmp_path / "a.png"
     code, stdout, stderr = cli(
@@ -318,7 +319,7 @@ def test_interactive_prompt_in_a_pseudo_terminal(run: Path, tmp_path: Path) -> N
 
 
 def test_prompt_loop_quits_on_end_of_input_and_survives_ctrl_c(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    from seq2seq.extras.interactive import prompt_loop
+    from seq2seq.cli.interactive import prompt_loop
 
     feed = iter(["one", "", KeyboardInterrupt(), "  two  ", EOFError(), "never"])
 
@@ -339,7 +340,7 @@ def test_prompt_loop_quits_on_end_of_input_and_survives_ctrl_c(monkeypatch: pyte
 
 
 def test_info_describes_the_checkpoint(run: Path, capsys, monkeypatch) -> None:
-    from seq2seq.model import count_parameters
+    from seq2seq.model.network import count_parameters
 
     t = seq2seq.Translator.load(run)
     code, stdout, stderr = cli(capsys, monkeypatch, "info", "--model", str(run), "--json")
@@ -373,7 +374,7 @@ def test_python_api_translates(run: Path) -> None:
 def test_import_seq2seq_is_light_and_train_is_callable_either_way() -> None:
     code = (
         "import sys, seq2seq; assert 'torch' not in sys.modules, 'torch imported'; "
-        "import seq2seq.trainer; assert callable(seq2seq.train); assert seq2seq.train is seq2seq.api.train; from seq2seq import Translator; print(Translator.__name__)"
+        "import seq2seq.training.trainer; assert callable(seq2seq.train); assert seq2seq.train is seq2seq.api.train; from seq2seq import Translator; print(Translator.__name__)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -398,7 +399,7 @@ def test_api_accepts_a_config_a_dict_or_a_yaml_path(tmp_path: Path) -> None:
 def test_progress_bars_go_to_stderr_and_quiet_turns_them_off(run: Path, capsys) -> None:
     from dataclasses import replace
 
-    from seq2seq.search import decode
+    from seq2seq.decode.search import decode
 
     t = seq2seq.Translator.load(run)
     sources = t.encode_sources(["I love you"] * 5)
@@ -425,7 +426,7 @@ def _commands(group, path: tuple[str, ...] = ()):  # noqa: ANN001, ANN202 (click
 def test_every_command_help_shows_an_example(capsys, monkeypatch) -> None:
     import typer.main
 
-    from seq2seq.cli import app
+    from seq2seq.cli.app import app
 
     commands = list(_commands(typer.main.get_command(app)))
     assert {("translate",), ("info",), ("plot",), ("plot", "curves")} <= {p for p, _ in commands}
@@ -437,12 +438,12 @@ def test_every_command_help_shows_an_example(capsys, monkeypatch) -> None:
 
 def test_shell_completion_completes_commands_and_options(tmp_path: Path) -> None:
     env = {**ENV, "_SEQ2SEQ_COMPLETE": "complete_bash", "COMP_WORDS": "seq2seq tr", "COMP_CWORD": "1"}
-    code = "import sys; sys.argv = ['seq2seq']; from seq2seq.cli import main; main()"
+    code = "import sys; sys.argv = ['seq2seq']; from seq2seq.cli.app import main; main()"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert set(proc.stdout.split()) == {"train", "translate"}
     script = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.argv = ['seq2seq', '--show-completion', 'bash']; from seq2seq.cli import main; main()"],
+        [sys.executable, "-c", "import sys; sys.argv = ['seq2seq', '--show-completion', 'bash']; from seq2seq.cli.app import main; main()"],
         capture_output=True, text=True, env=ENV, timeout=60,
     )
     assert script.returncode == 0 and "_SEQ2SEQ_COMPLETE=complete_bash" in script.stdout

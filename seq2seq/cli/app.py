@@ -1,0 +1,314 @@
+"""The `seq2seq` command line. Parses arguments, calls the library, maps user errors to one line and exit 2."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from seq2seq import __version__
+from seq2seq.errors import ConfigError, Seq2SeqError
+from seq2seq.cli.options import (
+    BatchOpt, BeamOpt, ConfigOpt, ModelOpt, QuantizeOpt, SetOpt, check_quantize, load_config_arg,
+)
+
+# Typer re-exports click's BadParameter (vendored since typer 0.25); find its base classes by name so
+# that this works whichever click it carries.
+_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+_CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+app = typer.Typer(
+    name="seq2seq",
+    help="Train, evaluate and run GRU encoder-decoder translation models with attention.\n\n"
+    "Quick start: seq2seq train --config configs/demo.yaml && seq2seq translate \"I love you\"",
+    add_completion=True,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"seq2seq {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Train, evaluate and run GRU encoder-decoder translation models with attention."""
+
+
+@app.command()
+def train(
+    config: Path = ConfigOpt,
+    overrides: Optional[List[str]] = SetOpt,
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in the run directory from its last.pt."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start again, replacing a run already in the run directory."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info lines."),
+) -> None:
+    """Train a model; writes runs/<config stem>/ (config, vocabularies, best.pt, last.pt, metrics, log).
+
+    Example: seq2seq train --config configs/demo.yaml --set train.epochs=5
+    """
+    if resume and overwrite:
+        raise typer.BadParameter("--resume and --overwrite exclude each other", param_hint="'--resume' / '--overwrite'")
+    cfg = load_config_arg(config, overrides)  # before importing torch (seconds): a typo fails at once
+    from seq2seq.training.distributed import is_main
+    from seq2seq.training.interrupt import EXIT_CODE, StopRequest, TrainingInterrupted
+    from seq2seq.training.rundir import default_run_dir
+    from seq2seq.training.trainer import train as run_training
+
+    try:
+        with StopRequest() as stop:
+            result = run_training(cfg, default_run_dir(cfg, config), resume=resume, overwrite=overwrite, quiet=quiet, stop_request=stop)
+    except TrainingInterrupted as e:
+        if is_main():  # under torchrun, rank 0 reports
+            command = ["seq2seq", "train", "--config", str(config)]
+            for item in overrides or []:
+                command += ["--set", item]
+            command += ["--resume"] + (["--quiet"] if quiet else [])
+            # through the log, so that it reaches train.log as well as stderr
+            logging.getLogger("seq2seq").warning(
+                "stopped by %s at step %d; saved %s; resume with: %s", e.signal_name, e.step, e.checkpoint, shlex.join(command)
+            )
+        raise typer.Exit(EXIT_CODE) from None
+    if not is_main():  # under torchrun, rank 0 reports
+        return
+    best = result.best_scores or {}
+    typer.echo(
+        f"trained {result.progress.step} steps in {result.progress.elapsed:.0f} s; "
+        f"best val BLEU {best.get('val_bleu', float('nan')):.2f}; model: {result.run_dir}",
+        err=True,
+    )
+
+
+@app.command("build-vocab")
+def build_vocab(config: Path = ConfigOpt, overrides: Optional[List[str]] = SetOpt) -> None:
+    """Build the source and target vocabularies into the run directory (train does this when they are missing).
+
+    Example: seq2seq build-vocab --config configs/demo.yaml
+    """
+    cfg = load_config_arg(config, overrides)
+    from seq2seq.training.rundir import RunFiles, default_run_dir, load_or_build_vocabs
+    from seq2seq.training.trainer import setup_logging
+
+    files = RunFiles(default_run_dir(cfg, config))
+    setup_logging(None)
+    if files.src_vocab.exists() or files.tgt_vocab.exists():
+        raise ConfigError(f"{files.root} already holds vocabularies; remove them or use another train.run_dir")
+    src, tgt = load_or_build_vocabs(cfg, files)
+    typer.echo(f"{files.src_vocab}: {len(src)} types; {files.tgt_vocab}: {len(tgt)} types")
+
+
+@app.command("eval")
+def evaluate(
+    model: Optional[str] = ModelOpt,
+    split: str = typer.Option("val", "--split", metavar="val|test", help="Which corpus of the model's config to score: val or test."),
+    src: Optional[Path] = typer.Option(None, "--src", metavar="FILE", help="Score this source file instead of a split (needs --ref)."),
+    ref: Optional[Path] = typer.Option(None, "--ref", metavar="FILE", help="Reference translations of --src, line by line."),
+    beam: Optional[int] = BeamOpt,
+    batch_size: Optional[int] = BatchOpt,
+    quantize: Optional[str] = QuantizeOpt,
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE", help="Also write the translations to this file."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Score a model: sacreBLEU BLEU, chrF and TER on detokenized output; loss and perplexity per real token.
+
+    Example: seq2seq eval --split test --json
+    """
+    from seq2seq.model.checkpoint import resolve_model_path
+
+    if split not in ("val", "test"):
+        raise typer.BadParameter(f"{split!r} is not one of val, test", param_hint="'--split'")
+    if (src is None) != (ref is None):
+        raise typer.BadParameter("--src and --ref go together", param_hint="'--src' / '--ref'")
+    if output is not None:
+        _check_output_path(output, "'--output' / '-o'")  # now, not after the decoding
+    check_quantize(quantize)
+    resolve_model_path(model)  # a wrong --model fails before torch is imported (seconds)
+    from seq2seq.decode.evaluate import evaluate as run_eval, load_split
+    from seq2seq.decode.translator import Translator
+
+    t = Translator.load(model, quantize=quantize)
+    pairs = load_split(t.cfg.data, split, src, ref)
+    scores = run_eval(
+        t.model, pairs, t.src, t.tgt, t.device, t.precision, t.decode_config(beam, batch_size), progress=not quiet
+    )
+    if output is not None:
+        from seq2seq.files import atomic_write_text
+
+        atomic_write_text(output, "".join(h + "\n" for h in scores.hypotheses))
+    if as_json:
+        from seq2seq.decode.results import dump_json
+
+        typer.echo(dump_json({**scores.as_dict(), "model": str(t.path)}))
+        return
+    typer.echo(f"model        {t.path}")
+    typer.echo(f"decoding     {scores.setup.describe()}")
+    typer.echo(f"sentences    {scores.n_sentences}  (target tokens {scores.n_tokens})")
+    typer.echo(f"BLEU         {scores.bleu:.2f}   {scores.signatures['bleu']}")
+    typer.echo(f"chrF         {scores.chrf:.2f}   {scores.signatures['chrf']}")
+    typer.echo(f"TER          {scores.ter:.2f}   {scores.signatures['ter']}")
+    typer.echo(f"loss / ppl   {scores.loss:.4f} / {scores.ppl:.2f}  (per real target token)")
+
+
+def _check_output_path(path: Path, hint: str) -> None:
+    """Fail before the work, not after it, when `path` cannot be written."""
+    if path.is_dir():
+        raise typer.BadParameter(f"{path} is a directory, expected a file name", param_hint=hint)
+    if not path.parent.is_dir():
+        raise typer.BadParameter(f"directory {path.parent} does not exist", param_hint=hint)
+
+
+def _read_inputs(texts: Optional[List[str]], input_file: Optional[Path]) -> list[str]:
+    if texts and input_file is not None:
+        raise typer.BadParameter("give TEXT or --input, not both", param_hint="'--input'")
+    if texts:
+        return [line for text in texts for line in (text.split("\n") if text else [""])]
+    from seq2seq.data.corpus import decode_lines, read_lines
+
+    if input_file is not None:
+        return read_lines(input_file)
+    return decode_lines(sys.stdin.buffer.read(), "<stdin>")
+
+
+@app.command()
+def translate(
+    texts: Optional[List[str]] = typer.Argument(None, metavar="TEXT", hidden=True, show_default=False),
+    model: Optional[str] = ModelOpt,
+    input_file: Optional[Path] = typer.Option(None, "--input", "-i", metavar="FILE", help="Translate this file, line by line."),
+    batch_size: Optional[int] = BatchOpt,
+    beam: Optional[int] = BeamOpt,
+    quantize: Optional[str] = QuantizeOpt,
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object per line: input, output, score, tokens (and the attention with --attention)."
+    ),
+    attention: Optional[str] = typer.Option(
+        None, "--attention", "-a", metavar="FILE|-",
+        help="Show the attention: draw it into FILE (.png, .svg or .pdf; needs the plot extra; several inputs give FILE-1.png, "
+        "FILE-2.png, ...), or with - as shaded blocks in the terminal (on stderr).",
+        show_default=False,
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, banner or info lines."),
+    nbest: int = typer.Option(
+        1, "--nbest", "-n", min=1, metavar="N",
+        help="Print the N best translations of each input: N lines `score<TAB>translation` (best first; the score is the "
+        "length-normalized log-probability), then an empty line; with --json one object per input holding `nbest`. "
+        "Needs a beam of at least N [default beam: max(N, decode.beam_size)].",
+    ),
+) -> None:
+    """Translate text: one output line per input line, in input order (an empty line gives an empty line).
+
+    TEXT: sentences to translate (each argument one or more lines). With no TEXT and no --input, reads stdin; when stdin is a terminal, starts an interactive prompt
+    (line editing and history; :q or Ctrl-D quits). Translations go to stdout, everything else to stderr.
+
+    \b
+    Example:
+      seq2seq translate "I love you"
+      seq2seq translate --input test.en > test.hyp
+      seq2seq translate --beam 5 --nbest 3 "I love you"
+      echo "I love you" | seq2seq translate --json
+      seq2seq translate "I love you" --attention a.png     (or --attention - for the terminal)
+    """
+    from seq2seq.model.checkpoint import resolve_model_path
+
+    attention_file = None if attention in (None, "-") else Path(attention)
+    if attention_file is not None:
+        from seq2seq.tools.plot import check_image_path, pyplot
+
+        check_image_path(attention_file)
+        pyplot()  # no matplotlib: say so before loading the model
+    interactive = not texts and input_file is None and sys.stdin.isatty()
+    lines = [] if interactive else _read_inputs(texts, input_file)
+    if beam is not None and nbest > beam:
+        raise typer.BadParameter(f"--nbest {nbest} needs --beam {nbest} or more", param_hint="'--nbest'")
+    if nbest > 1 and attention is not None:
+        raise typer.BadParameter("--attention shows one translation per input; leave out --nbest", param_hint="'--nbest'")
+    resolve_model_path(model)  # the cheap checks first: importing torch takes seconds
+    from seq2seq.decode.results import TranslateOptions
+    from seq2seq.decode.translator import Translator
+
+    t = Translator.load(model, quantize=quantize)
+    options = TranslateOptions(beam, batch_size, nbest, as_json, attention_file, attention == "-", quiet)
+    if interactive:
+        from seq2seq.cli.interactive import prompt_loop
+
+        d = t.cfg.data
+        banner = "" if quiet else f"seq2seq {__version__}: {t.path} ({d.src_lang} -> {d.tgt_lang}). Type a sentence; :q or Ctrl-D quits."
+        prompt_loop(lambda text: _emit(t, [text], options, progress=False), banner)
+        return
+    # A bar only where a person watches stderr: a log file would collect every redraw.
+    _emit(t, lines, options, progress=not quiet and not texts and sys.stderr.isatty())
+
+
+def _emit(t, lines: list[str], options, progress: bool) -> None:  # noqa: ANN001 (Translator, TranslateOptions: imported lazily)
+    """Translate `lines` and print them on stdout (n-best blocks when options.nbest > 1); heatmaps go to images or stderr."""
+    from seq2seq.cli.show import attention_image_path, save_attention_plot, terminal_heatmap
+    from seq2seq.decode.results import nbest_blocks, translate_results
+
+    if options.nbest > 1:
+        sys.stdout.write("".join(nbest_blocks(t, lines, options)))
+        sys.stdout.flush()
+        return
+    results = translate_results(t, lines, options, progress)
+    for i, r in enumerate(results):
+        sys.stdout.write((r.to_json() if options.as_json else r.output) + "\n")
+        if not r.attention:
+            continue
+        if options.attention_file is not None:
+            path = attention_image_path(options.attention_file, i, len(results))
+            save_attention_plot(r, path)
+            if not options.quiet:
+                print(f"attention: {path}", file=sys.stderr)
+        elif options.attention_terminal and not options.as_json:
+            sys.stdout.flush()
+            print(terminal_heatmap(r), file=sys.stderr, flush=True)
+    sys.stdout.flush()
+
+
+from seq2seq.cli import tools  # noqa: E402 (the commands beside the main path, after the main ones)
+
+tools.register(app)
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except _USAGE_ERROR as e:
+        if type(e).__name__ == "NoArgsIsHelpError":
+            print(e.ctx.get_help() if e.ctx is not None else e.format_message())
+            sys.exit(0)
+        ctx = getattr(e, "ctx", None)
+        where = f" ({ctx.command_path})" if ctx is not None else ""
+        print(f"error{where}: {e.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    except _CLICK_EXCEPTION as e:
+        print(f"error: {e.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Abort:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Seq2SeqError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except (OSError, UnicodeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""The command-line options and checks that several commands share (cli/app.py's and cli/tools.py's)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+ConfigOpt = typer.Option(..., "--config", "-c", metavar="FILE.yaml", help="YAML config file.", show_default=False)
+SetOpt = typer.Option(None, "--set", "-s", metavar="SECTION.KEY=VALUE", help="Override a config key (repeatable), e.g. --set train.lr=3e-4.")
+ModelOpt = typer.Option(None, "--model", "-m", metavar="RUN_DIR|FILE.pt", help="Run directory or .pt checkpoint [default: the last trained run].", show_default=False)
+BatchOpt = typer.Option(None, "--batch-size", "-b", min=1, metavar="N", help="Sentences per decoding batch [default: decode.batch_size].", show_default=False)
+BeamOpt = typer.Option(None, "--beam", "-k", min=1, metavar="N", help="Beam size; 1 is greedy [default: decode.beam_size].", show_default=False)
+QuantizeOpt = typer.Option(
+    None, "--quantize", metavar="none|int8", help="int8: decode on the CPU with int8 weights [default: decode.quantize].", show_default=False
+)
+
+
+def check_quantize(quantize: Optional[str]) -> None:
+    """--quantize takes the choices of decode.quantize (config.py holds them)."""
+    from seq2seq.config import choices
+
+    valid = choices("decode", "quantize")
+    if quantize is not None and quantize not in valid:
+        raise typer.BadParameter(f"{quantize!r} is not one of {', '.join(valid)}", param_hint="'--quantize'")
+
+
+def load_config_arg(config: Path, overrides: Optional[List[str]]):  # noqa: ANN202 (Config, imported lazily)
+    from seq2seq.config import load_config
+
+    return load_config(config, overrides or [])

@@ -1,0 +1,175 @@
+"""The commands beside the main path: info, serve, plot, bench, preprocess, average (registered by cli/app.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from seq2seq.cli.options import ConfigOpt, ModelOpt, QuantizeOpt, SetOpt, check_quantize, load_config_arg
+
+
+def info(
+    model: Optional[str] = ModelOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
+) -> None:
+    """Describe a checkpoint: architecture, parameters, vocabularies, training steps and time, best val BLEU, config.
+
+    Example: seq2seq info --model runs/demo
+    """
+    from seq2seq.model.checkpoint import resolve_model_path
+    from seq2seq.tools.info import describe, format_info
+
+    summary = describe(resolve_model_path(model))
+    typer.echo(json.dumps(summary) if as_json else format_info(summary))
+
+
+def serve(
+    model: Optional[str] = ModelOpt,
+    host: str = typer.Option("127.0.0.1", "--host", metavar="ADDRESS", help="Address to listen on; 0.0.0.0 reaches other machines (no authentication)."),
+    port: int = typer.Option(5000, "--port", "-p", metavar="PORT", min=0, max=65535, help="Port to listen on; 0 picks a free one (printed)."),
+    beam: Optional[int] = typer.Option(
+        None, "--beam", "-k", min=1, metavar="N", help="Beam of requests that name none; 1 is greedy [default: decode.beam_size].", show_default=False
+    ),
+    max_batch: Optional[int] = typer.Option(
+        None, "--max-batch", min=1, metavar="N", help="Most sentences per decoding batch, gathered across requests [default: decode.batch_size].",
+        show_default=False,
+    ),
+    quantize: Optional[str] = QuantizeOpt,
+) -> None:
+    """Serve the model over HTTP until Ctrl-C or SIGTERM (needs the serve extra: pip install 'seq2seq[serve]').
+
+    OpenNMT-py's REST API (POST /translator/translate), a plain one (POST /translate, GET /health) and a
+    page with the attention at /. Sentences of concurrent requests are decoded together. One line per
+    request goes to stderr; on a stop signal the requests in flight finish, then it exits 0.
+
+    \b
+    Example:
+      seq2seq serve --model runs/demo --port 5000
+      curl -s localhost:5000/translate -d '{"text": ["I love you"]}'
+    """
+    from seq2seq.model.checkpoint import resolve_model_path
+    from seq2seq.serve.run import require_extra, serve as run_server
+
+    check_quantize(quantize)
+    require_extra()
+    resolve_model_path(model)  # the cheap checks first: importing torch takes seconds
+    run_server(model, host=host, port=port, beam=beam, max_batch=max_batch, quantize=quantize)
+
+
+plot_app = typer.Typer(
+    help="Draw pictures of a run (needs the plot extra: pip install 'seq2seq[plot]').\n\nExample: seq2seq plot curves --model runs/demo",
+    no_args_is_help=True,
+)
+
+
+@plot_app.command("curves")
+def plot_curves(
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", metavar="RUN_DIR|FILE.pt", help="Run directory (or a .pt file in it) [default: the last trained run].", show_default=False
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", metavar="FILE", help="Image to write (.png, .svg or .pdf) [default: RUN_DIR/curves.png].", show_default=False
+    ),
+) -> None:
+    """Plot train / validation loss and validation BLEU and chrF against the step, from the run's metrics.jsonl.
+
+    Example: seq2seq plot curves --model runs/demo -o curves.png
+    """
+    from seq2seq.model.checkpoint import resolve_model_path
+    from seq2seq.training.metrics import read_metrics
+    from seq2seq.tools.plot import check_image_path, plot_curves as draw_curves, pyplot
+
+    run_dir = Path(model) if model is not None and Path(model).is_dir() else resolve_model_path(model).parent
+    path = output if output is not None else run_dir / "curves.png"
+    check_image_path(path)
+    records = read_metrics(run_dir / "metrics.jsonl")
+    pyplot()
+    draw_curves(records, path, f"{run_dir.resolve().name}: {max(r['step'] for r in records) if records else 0} steps")
+    typer.echo(f"curves: {path}", err=True)
+
+
+def bench(
+    config: Path = ConfigOpt,
+    overrides: Optional[List[str]] = SetOpt,
+    steps: int = typer.Option(30, "--steps", metavar="N", min=1, help="Timed training steps (after the warm-up)."),
+    warmup: int = typer.Option(5, "--warmup", metavar="N", min=0, help="Untimed training steps first."),
+    sentences: int = typer.Option(1000, "--sentences", metavar="N", min=1, help="Sentences of the test (else valid) corpus to decode."),
+    model: Optional[Path] = typer.Option(
+        None, "--model", "-m", metavar="RUN_DIR|FILE.pt", show_default=False,
+        help="Decode with this trained run directory or checkpoint (its own tokenizer) instead of the briefly trained model, whose outputs run long.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
+    """Measure training tokens/s, padding, MFU, decoding speed (greedy, beam 5) and peak memory; writes nothing.
+
+    Example: seq2seq bench --config configs/bench_reference.yaml --set train.precision=bf16 --json
+    """
+    from seq2seq.tools.bench import format_table, run_bench
+
+    result = run_bench(load_config_arg(config, overrides), steps=steps, warmup=warmup, decode_sentences=sentences, decode_model=model)
+    typer.echo(json.dumps(result) if as_json else format_table(result))
+
+
+def preprocess(
+    config: Path = ConfigOpt,
+    overrides: Optional[List[str]] = SetOpt,
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", metavar="N", min=1, help="Tokenizing processes [default: all cores].", show_default=False),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info lines."),
+) -> None:
+    """Tokenize the training corpus once into binary shards in RUN_DIR/bin/; train then reads them from disk.
+
+    For corpora larger than memory: training memory no longer grows with the corpus. Builds the
+    vocabularies too when the run directory has none. Example: seq2seq preprocess --config configs/demo.yaml
+    """
+    from seq2seq.training.preprocess import preprocess as run_preprocess
+    from seq2seq.training.rundir import default_run_dir
+    from seq2seq.training.trainer import setup_logging
+
+    cfg = load_config_arg(config, overrides)
+    setup_logging(None, quiet)
+    result = run_preprocess(cfg, default_run_dir(cfg, config), workers=workers, quiet=quiet)
+    typer.echo(
+        f"{result.root}: {result.n_examples} examples of {result.n_pairs} pairs, "
+        f"{result.src_tokens} + {result.tgt_tokens} tokens in {result.seconds:.1f} s",
+        err=True,
+    )
+
+
+def average(
+    models: List[str] = typer.Option(
+        ..., "--model", "-m", metavar="RUN_DIR|FILE.pt", help="A run directory (its kept ckpt-STEP.pt files) or .pt checkpoints (repeat --model).",
+        show_default=False,
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", metavar="FILE", help="Where to write the averaged checkpoint [default: RUN_DIR/averaged.pt].", show_default=False
+    ),
+) -> None:
+    """Average the weights of a run's k best checkpoints (train.keep_best: k) into one checkpoint.
+
+    Example: seq2seq average --model runs/multi30k_de_en && seq2seq eval --model runs/multi30k_de_en/averaged.pt --beam 5
+    """
+    from seq2seq.tools.average import average_checkpoints, kept_checkpoints
+
+    paths: list[Path] = []
+    for model in models:
+        path = Path(model)
+        paths.extend(kept_checkpoints(path) if path.is_dir() else [path])
+    if output is None:
+        if len(models) != 1 or not Path(models[0]).is_dir():
+            raise typer.BadParameter("give --output when averaging checkpoint files", param_hint="'--output'")
+        output = Path(models[0]) / "averaged.pt"
+    average_checkpoints(paths).write(output)
+    typer.echo(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {output}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the `seq2seq` app, after the core's."""
+    app.command()(info)
+    app.command()(serve)
+    app.command()(bench)
+    app.command()(preprocess)
+    app.command()(average)
+    app.add_typer(plot_app, name="plot")

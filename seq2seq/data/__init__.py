@@ -1,0 +1,1 @@
+"""Text in, batches out: tokenizers, vocabularies, corpus reading, collate and bucketing, shards."""

@@ -1,0 +1,114 @@
+"""Sentencepiece subword models (`data.level: bpe | unigram`): trained on the training data, kept in the run directory.
+
+We use the sentencepiece library rather than our own BPE: it is fast, well kept and its decode is exact.
+The model is trained on the text exactly as the Tokenizer sees it (whitespace normalized, maybe lowercased),
+jointly on both sides (`data.sp_shared`) or once per side, and written to RUN_DIR/sentencepiece/. The
+Tokenizer then carries the model's bytes, so checkpoints hold it too and need nothing else.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from seq2seq.config import DataConfig
+from seq2seq.errors import ConfigError
+from seq2seq.files import atomic_write_bytes
+from seq2seq.data.tokenizer import SUBWORD_LEVELS, Tokenizer, normalize, sp_escape
+
+log = logging.getLogger("seq2seq")
+
+Pair = tuple[str, str]
+SP_DIR = "sentencepiece"
+
+
+def train_sentencepiece(lines: Iterable[str], model_type: str, vocab_size: int) -> bytes:
+    """Train a sentencepiece model on `lines` (normalized and `sp_escape`d) and return its serialized bytes.
+
+    `vocab_size` is an upper bound (small corpora get fewer pieces). Identity normalization keeps the text as
+    it is and byte fallback spells rare characters as bytes, so decode(encode(s)) == s for any s. Pad, bos and
+    eos are ours (Vocab), so sentencepiece keeps only its <unk>.
+    """
+    import sentencepiece
+
+    if model_type not in SUBWORD_LEVELS:
+        raise ConfigError(f"data.level: {model_type!r} is not one of {', '.join(SUBWORD_LEVELS)}")
+    text = [line for line in lines if line]
+    if not text:
+        raise ConfigError("data.train: no text to train the sentencepiece model on")
+    model = io.BytesIO()
+    try:
+        _train(sentencepiece, text, model, model_type, vocab_size)
+    except RuntimeError as e:  # e.g. fewer pieces allowed than distinct characters + 256 bytes
+        reason = str(e).split("] ")[-1].strip()
+        raise ConfigError(f"data.vocab_size: sentencepiece cannot train a {model_type} model of {vocab_size} pieces: {reason}") from None
+    return model.getvalue()
+
+
+def _train(sentencepiece: Any, text: list[str], model: io.BytesIO, model_type: str, vocab_size: int) -> None:
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(text),
+        model_writer=model,
+        model_type=model_type,
+        vocab_size=vocab_size,
+        hard_vocab_limit=False,
+        character_coverage=1.0,
+        byte_fallback=True,
+        normalization_rule_name="identity",
+        unk_id=0,
+        bos_id=-1,
+        eos_id=-1,
+        pad_id=-1,
+        num_threads=min(os.cpu_count() or 1, 8),
+        minloglevel=2,
+    )
+
+
+def model_paths(root: Path, shared: bool) -> tuple[Path, Path]:
+    """Source and target model files in the run directory (the same file when shared)."""
+    directory = root / SP_DIR
+    if shared:
+        return directory / "joint.model", directory / "joint.model"
+    return directory / "src.model", directory / "tgt.model"
+
+
+def train_tokenizers(d: DataConfig, pairs: Sequence[Pair]) -> tuple[Tokenizer, Tokenizer]:
+    """Source and target subword tokenizers trained on `pairs` as `d` says (one joint model when d.sp_shared)."""
+    src_text = [sp_escape(normalize(s, d.lowercase)) for s, _ in pairs]
+    tgt_text = [sp_escape(normalize(t, d.lowercase)) for _, t in pairs]
+    if d.sp_shared:
+        joint = Tokenizer(d.level, d.lowercase, train_sentencepiece(src_text + tgt_text, d.level, d.vocab_size))
+        return joint, joint
+    return (
+        Tokenizer(d.level, d.lowercase, train_sentencepiece(src_text, d.level, d.vocab_size)),
+        Tokenizer(d.level, d.lowercase, train_sentencepiece(tgt_text, d.level, d.vocab_size)),
+    )
+
+
+def load_or_train(d: DataConfig, root: Path, pairs: Sequence[Pair] | None) -> tuple[Tokenizer, Tokenizer]:
+    """Source and target subword tokenizers: read from RUN_DIR/sentencepiece/, or trained on `pairs` and saved there.
+
+    `pairs` may be None only when the models already exist.
+    """
+    src_path, tgt_path = model_paths(root, d.sp_shared)
+    if not (src_path.exists() and tgt_path.exists()):
+        if pairs is None:
+            raise ConfigError(
+                f"{root}: no sentencepiece model in {root / SP_DIR} for its vocabularies; train with --overwrite to rebuild both"
+            )
+        src, tgt = train_tokenizers(d, pairs)
+        src_path.parent.mkdir(parents=True, exist_ok=True)
+        assert src.sp_model is not None and tgt.sp_model is not None
+        atomic_write_bytes(src_path, src.sp_model)
+        if not d.sp_shared:
+            atomic_write_bytes(tgt_path, tgt.sp_model)
+        log.info("sentencepiece %s model%s (vocab_size %d) -> %s", d.level, "" if d.sp_shared else "s", d.vocab_size, src_path.parent)
+    try:
+        src = Tokenizer(d.level, d.lowercase, src_path.read_bytes())
+        tgt = src if d.sp_shared else Tokenizer(d.level, d.lowercase, tgt_path.read_bytes())
+    except ValueError as e:
+        raise ConfigError(f"{src_path.parent}: {e}; remove it or use --overwrite") from None
+    return src, tgt

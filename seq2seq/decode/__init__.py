@@ -1,0 +1,1 @@
+"""Using a trained model: greedy and beam search, the Translator, evaluation, translation results."""

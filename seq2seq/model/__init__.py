@@ -1,0 +1,1 @@
+"""The network: the textbook encoder-decoder, its fast training loop, the masked loss, checkpoints, int8."""

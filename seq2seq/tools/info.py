@@ -1,0 +1,102 @@
+"""What a checkpoint is, from the checkpoint alone: architecture, size, vocabularies, training, best score, config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from seq2seq.model.checkpoint import Checkpoint
+from seq2seq.config import Config, config_to_dict
+from seq2seq.decode.results import finite_or_null
+from seq2seq.device import choose_precision, resolve_device
+from seq2seq.model.network import count_parameters
+
+
+def architecture(cfg: Config) -> str:
+    """One line, e.g. `GRU encoder 1x bi 128 -> luong attention -> GRU decoder 1x 128; embeddings 64`."""
+    m = cfg.model
+    enc = f"GRU encoder {m.enc_layers}x {'bi ' if m.bidirectional else ''}{m.hidden_size}"
+    dec = f"GRU decoder {m.dec_layers}x {m.hidden_size}"
+    tied = ", tied output" if m.tie_embeddings else ""
+    return f"{enc} -> {m.attention} attention -> {dec}; embeddings {m.emb_size}{tied}; dropout {m.dropout}"
+
+
+def describe(path: Path) -> dict[str, Any]:
+    """A JSON-ready summary of the checkpoint at `path`: a NaN or infinite number in it (the val loss of a
+    diverged run) is None, so that `info --json` stays JSON."""
+    ckpt = Checkpoint.read(path)
+    cfg = ckpt.config
+    progress = ckpt.training.get("progress") if isinstance(ckpt.training.get("progress"), dict) else {}
+    scores = ckpt.scores
+    best_bleu = scores.get("val_bleu") if scores else progress.get("best_bleu")
+    return finite_or_null({
+        "path": str(path),
+        "architecture": architecture(cfg),
+        "parameters": count_parameters(ckpt.build_model()),
+        "src_vocab_size": len(ckpt.src_vocab),
+        "tgt_vocab_size": len(ckpt.tgt_vocab),
+        "shared_vocab": ckpt.src_vocab == ckpt.tgt_vocab,
+        "languages": f"{cfg.data.src_lang} -> {cfg.data.tgt_lang}",
+        # The sentencepiece model itself (bytes) is no summary: name its size instead.
+        "tokenizer": {k: (f"{v.numel()} bytes" if k == "sp_model" else v) for k, v in ckpt.src_tokenizer.to_dict().items()},
+        "step": ckpt.step,
+        "epochs_done": progress.get("epoch"),
+        "training_seconds": progress.get("elapsed"),
+        "precision": _precision_here(cfg),
+        "best_val_bleu": best_bleu if best_bleu is not None and best_bleu >= 0 else None,
+        "scores": scores,
+        "config": config_to_dict(cfg),
+    })
+
+
+def _precision_here(cfg: Config) -> dict[str, str]:
+    """The precision the checkpoint's train.precision stands for on this machine (what translate and eval use), and why."""
+    choice = choose_precision(cfg.train.precision, resolve_device("auto"))
+    return {"configured": cfg.train.precision, "here": choice.precision, "reason": choice.reason}
+
+
+def _number(value: float | None, digits: int) -> str:
+    """A score for the text summary; None (not a finite number: `describe`) as `none`."""
+    return "none" if value is None else f"{value:.{digits}f}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """The summary as aligned lines for a person, the config last as YAML."""
+    scores = info["scores"] or {}
+    best = info["best_val_bleu"]
+    best_text = "none yet" if best is None else f"{best:.2f}"
+    if scores and "val_chrf" in scores:
+        chrf, loss = (_number(scores.get(k), digits) for k, digits in (("val_chrf", 2), ("val_loss", 4)))
+        best_text += f" (chrF {chrf}, val loss {loss}, at step {scores['step']})"
+    tokenizer = ", ".join(f"{k}={v}" for k, v in info["tokenizer"].items())
+    vocab = f"{info['src_vocab_size']} source, {info['tgt_vocab_size']} target" + (" (shared)" if info["shared_vocab"] else "")
+    rows = [
+        ("checkpoint", info["path"]),
+        ("languages", info["languages"]),
+        ("architecture", info["architecture"]),
+        ("parameters", f"{info['parameters']:,}"),
+        ("vocabulary", vocab),
+        ("tokenizer", tokenizer),
+        ("trained", f"{info['step']} steps, {_count(info['epochs_done'], 'full epoch')}, {_duration(info['training_seconds'])}"),
+        ("best val BLEU", best_text),
+        ("precision", f"{info['precision']['here']} here ({info['precision']['reason']})"),
+    ]
+    lines = [f"{name:<14}{value}" for name, value in rows]
+    lines.append("config:")
+    lines.extend("  " + line for line in yaml.safe_dump(info["config"], sort_keys=False, allow_unicode=True).rstrip("\n").split("\n"))
+    return "\n".join(lines)
+
+
+def _count(n: int | None, noun: str) -> str:
+    """`1 full epoch`, `2 full epochs`, `? full epochs` (unknown)."""
+    return f"{'?' if n is None else n} {noun}{'' if n == 1 else 's'}"

@@ -1,0 +1,91 @@
+"""`seq2seq preprocess`: tokenize the training corpus once, on all cores, into binary shards in the run directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from seq2seq.config import Config, dump_config
+from seq2seq.data.corpus import corpus_paths, open_corpus
+from seq2seq.data.shards import (
+    CHUNK_SIZE, FORMAT, FORMAT_VERSION, SIDES, SPLIT, Job, ShardFiles, data_signature, default_workers, file_stamps, id_dtype,
+    shard_dir, shard_vocabs, tokenize_corpus, vocab_hash, write_side,
+)
+from seq2seq.data.tokenizer import SUBWORD_LEVELS
+from seq2seq.errors import ConfigError, DataError
+from seq2seq.files import atomic_write_text
+from seq2seq.training.rundir import RunFiles, ensure_dir, same_run, tokenizer_for
+
+log = logging.getLogger("seq2seq")
+
+
+@dataclass
+class PreprocessResult:
+    root: Path
+    n_pairs: int  # lines of the corpus
+    n_examples: int  # examples kept
+    src_tokens: int
+    tgt_tokens: int
+    seconds: float
+
+
+def preprocess(
+    cfg: Config, run_dir: Path, workers: Optional[int] = None, quiet: bool = False, chunk_size: int = CHUNK_SIZE
+) -> PreprocessResult:
+    """Tokenize and encode the training corpus into RUN_DIR/bin (building the vocabularies when missing).
+
+    One tokenizing pass on all cores writes provisional ids (first-appearance order) and counts the
+    tokens; the vocabulary is then built from the counts (or read from the run directory) and a
+    vectorized pass rewrites the provisional ids as vocabulary ids.
+    """
+
+    started = time.monotonic()
+    d = cfg.data
+    if not d.train:
+        raise DataError("data.train: no corpus given in the config")
+    files = RunFiles(Path(run_dir))
+    if files.config.exists() and not same_run(files, cfg):
+        raise ConfigError(f"{files.root} holds another run's config ({files.config}): use another train.run_dir")
+    paths = corpus_paths(d.train, d.format, d.src_lang, d.tgt_lang)
+    for path in paths:
+        open_corpus(path).close()  # file-not-found errors before any work
+    stamps = file_stamps(cfg)
+    if d.level in SUBWORD_LEVELS:  # its sentencepiece model is trained on the text, in `train` / `build-vocab`
+        raise ConfigError(f"data.level: `seq2seq preprocess` reads word or char levels, not {d.level}; train on the text instead")
+    ensure_dir(files.root)
+    out = ShardFiles(shard_dir(files.root))
+    out.root.mkdir(parents=True, exist_ok=True)
+    out.header.unlink(missing_ok=True)  # shards without a header are never read, even if we stop half-way
+    try:
+        tokens = tokenize_corpus(paths, Job(tokenizer_for(cfg), d.max_len), workers or default_workers(), chunk_size, out, quiet)
+        src_vocab, tgt_vocab = shard_vocabs(cfg, files.src_vocab, files.tgt_vocab, tokens.tables)
+        atomic_write_text(files.config, dump_config(cfg))
+        vocabs = {"src": src_vocab, "tgt": tgt_vocab}
+        n_tokens = {side: write_side(out, side, tokens.lengths[side], tokens.tables[side].remap(vocabs[side])) for side in SIDES}
+    finally:
+        for side in SIDES:
+            out.provisional(side).unlink(missing_ok=True)
+    shutil.copyfile(files.src_vocab, out.vocab("src"))
+    shutil.copyfile(files.tgt_vocab, out.vocab("tgt"))
+    n_examples = len(tokens.lengths["src"])
+    header = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "split": SPLIT,
+        "n_examples": n_examples, "n_pairs": tokens.n_pairs,
+        "dtype": {side: id_dtype(len(vocabs[side])).str for side in SIDES},
+        "tokens": n_tokens,
+        "vocab_sha256": {side: vocab_hash(vocabs[side]) for side in SIDES},
+        "data": data_signature(cfg),
+        "files": stamps,
+    }
+    atomic_write_text(out.header, json.dumps(header, indent=1, ensure_ascii=False) + "\n")
+    seconds = time.monotonic() - started
+    log.info("shards: %d examples, %d + %d tokens -> %s (%.1f s)", n_examples, n_tokens["src"], n_tokens["tgt"], out.root, seconds)
+    return PreprocessResult(out.root, tokens.n_pairs, n_examples, n_tokens["src"], n_tokens["tgt"], seconds)
+
+
+# ---- reading shards -----------------------------------------------------------------------------

@@ -1,0 +1,164 @@
+"""A run directory: its files, the checks before a run writes into it, and what is built there before training
+(the config, the tokenizers and the vocabularies)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from seq2seq.files import atomic_write_text, remove_stale_temp_files
+from seq2seq.config import Config, config_from_dict, config_to_dict, dump_config, read_yaml
+from seq2seq.data.vocab import build_vocabs, save_vocabs
+from seq2seq.data.corpus import load_corpus
+from seq2seq.errors import CheckpointError, ConfigError
+from seq2seq.data.tokenizer import SUBWORD_LEVELS, Tokenizer
+from seq2seq.data.vocab import Vocab
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of a run directory."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def src_vocab(self) -> Path:
+        return self.root / "src_vocab.json"
+
+    @property
+    def tgt_vocab(self) -> Path:
+        return self.root / "tgt_vocab.json"
+
+    @property
+    def best(self) -> Path:
+        return self.root / "best.pt"
+
+    @property
+    def last(self) -> Path:
+        return self.root / "last.pt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "train.log"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    def kept(self, step: int) -> Path:
+        """One of the k best checkpoints (train.keep_best > 1), weights only."""
+        return self.root / f"ckpt-{step}.pt"
+
+
+def default_run_dir(cfg: Config, config_path: str | Path | None) -> Path:
+    if cfg.train.run_dir:
+        return Path(cfg.train.run_dir)
+    return Path("runs") / (Path(config_path).stem if config_path else "default")
+
+
+def tokenizer_for(cfg: Config) -> Tokenizer:
+    return Tokenizer(level=cfg.data.level, lowercase=cfg.data.lowercase)
+
+
+def load_or_build_tokenizers(
+    cfg: Config, files: RunFiles, train_pairs: list[tuple[str, str]] | None = None
+) -> tuple[Tokenizer, Tokenizer]:
+    """Source and target tokenizers; subword levels read (or, given `train_pairs`, train) RUN_DIR/sentencepiece/."""
+    if cfg.data.level in SUBWORD_LEVELS:
+        from seq2seq.data import subword
+
+        return subword.load_or_train(cfg.data, files.root, train_pairs)
+    tokenizer = tokenizer_for(cfg)
+    return tokenizer, tokenizer
+
+
+def ensure_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"train.run_dir: {path} exists and is not a directory") from None
+    except OSError as e:
+        raise ConfigError(f"train.run_dir: cannot create {path} ({e.strerror})") from None
+    probe = path / ".write-test"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"train.run_dir: {path} is not writable ({e.strerror})") from None
+
+
+def same_run(files: RunFiles, cfg: Config) -> bool:
+    """Does the run directory's config match `cfg` (ignoring keys that do not change what is trained)?"""
+    try:
+        theirs = config_to_dict(config_from_dict(read_yaml(files.config)))
+    except ConfigError:
+        return False
+    ours = config_to_dict(cfg)
+    for d in (theirs, ours):
+        for key in ("run_dir", "num_threads", "max_time", "max_steps", "epochs", "tensorboard", "save_every", "max_bad_steps"):
+            d["train"].pop(key, None)
+    return theirs == ours
+
+
+def prepare_run_dir(files: RunFiles, cfg: Config, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix runs: a directory holding another run needs --resume or --overwrite."""
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    if files.root.exists() and not files.root.is_dir():
+        raise ConfigError(f"train.run_dir: {files.root} exists and is not a directory")
+    if resume:
+        if not files.last.exists():
+            raise CheckpointError(f"{files.last}: nothing to resume (no last.pt in {files.root}); start the run without --resume")
+        if files.config.exists() and not same_run(files, cfg):
+            raise ConfigError(f"{files.config}: the run in {files.root} was trained with another config; resume it with that config")
+        return
+    if overwrite:
+        if files.root.exists():
+            for path in (files.best, files.last, files.metrics, files.log, files.src_vocab, files.tgt_vocab, files.config):
+                path.unlink(missing_ok=True)
+            shutil.rmtree(files.root / "sentencepiece", ignore_errors=True)
+            for path in files.root.glob("ckpt-*.pt"):
+                path.unlink()
+            shutil.rmtree(files.tensorboard, ignore_errors=True)
+        return
+    if files.last.exists() or files.best.exists():
+        raise ConfigError(
+            f"{files.root} already holds a trained run: add --resume to continue it or --overwrite to start again "
+            "(in Python: resume=True / overwrite=True)"
+        )
+    if files.config.exists() and not same_run(files, cfg):
+        raise ConfigError(f"{files.root} holds another run's config ({files.config}): use --overwrite or another train.run_dir")
+
+
+def load_or_build_vocabs(
+    cfg: Config, files: RunFiles, train_pairs: list[tuple[str, str]] | None = None, quiet: bool = False
+) -> tuple[Vocab, Vocab]:
+    """Use the run directory's vocabularies, or build them from the training data and save them."""
+    if files.src_vocab.exists() and files.tgt_vocab.exists():
+        return Vocab.load(files.src_vocab), Vocab.load(files.tgt_vocab)
+    if train_pairs is None:
+        train_pairs = load_corpus(cfg.data.train, cfg.data.format, cfg.data.src_lang, cfg.data.tgt_lang, "train")
+    ensure_dir(files.root)
+    # The config first: vocabularies found without it could come from a run with other data settings.
+    atomic_write_text(files.config, dump_config(cfg))
+    src_tokenizer, tgt_tokenizer = load_or_build_tokenizers(cfg, files, train_pairs)
+    src_vocab, tgt_vocab = build_vocabs(
+        train_pairs, src_tokenizer, cfg.data.min_freq, cfg.data.max_size, cfg.data.shared_vocab, progress=not quiet,
+        tgt_tokenizer=tgt_tokenizer,
+    )
+    save_vocabs(src_vocab, tgt_vocab, files.src_vocab, files.tgt_vocab)
+    return src_vocab, tgt_vocab
+
+
+def remove_stale_run_files(files: RunFiles) -> None:
+    names = [p.name for p in (files.best, files.last, files.config, files.src_vocab, files.tgt_vocab, files.metrics)]
+    remove_stale_temp_files(files.root, names)
