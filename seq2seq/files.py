@@ -6,6 +6,9 @@ imports nothing of seq2seq, so that low modules (vocab, subword) can use it with
 
 from __future__ import annotations
 
+import json
+import math
+
 import glob
 import os
 import tempfile
@@ -85,3 +88,23 @@ def remove_stale_temp_files(directory: Path, names: Sequence[str]) -> list[Path]
             except OSError:
                 pass
     return removed
+
+
+def finite_or_null(value: object) -> object:
+    """`value` with every NaN or infinite float inside (dicts, lists, tuples) replaced by None.
+
+    Python's json writes them as `NaN` / `Infinity`, which is not JSON: one diverged score would make a whole
+    line unreadable to every JSON parser. null says "no number" in a way they all read.
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value
+
+
+def dump_json(obj: object) -> str:
+    """`obj` as one line of strict JSON (non-finite numbers as null; `allow_nan=False` guards the rule)."""
+    return json.dumps(finite_or_null(obj), ensure_ascii=False, allow_nan=False)

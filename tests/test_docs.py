@@ -51,3 +51,22 @@ def test_help_shows_no_python_type_names(name: str) -> None:
     cmd = commands()[name]
     text = cmd.get_help(cmd.context_class(cmd, info_name=name))
     assert not re.search(r"<(str|int|float|path|list\[str\]|int range|float range)>", text), text
+
+
+def test_log_lines_name_no_source_files() -> None:
+    """What the log says is for users: it names their files and runs, never a module of ours (`model/network.py`)."""
+    import ast
+
+    for path in (ROOT / "seq2seq").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("info", "warning", "error"):
+                for arg in node.args:
+                    for const in ast.walk(arg):
+                        if isinstance(const, ast.Constant) and isinstance(const.value, str):
+                            assert not re.search(r"\w\.py\b", const.value), f"{path.name}:{node.lineno} logs {const.value!r}"
+
+
+def test_info_counts_epochs_in_words() -> None:
+    from seq2seq.tools.info import plural
+
+    assert [plural(n, "full epoch") for n in (0, 1, 2, None)] == ["0 full epochs", "1 full epoch", "2 full epochs", "? full epochs"]

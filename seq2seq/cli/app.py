@@ -146,7 +146,7 @@ def evaluate(
 
         atomic_write_text(output, "".join(h + "\n" for h in scores.hypotheses))
     if as_json:
-        from seq2seq.decode.results import dump_json
+        from seq2seq.files import dump_json
 
         typer.echo(dump_json({**scores.as_dict(), "model": str(t.path)}))
         return

@@ -2,41 +2,20 @@
 
 Rendered as one JSON object per line (`--json`), as `score<TAB>translation` n-best blocks, as a compact
 heatmap of shaded blocks for the terminal, or drawn into image files (one per input: FILE-1.png, ...).
-`dump_json` is how every JSON line of the CLI is written (translate, eval, info): never NaN or Infinity.
+`files.dump_json` is how every JSON line of the CLI is written (translate, eval, info): never NaN or Infinity.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
 from seq2seq.decode.search import Hypothesis
+from seq2seq.files import dump_json
 from seq2seq.data.tokenizer import JOINER
 from seq2seq.decode.translator import Translator
 from seq2seq.data.vocab import EOS_TOKEN
-
-
-def finite_or_null(value: object) -> object:
-    """`value` with every NaN or infinite float inside (dicts, lists, tuples) replaced by None.
-
-    Python's json writes them as `NaN` / `Infinity`, which is not JSON: one diverged score would make a whole
-    line unreadable to every JSON parser. null says "no number" in a way they all read.
-    """
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite_or_null(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_or_null(v) for v in value]
-    return value
-
-
-def dump_json(obj: object) -> str:
-    """`obj` as one line of strict JSON (non-finite numbers as null; `allow_nan=False` guards the rule)."""
-    return json.dumps(finite_or_null(obj), ensure_ascii=False, allow_nan=False)
 
 
 class Result(NamedTuple):

@@ -9,7 +9,7 @@ import yaml
 
 from seq2seq.model.checkpoint import Checkpoint
 from seq2seq.config import Config, config_to_dict
-from seq2seq.decode.results import finite_or_null
+from seq2seq.files import finite_or_null
 from seq2seq.device import choose_precision, resolve_device
 from seq2seq.model.network import count_parameters
 
@@ -87,7 +87,7 @@ def format_info(info: dict[str, Any]) -> str:
         ("parameters", f"{info['parameters']:,}"),
         ("vocabulary", vocab),
         ("tokenizer", tokenizer),
-        ("trained", f"{info['step']} steps, {_count(info['epochs_done'], 'full epoch')}, {_duration(info['training_seconds'])}"),
+        ("trained", f"{info['step']} steps, {plural(info['epochs_done'], 'full epoch')}, {_duration(info['training_seconds'])}"),
         ("best val BLEU", best_text),
         ("precision", f"{info['precision']['here']} here ({info['precision']['reason']})"),
     ]
@@ -97,6 +97,6 @@ def format_info(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _count(n: int | None, noun: str) -> str:
+def plural(n: int | None, noun: str) -> str:
     """`1 full epoch`, `2 full epochs`, `? full epochs` (unknown)."""
     return f"{'?' if n is None else n} {noun}{'' if n == 1 else 's'}"

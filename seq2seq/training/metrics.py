@@ -1,8 +1,9 @@
 """Training metrics: one JSON object per line in `metrics.jsonl`, optionally mirrored to TensorBoard.
 
 Two kinds of record share the file, told apart by their keys:
-    train:      step, epoch, train_loss, lr, tokens_per_s, elapsed
-    validation: step, epoch, val_loss, val_ppl, val_bleu, val_chrf, elapsed
+    train:      step, epoch, train_loss, lr, tokens_per_s, tgt_tokens, elapsed
+    validation: step, epoch, val_loss, val_ppl, val_bleu, val_chrf, tgt_tokens, elapsed
+`tgt_tokens` counts the real target tokens trained on so far (all ranks).
 `elapsed` is seconds of training over all sessions of the run.
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from seq2seq.errors import ConfigError, DataError, install_hint
+from seq2seq.files import dump_json
 
 TENSORBOARD_EXTRA = install_hint("tensorboard")
 
@@ -40,7 +42,7 @@ class MetricsLogger:
             from seq2seq.files import atomic_write_text
 
             kept = [r for r in read_metrics(self.path) if r["step"] <= purge_step]
-            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+            atomic_write_text(self.path, "".join(dump_json(r) + "\n" for r in kept))
         if tensorboard_dir is not None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -51,7 +53,7 @@ class MetricsLogger:
     def log(self, record: dict[str, Any]) -> None:
         """Write one record (it must hold `step`); numbers other than step and epoch go to TensorBoard."""
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(dump_json(record) + "\n")  # a diverged loss is null, never NaN (not JSON)
         if self.writer is not None:
             for key, value in record.items():
                 if key not in ("step", "epoch") and isinstance(value, (int, float)) and not isinstance(value, bool):

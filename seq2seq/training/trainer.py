@@ -57,6 +57,7 @@ class Progress:
     world_size: int = 1  # processes that trained it (`step` counts their joint updates)
     bad_steps: int = 0  # non-finite losses in a row, up to now
     validated_at: int = -1  # the step of the last validation
+    tgt_tokens: int = 0  # real target tokens of the updates made (all ranks), for curves against data seen
 
 
 @dataclass
@@ -314,6 +315,7 @@ class Trainer:
         finite, loss_sum, n_tokens = train_step(self.forward_model, self.model, self.optimizer, batch, t, self.device, self.precision, self.dist)
         if finite:
             p.bad_steps = 0
+            p.tgt_tokens += n_tokens
             self.window.add(loss_sum.item(), n_tokens)
         else:
             p.bad_steps += 1
@@ -341,7 +343,7 @@ class Trainer:
         if p.step % t.log_every == 0 and self.metrics is not None:
             self.metrics.log({
                 "step": p.step, "epoch": p.epoch + 1, "train_loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
-                "tokens_per_s": rate, "elapsed": p.elapsed,
+                "tokens_per_s": rate, "tgt_tokens": p.tgt_tokens, "elapsed": p.elapsed,
             })
             self.window = _Window()
 
@@ -381,7 +383,7 @@ class Trainer:
         epoch = p.epoch + 1 if p.batch_in_epoch else p.epoch
         record = {
             "step": p.step, "epoch": epoch, "val_loss": scores.loss, "val_ppl": scores.ppl,
-            "val_bleu": scores.bleu, "val_chrf": scores.chrf,
+            "val_bleu": scores.bleu, "val_chrf": scores.chrf, "tgt_tokens": p.tgt_tokens,
         }
         improved = scores.bleu > p.best_bleu
         if improved:

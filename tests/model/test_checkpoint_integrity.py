@@ -23,7 +23,8 @@ import torch
 from seq2seq.config import Config
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import SPECIALS, Vocab
-from seq2seq.decode.results import Result, dump_json
+from seq2seq.decode.results import Result
+from seq2seq.files import dump_json
 from seq2seq.errors import CheckpointError
 from seq2seq.model.checkpoint import Checkpoint, load_checkpoint
 from tests.conftest import run_cli, tiny_model
@@ -113,12 +114,10 @@ def test_every_flip_in_a_records_headers_is_refused_or_harmless(tmp_path: Path) 
     data = path.read_bytes()
     clean = load_checkpoint(path)
     record = largest_tensor_record(path)
-    central = data.index(b"PK\x01\x02" + data[data.rindex(b"PK\x01\x02", 0, data.index(b"PK\x05\x06")) + 4 :][:0])  # first entry
-    entry = next(
-        i for i in range(central, len(data) - 4) if data[i : i + 4] == b"PK\x01\x02"
-        and data[i + 46 : i + 46 + len(record.filename)] == record.filename.encode()
-    )
-    positions = [*range(entry, entry + 46 + len(record.filename)), *range(record.header_offset, data_offset(data, record))]
+    (central,) = struct.unpack("<I", data[data.rindex(b"PK\x05\x06") + 16 :][:4])  # the directory's offset, from its end record
+    name = record.filename.encode()
+    entry = next(i for i in range(central, len(data)) if data[i : i + 4] == b"PK\x01\x02" and data[i + 46 : i + 46 + len(name)] == name)
+    positions = [*range(entry, entry + 46 + len(name)), *range(record.header_offset, data_offset(data, record))]
     flipped, refused = tmp_path / "flipped.pt", 0
     for pos in positions:
         for mask in (0x01, 0x10, 0x80):
@@ -197,10 +196,10 @@ def test_pickled_objects_are_named_only_for_an_intact_torch_file(tmp_path: Path)
 # ---- the command line, end to end -------------------------------------------------------------------------
 
 
-def test_translate_with_a_flipped_checkpoint_fails_in_one_line_instead_of_printing_nan(tmp_path: Path) -> None:
+def test_translate_with_a_flipped_checkpoint_fails_in_one_line_instead_of_printing_nan(tmp_path, monkeypatch, capsys) -> None:
     path = write_checkpoint(tmp_path / "best.pt")
-    ok = run_cli("translate", "--model", str(path), "--json", "s4 s5", cwd=tmp_path)
-    assert ok.returncode == 0 and strict_json(ok.stdout)["output"], ok.stderr  # the intact file decodes
+    code, out, err = cli(monkeypatch, capsys, "translate", "--model", str(path), "--json", "s4 s5")
+    assert code == 0 and strict_json(out)["output"], err  # the intact file decodes
     data = bytearray(path.read_bytes())
     record = largest_tensor_record(path)
     start = data_offset(data, record)

@@ -1,0 +1,29 @@
+"""The shipped configs: each loads, and the demo's learning rate ends low enough that its last epoch cannot spike."""
+
+from __future__ import annotations
+
+import pytest
+
+from seq2seq.config import load_config
+from seq2seq.training.schedule import LRSchedule
+from tests.conftest import ROOT
+
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads(path) -> None:  # noqa: ANN001
+    cfg = load_config(path, [])
+    assert cfg.data.train and cfg.data.valid, path
+
+
+def test_demo_learning_rate_decays_to_zero_by_its_last_update() -> None:
+    """At a constant 0.003 the demo's sixth epoch once fell from val BLEU 99.74 to 89.42 (bf16, AVX-512 BF16 CPU);
+    its schedule now takes the rate down over the planned updates, so the last updates are small ones."""
+    t = load_config(ROOT / "configs" / "demo.yaml", []).train
+    planned = t.epochs * 188  # the demo's 12,000 pairs in batches of 64: 188 a epoch (the trainer's planned_steps)
+    schedule = LRSchedule.from_config(t, planned)
+    peak = max(schedule.lr_at(s) for s in range(1, planned + 1))
+    assert peak == pytest.approx(t.lr)
+    assert schedule.lr_at(planned) <= 0.01 * peak
+    assert schedule.lr_at(planned - planned // 6) <= 0.1 * peak  # the whole last epoch runs below a tenth of the peak
