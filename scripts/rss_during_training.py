@@ -7,6 +7,10 @@ reads ONEDNN_PRIMITIVE_CACHE_CAPACITY once, when torch loads:
 
   torch-default   ONEDNN_PRIMITIVE_CACHE_CAPACITY=1024 (oneDNN's own default, what the package had before)
   package         what `import seq2seq` sets when the user has set nothing (seq2seq.ONEDNN_CACHE_CAPACITY)
+  glibc-default   the package's cache cap, but glibc's own malloc thresholds (device.keep_freed_memory not called)
+  cache-1, cache-0  ONEDNN_PRIMITIVE_CACHE_CAPACITY=1 / 0 (one cached primitive / none)
+
+The model is built as the trainer builds it (the fast Bahdanau loop where `pays` says so).
 
 Usage: python scripts/rss_during_training.py --data ../shared/data/multi30k [--steps 200] [--every 20]
        [--set train.precision=bf16] [--settings torch-default,package]
@@ -24,7 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = {"torch-default": "1024", "package": None}
+SETTINGS = {"torch-default": "1024", "package": None, "glibc-default": None, "cache-1": "1", "cache-0": "0"}
 
 
 def rss_mb() -> float:
@@ -44,6 +48,7 @@ def child(args: argparse.Namespace) -> None:
     from seq2seq.data.vocab import build_vocabs
     from seq2seq.data.corpus import load_corpus
     from seq2seq.device import keep_freed_memory, resolve_device, resolve_precision
+    from seq2seq.model.fast_bahdanau import bahdanau_steps, pays
     from seq2seq.model.network import Seq2Seq
     from seq2seq.data.subword import train_tokenizers
     from seq2seq.data.tokenizer import SUBWORD_LEVELS, Tokenizer
@@ -54,7 +59,7 @@ def child(args: argparse.Namespace) -> None:
     cfg = load_config(args.config, sets)
     d, t = cfg.data, cfg.train
     device = resolve_device(t.device)
-    if device.type == "cpu":
+    if device.type == "cpu" and not args.glibc_default:
         keep_freed_memory()
     precision = resolve_precision(t.precision, device)
     torch.manual_seed(t.seed)
@@ -66,7 +71,8 @@ def child(args: argparse.Namespace) -> None:
     src_vocab, tgt_vocab = build_vocabs(pairs, src_tok, d.min_freq, d.max_size, d.shared_vocab, tgt_tokenizer=tgt_tok)
     examples = encode_pairs(pairs, Encoder(src_tok, src_vocab), Encoder(tgt_tok, tgt_vocab), max_len=d.max_len)
     batches = BucketSampler(*example_lengths(examples), batch_size=t.batch_size, max_tokens=t.max_tokens, seed=t.seed).batches(0)
-    model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab)).to(device).train()
+    fast = bahdanau_steps if pays(device, precision) else None  # as the trainer builds it
+    model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab), fast_decoder=fast).to(device).train()
     optimizer = make_optimizer(model, t)
     print(json.dumps({"step": 0, "rss_mb": rss_mb(), "precision": precision,
                       "cache": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY")}), flush=True)
@@ -86,6 +92,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=20)
     parser.add_argument("--settings", default="torch-default,package", help=f"comma-separated, of {', '.join(SETTINGS)}")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--glibc-default", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -98,6 +105,7 @@ def main() -> None:
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         command = [sys.executable, __file__, "--child", "--data", args.data, "--config", args.config,
                    "--steps", str(args.steps), "--every", str(args.every), *[x for s in args.set for x in ("--set", s)]]
+        command += ["--glibc-default"] if name == "glibc-default" else []
         print(f"== {name}", flush=True)
         lines = []
         with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as proc:

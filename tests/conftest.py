@@ -1,4 +1,6 @@
-"""Shared test helpers: tiny models, random examples, and running the CLI in a subprocess."""
+"""Shared test helpers: tiny models and random examples, corpora, the parameter count by formula, running the CLI
+(forked from a server that has imported torch, or in a fresh interpreter, or in this process), and the trained
+runs several modules read (tiny_run, api_run, bpe_run: each trained once per session; copy one before changing it)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ import random
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
 import torch
@@ -20,6 +23,10 @@ from seq2seq.config import ModelConfig
 from seq2seq.data.batch import Example
 from seq2seq.model.network import Seq2Seq
 from seq2seq.data.vocab import SPECIALS
+
+if TYPE_CHECKING:
+    from seq2seq.config import Config
+    from seq2seq.training.trainer import TrainResult
 
 # Control characters that other tools treat as line breaks (\x0b \x0c \x1c-\x1e \x85 \u2028 \u2029, a lone \r)
 # are the usual way a translated file ends up one line short: the fuzz tests draw them on purpose.
@@ -47,7 +54,7 @@ def tiny_model(seed: int = 0, vocab: int = 23, **overrides: object) -> Seq2Seq:
 
 
 def expected_parameter_count(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> int:
-    """The model's parameter count by formula from the layer sizes (docs/model.md's architecture), independent of
+    """The model's parameter count by formula from the layer sizes independent of
     the code that builds it: embeddings, GRUs (3 gates: input and hidden weights and biases), attention, bridge,
     pre-output and output layer (tied: the output weight is the target embedding, counted once)."""
     E, H, L_enc, L_dec = cfg.emb_size, cfg.hidden_size, cfg.enc_layers, cfg.dec_layers
@@ -99,7 +106,7 @@ class _ForkServer:
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
 
-    def run(self, jobs: list[dict], workers: int) -> list[int]:
+    def ask(self, request: dict) -> dict:
         if self.proc is None or self.proc.poll() is not None:
             env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
             self.proc = subprocess.Popen(
@@ -107,11 +114,11 @@ class _ForkServer:
             )
             atexit.register(self.close)
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write((json.dumps({"jobs": jobs, "workers": workers}) + "\n").encode())
+        self.proc.stdin.write((json.dumps(request) + "\n").encode())
         self.proc.stdin.flush()
         reply = self.proc.stdout.readline()
         assert reply, "the fork server died"
-        return json.loads(reply)["codes"]
+        return json.loads(reply)
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -127,44 +134,75 @@ class CliJob(NamedTuple):
     cwd: Path
     stdin: str | bytes | None = None
     timeout: float = 120
+    env: dict[str, str] | None = None  # variables set for this command alone
+
+
+def _request(job: CliJob, files: Path, name: str) -> dict:
+    stdin = files / f"{name}.in"
+    stdin.write_bytes(job.stdin.encode("utf-8") if isinstance(job.stdin, str) else job.stdin or b"")
+    return {
+        "args": list(job.args), "cwd": str(job.cwd), "stdin": str(stdin), "stdout": str(files / f"{name}.out"),
+        "stderr": str(files / f"{name}.err"), "timeout": job.timeout, "env": job.env or {},
+    }
+
+
+def _read(path: str) -> bytes:
+    return Path(path).read_bytes() if Path(path).exists() else b""
 
 
 def run_cli_many(jobs: list[CliJob], workers: int = 2) -> list[subprocess.CompletedProcess]:
     """Run `python -m seq2seq ARGS` for each job, `workers` at a time, in processes forked from one that has
     already imported torch (tests/forkserver.py says why and what that leaves out); text output."""
     with tempfile.TemporaryDirectory(prefix="cli-") as tmp:
-        requests = []
-        for i, job in enumerate(jobs):
-            stdin = Path(tmp) / f"{i}.in"
-            stdin.write_bytes(job.stdin.encode("utf-8") if isinstance(job.stdin, str) else job.stdin or b"")
-            requests.append({
-                "args": list(job.args), "cwd": str(job.cwd), "stdin": str(stdin), "stdout": f"{tmp}/{i}.out",
-                "stderr": f"{tmp}/{i}.err", "timeout": job.timeout,
-            })
-        codes = _FORK_SERVER.run(requests, workers)
+        requests = [_request(job, Path(tmp), str(i)) for i, job in enumerate(jobs)]
+        codes = _FORK_SERVER.ask({"jobs": requests, "workers": workers})["codes"]
         return [
             subprocess.CompletedProcess(
                 ["python", "-m", "seq2seq", *job.args], code,
-                Path(r["stdout"]).read_bytes().decode("utf-8", "replace") if Path(r["stdout"]).exists() else "",
-                Path(r["stderr"]).read_bytes().decode("utf-8", "replace") if Path(r["stderr"]).exists() else "",
+                _read(r["stdout"]).decode("utf-8", "replace"), _read(r["stderr"]).decode("utf-8", "replace"),
             )
             for job, r, code in zip(jobs, requests, codes)
         ]
 
 
+class ForkedCli:
+    """`python -m seq2seq ARGS` running in a forked process (see run_cli_many), as much of subprocess.Popen as the
+    tests use: poll, send_signal, communicate (bytes), returncode."""
+
+    def __init__(self, job: CliJob):
+        self._files = tempfile.TemporaryDirectory(prefix="cli-")
+        self._request = _request(job, Path(self._files.name), "p")
+        self.pid: int = _FORK_SERVER.ask({"spawn": self._request})["pid"]
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = _FORK_SERVER.ask({"poll": self.pid})["code"]
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def communicate(self, timeout: float | None = None) -> tuple[bytes, bytes]:
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(["seq2seq"], timeout or 0)
+            time.sleep(0.01)
+        out, err = _read(self._request["stdout"]), _read(self._request["stderr"])
+        self._files.cleanup()
+        return out, err
+
+
+def start_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> ForkedCli:
+    """Start `python -m seq2seq ARGS` in `cwd` (a forked process) and return at once."""
+    return ForkedCli(CliJob(args, cwd, env=env))
+
+
 def run_cli(*args: str, cwd: Path, stdin: str | bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run `python -m seq2seq ARGS` in `cwd` (a forked process, see run_cli_many); returns the completed process."""
     return run_cli_many([CliJob(args, cwd, stdin, timeout)], workers=1)[0]
-
-
-def run_cli_fresh(*args: str, cwd: Path, stdin: str | bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run `python -m seq2seq ARGS` in a fresh interpreter: for what happens at start-up and import time."""
-    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    data = stdin.encode("utf-8") if isinstance(stdin, str) else stdin
-    proc = subprocess.run(
-        [sys.executable, "-m", "seq2seq", *args], cwd=cwd, input=data, capture_output=True, env=env, timeout=timeout
-    )
-    return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace"))
 
 
 def invoke(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
@@ -229,3 +267,89 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     proc = run_cli("train", "--config", "tiny.yaml", "--quiet", cwd=work, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return work
+
+
+def bpe_config(tmp_path: Path, **train_keys: object) -> "Config":
+    """A tiny config on 400 toy pairs with a 320-piece BPE model; run directory tmp_path/run."""
+    from seq2seq.config import config_from_dict
+
+    data = tmp_path / "data"
+    raw = {
+        "data": {
+            "train": write_corpus(data, "train", toy_pairs("train", 400)), "valid": write_corpus(data, "val", toy_pairs("val", 30)),
+            "src_lang": "en", "tgt_lang": "de", "level": "bpe", "vocab_size": 320,
+        },
+        "model": {"emb_size": 16, "hidden_size": 24, "attention": "luong", "dropout": 0.0},
+        "train": {"batch_size": 32, "epochs": 5, "lr": 0.01, "seed": 3, "run_dir": str(tmp_path / "run"), **train_keys},
+        "decode": {"batch_size": 64},
+    }
+    return config_from_dict(raw)
+
+
+def train_here(cfg: "Config", run_dir: Path, work: Path, **keys: object) -> "TrainResult":
+    """Train in this process with `work` as the working directory (where runs/latest goes), torch's thread count kept."""
+    from seq2seq.training.trainer import train
+
+    cwd, threads = os.getcwd(), torch.get_num_threads()
+    os.chdir(work)
+    try:
+        return train(cfg, run_dir, quiet=True, **keys)
+    finally:
+        os.chdir(cwd)
+        torch.set_num_threads(threads)
+
+
+BPE_RUN_KEYS = {"max_steps": 12, "valid_every": 3, "keep_best": 2, "log_every": 1, "schedule": "warmup_cosine", "warmup_steps": 4}
+
+
+@pytest.fixture(scope="session")
+def bpe_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 steps on 400 toy pairs with BPE, validating every 3 and keeping the 2 best checkpoints (config
+    `bpe_config(work, **BPE_RUN_KEYS)`); returns the run directory. Read it, never change it: copy it first."""
+    work = tmp_path_factory.mktemp("bpe_run")
+    cfg = bpe_config(work, **BPE_RUN_KEYS)
+    return train_here(cfg, Path(cfg.train.run_dir), work).run_dir
+
+
+API_RUN_EPOCHS = 2
+
+
+def _installed(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+HAS_MATPLOTLIB = _installed("matplotlib")
+HAS_TENSORBOARD = _installed("tensorboard")
+needs_matplotlib = pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib (the `plot` extra) is not installed")
+needs_tensorboard = pytest.mark.skipif(not HAS_TENSORBOARD, reason="tensorboard (the `tensorboard` extra) is not installed")
+
+
+@pytest.fixture(scope="session")
+def api_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained through the Python API (seq2seq.train with a dict) on 200 toy pairs for
+    API_RUN_EPOCHS epochs, logging every 3 steps (and to TensorBoard when installed); returns its run directory."""
+    import seq2seq
+
+    work = tmp_path_factory.mktemp("api_run")
+    pairs = toy_pairs("train", 200)
+    config = {
+        "data": {"train": write_corpus(work, "train", pairs), "valid": write_corpus(work, "val", pairs[:20]), "src_lang": "en", "tgt_lang": "de"},
+        "model": {"emb_size": 16, "hidden_size": 24, "dropout": 0.0, "attention": "luong"},
+        "train": {"batch_size": 20, "epochs": API_RUN_EPOCHS, "lr": 0.01, "log_every": 3, "tensorboard": HAS_TENSORBOARD,
+                  "num_threads": 1},  # one thread: several on a busy CPU are many times slower
+    }
+    cwd = os.getcwd()
+    os.chdir(work)  # training records runs/latest in the working directory
+    try:
+        result = seq2seq.train(config, work / "run", quiet=True)
+    finally:
+        os.chdir(cwd)
+        torch.set_num_threads(1)
+    assert result.run_dir == work / "run"
+    assert result.progress.epoch == API_RUN_EPOCHS
+    return result.run_dir

@@ -1,15 +1,19 @@
 """Run `python -m seq2seq ARGS` in processes forked from one that has already imported seq2seq and torch.
 
-Why: importing torch costs a fresh interpreter about 2 s of CPU, and the suite runs the command line well over a
+Why: importing torch costs a fresh interpreter about 2 s of CPU, and the suite runs the command line about a
 hundred times (the bad-input catalogue alone holds ~60 cases). A forked child is a process of its own, like a
 subprocess: its own working directory, stdin, stdout and stderr (files, not terminals), its own exit code, and
 the real entry point (`seq2seq/__main__.py`, run as `python -m seq2seq` runs it). What it does not repeat is the
 interpreter's start and the imports; what happens at import time (oneDNN's cache cap, `import seq2seq` staying
-light) is tested with fresh interpreters in tests/test_device.py and tests/test_readme.py.
+light) is tested with fresh interpreters in tests/test_device.py and tests/test_api.py.
 
-The server reads one JSON request per line on stdin, {"jobs": [...], "workers": N}, runs the jobs N at a time
-and answers one JSON line, {"codes": [...]}: each job's exit status as subprocess reports it (-9: killed after
-its timeout). It never runs a torch operation itself, so no OpenMP thread pool exists when it forks.
+The server reads one JSON request per line on stdin and answers each with one JSON line:
+  {"jobs": [...], "workers": N}  runs the jobs N at a time -> {"codes": [...]}, each job's exit status as
+                                 subprocess reports it (-9: killed after its timeout);
+  {"spawn": job}                 starts one job and answers at once -> {"pid": PID} (the caller may signal it);
+  {"poll": PID} / {"wait": PID}  -> {"code": exit status, or null while it runs} (wait: once it has ended).
+A job: args, cwd, the files for stdin, stdout and stderr, a timeout, and optionally env (variables to set).
+It never runs a torch operation itself, so no OpenMP thread pool exists when it forks.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ import torch  # noqa: F401  (imported once here, inherited by every child)
 import seq2seq.cli.app  # noqa: F401
 
 # What the commands import lazily, imported here too (typer's option parsing brings pydantic; the commands bring
-# the library). Only a speed-up: a module missing here is imported by the child that needs it.
+# the library; torch's first optimizer brings torch._dynamo, ~2 s). Only a speed-up: a module missing here is
+# imported by the child that needs it.
 WARM = [
-    "pydantic", "typer._adapters", "yaml", "sacrebleu", "seq2seq.cli.tools", "seq2seq.decode.evaluate", "seq2seq.decode.results",
+    "torch._dynamo", "pydantic", "typer._adapters", "yaml", "sacrebleu", "seq2seq.cli.tools", "seq2seq.decode.evaluate", "seq2seq.decode.results",
     "seq2seq.decode.translator", "seq2seq.model.checkpoint", "seq2seq.training.preprocess", "seq2seq.training.trainer",
 ]
 for _name in WARM:
@@ -54,6 +59,7 @@ def _child(job: dict) -> None:
     code = 1
     try:
         os.chdir(job["cwd"])
+        os.environ.update(job.get("env") or {})
         for fd, path, flags in (
             (0, job["stdin"], os.O_RDONLY),
             (1, job["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
@@ -90,6 +96,13 @@ def _child(job: dict) -> None:
         os._exit(code)
 
 
+def _start(job: dict) -> int:
+    pid = os.fork()
+    if pid == 0:
+        _child(job)
+    return pid
+
+
 def _run(jobs: list[dict], workers: int) -> list[int]:
     """Fork each job, at most `workers` at a time; their exit statuses in job order."""
     codes: list[int | None] = [None] * len(jobs)
@@ -98,17 +111,13 @@ def _run(jobs: list[dict], workers: int) -> list[int]:
     while pending or running:
         while pending and len(running) < workers:
             index = pending.pop(0)
-            pid = os.fork()
-            if pid == 0:
-                _child(jobs[index])
-            running[pid] = (index, time.monotonic() + jobs[index]["timeout"])
-        pid, status = os.waitpid(-1, os.WNOHANG)
-        if pid:
-            codes[running.pop(pid)[0]] = os.waitstatus_to_exitcode(status)
-            continue
-        now = time.monotonic()
+            running[_start(jobs[index])] = (index, time.monotonic() + jobs[index]["timeout"])
         for pid, (index, deadline) in list(running.items()):
-            if now > deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                codes[index] = os.waitstatus_to_exitcode(status)
+                del running[pid]
+            elif time.monotonic() > deadline:
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.002)
     return [c if c is not None else -9 for c in codes]
@@ -117,8 +126,15 @@ def _run(jobs: list[dict], workers: int) -> list[int]:
 def main() -> None:
     for line in sys.stdin.buffer:
         request = json.loads(line)
-        codes = _run(request["jobs"], request.get("workers", 1))
-        sys.stdout.write(json.dumps({"codes": codes}) + "\n")
+        if "jobs" in request:
+            reply: dict = {"codes": _run(request["jobs"], request.get("workers", 1))}
+        elif "spawn" in request:
+            reply = {"pid": _start(request["spawn"])}
+        else:
+            pid = request.get("poll", request.get("wait"))
+            done, status = os.waitpid(pid, os.WNOHANG if "poll" in request else 0)
+            reply = {"code": os.waitstatus_to_exitcode(status) if done else None}
+        sys.stdout.write(json.dumps(reply) + "\n")
         sys.stdout.flush()
 
 

@@ -1,8 +1,9 @@
 """The bad-input catalogue: every case exits 2 with ONE line on stderr naming the problem and where, no traceback,
 and every file that existed before the command is byte-identical after it (nothing saved is lost or overwritten).
 
-Each case runs `python -m seq2seq ...` in a subprocess, in its own copy of a directory holding a tiny trained
-run. Importing torch costs a subprocess more than a second, so the cases run two at a time, in a module fixture.
+Each case runs `python -m seq2seq ...` in a process of its own, in its own copy of a directory holding a tiny
+trained run: forked from one that has imported torch already (tests/forkserver.py; a fresh interpreter would
+spend ~2 s importing it), two at a time, in a module fixture.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import builtins
 import hashlib
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -19,10 +19,7 @@ from typing import Callable, NamedTuple
 import pytest
 import torch
 
-from tests.conftest import run_cli
-
-ROOT = Path(__file__).resolve().parents[1]
-TOY = ROOT / "data" / "toy"
+from tests.conftest import TOY, CliJob, run_cli, run_cli_many
 
 CONFIG = """\
 data: {train: toy, valid: val, src_lang: en, tgt_lang: de}
@@ -59,6 +56,11 @@ class Payload:
 def evil_last_pt(d: Path) -> None:
     state = torch.load(d / "run" / "last.pt", weights_only=True)
     torch.save({**state, "extra": Payload()}, d / "run" / "last.pt")
+
+
+def evil_model(d: Path) -> None:
+    state = torch.load(d / "run" / "best.pt", weights_only=True)
+    torch.save({**state, "extra": Payload()}, d / "evil.pt")
 
 
 def rename_vocab_token(d: Path) -> None:
@@ -123,7 +125,8 @@ CASES = [
     Case("model-truncated", ["translate", "--model", "cut.pt", "hi"], ("cut.pt: not a loadable checkpoint: truncated, corrupted or not a PyTorch file (PytorchStreamReader failed",), lambda d: write(d / "cut.pt", (d / "run" / "best.pt").read_bytes()[:-100])),
     Case("model-format-version", ["translate", "--model", "v9.pt", "hi"], ("v9.pt: checkpoint format version 9, this seq2seq reads version 1",), lambda d: edit_checkpoint(d, "v9.pt", lambda s: s.update(format_version=9))),
     Case("model-vocab-mismatch", ["translate", "--model", "vocab.pt", "hi"], ("vocab.pt: vocabulary of", "does not match weights encoder.embed.weight"), lambda d: edit_checkpoint(d, "vocab.pt", lambda s: s["src_vocab"].append("extra"))),
-    Case("no-model-recorded", ["translate", "hi"], ("no --model given and no trained model recorded in runs/latest",), lambda d: (d / "runs" / "latest").unlink()),
+    Case("model-pickle-payload", ["translate", "--model", "evil.pt", "hi"], ("evil.pt: not a loadable checkpoint: it holds pickled Python objects",), evil_model, absent=("MARKER",)),
+    Case("no-model-recorded", ["translate", "hi"], ("no --model given and no trained model recorded in runs/latest: train one first",), lambda d: (d / "runs" / "latest").unlink()),
     # -- command-line options and inputs -------------------------------------------------------------------
     Case("beam-zero", ["translate", "--model", "run", "--beam", "0", "hi"], ("'--beam'", "greater than or equal to 1")),
     Case("batch-size-negative", ["translate", "--model", "run", "--batch-size", "-3", "hi"], ("'--batch-size'", "greater than or equal to 1")),
@@ -177,22 +180,22 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def outcomes(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     """Run every case in its own copy of the trained directory."""
-    base = trained
-
-    def run(case: Case) -> Outcome:
+    works, befores = [], []
+    for case in CASES:
         work = tmp_path_factory.mktemp(case.id)
-        shutil.copytree(base, work, dirs_exist_ok=True)
+        shutil.copytree(trained, work, dirs_exist_ok=True)
         (work / "runs" / "latest").write_text(str(work / "run") + "\n")
         case.setup(work)
-        before = snapshot(work)
-        proc = cli(case.args, work, case.stdin)
+        works.append(work)
+        befores.append(snapshot(work))
+    procs = run_cli_many([CliJob(tuple(c.args), w, c.stdin, 300) for c, w in zip(CASES, works)], workers=2)
+    out = {}
+    for case, work, before, proc in zip(CASES, works, befores, procs):
         after = snapshot(work)
         changed = [name for name, digest in before.items() if after.get(name) != digest]
         appeared = [name for name in after if name not in before]
-        return Outcome(proc.returncode, proc.stderr, changed, appeared)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip((c.id for c in CASES), pool.map(run, CASES)))
+        out[case.id] = Outcome(proc.returncode, proc.stderr, changed, appeared)
+    return out
 
 
 def test_there_are_at_least_thirty_distinct_cases():

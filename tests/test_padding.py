@@ -1,4 +1,9 @@
-"""Padding changes nothing: loss, gradients, encoder states, attention and translations, on every decoder path."""
+"""Padding changes nothing: loss, gradients, encoder states, attention and translations, on every decoder path
+(the reference Bahdanau loop, the fast one, Luong), with label smoothing, and with teacher forcing below 1.
+
+Decoding reads neither label smoothing nor the teacher-forcing ratio (they exist only in training), so the
+translation tests need no variant of either; with teacher forcing 0, the training pass itself decodes greedily
+(each step is fed its own prediction), and is proven batch-invariant below with the rest."""
 
 from __future__ import annotations
 
@@ -33,48 +38,98 @@ def model_for(seed: int, options: dict):
     return model
 
 
-def _single_losses(model, examples):
+def _single_losses(model, examples, label_smoothing=0.0):
     out = []
     for ex in examples:
         b = collate([ex])
-        loss_sum, n = masked_nll(model(b.src, b.src_lengths, b.tgt_in), b.tgt_out)
+        loss_sum, n = masked_nll(model(b.src, b.src_lengths, b.tgt_in), b.tgt_out, label_smoothing)
         out.append((loss_sum, n))
     return out
 
 
 @pytest.mark.parametrize("options", OPTIONS)
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 @torch.no_grad()
-def test_batch_loss_is_token_weighted_mean_of_single_losses(options, seed):
-    model = model_for(seed, options)
-    examples = random_examples(7, seed)
+def test_batch_loss_is_token_weighted_mean_of_single_losses(options, label_smoothing):
+    model = model_for(0, options)
+    examples = random_examples(7, 0)
     b = collate(examples)
     assert len(set(b.src_lengths.tolist())) > 1 and len(set(b.tgt_lengths.tolist())) > 1  # real padding
-    loss_sum, n = masked_nll(model(b.src, b.src_lengths, b.tgt_in), b.tgt_out)
-    singles = _single_losses(model, examples)
+    loss_sum, n = masked_nll(model(b.src, b.src_lengths, b.tgt_in), b.tgt_out, label_smoothing)
+    singles = _single_losses(model, examples, label_smoothing)
     assert n == sum(k for _, k in singles) == int(b.tgt_lengths.sum())
     weighted_mean = sum(float(s) for s, _ in singles) / n
     assert abs(float(loss_sum) / n - weighted_mean) <= 1e-5
 
 
+def assert_same_gradients(batch_grads: dict, total: dict) -> None:
+    assert batch_grads.keys() == total.keys()
+    for k in batch_grads:
+        scale = total[k].abs().max().clamp(min=1e-6)
+        assert ((batch_grads[k] - total[k]).abs().max() / scale) <= 1e-4, k
+
+
 @pytest.mark.parametrize("options", OPTIONS)
-def test_batch_gradient_equals_sum_of_single_gradients(options):
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_batch_gradient_equals_sum_of_single_gradients(options, label_smoothing):
     model = model_for(3, options)
     examples = random_examples(6, 3)
     b = collate(examples)
     model.zero_grad()
-    masked_nll(model(b.src, b.src_lengths, b.tgt_in), b.tgt_out)[0].backward()
+    masked_nll(model(b.src, b.src_lengths, b.tgt_in), b.tgt_out, label_smoothing)[0].backward()
     batch_grads = {k: p.grad.clone() for k, p in model.named_parameters()}
     total = {k: torch.zeros_like(p) for k, p in model.named_parameters()}
     for ex in examples:
         model.zero_grad()
         s = collate([ex])
-        masked_nll(model(s.src, s.src_lengths, s.tgt_in), s.tgt_out)[0].backward()
+        masked_nll(model(s.src, s.src_lengths, s.tgt_in), s.tgt_out, label_smoothing)[0].backward()
         for k, p in model.named_parameters():
             total[k] += p.grad
-    for k in batch_grads:
-        scale = total[k].abs().max().clamp(min=1e-6)
-        assert ((batch_grads[k] - total[k]).abs().max() / scale) <= 1e-4, k
+    assert_same_gradients(batch_grads, total)
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+@pytest.mark.parametrize("ratio", [0.5, 0.0])
+def test_teacher_forcing_below_one_padding_changes_no_loss_and_no_gradient(options, ratio):
+    """teacher_forcing_ratio < 1, with label smoothing: the batch's loss and every gradient are the sums over its
+    sentences, each decoded with no padding at all and with the very coins it drew in the batch.
+
+    Seq2Seq.forward draws one coin per sentence and step (torch.rand(B) at each step but the last), so a
+    sentence alone (B = 1) would draw other coins. A batch of B copies of sentence i holds no padding and, from
+    the same seed, draws what the padded batch drew: rand(B) at every step, and the draws of the first steps do
+    not depend on how many steps follow (the padded batch only draws more, after). Sentences never mix inside a
+    batch, so row i of the copies is sentence i decoded alone with its coins. (Ratio 0: every coin says
+    "prediction", whatever it shows; the pass decodes greedily. The fast Bahdanau loop serves ratio 1 only: with
+    it set, this must still be the reference step loop, and is.)"""
+    model = model_for(8, options)
+    examples = random_examples(6, 8)
+    b = collate(examples)
+    label_smoothing, seed = 0.1, 1234
+    torch.manual_seed(seed)
+    logits = model(b.src, b.src_lengths, b.tgt_in, teacher_forcing_ratio=ratio)
+    forced = model(b.src, b.src_lengths, b.tgt_in)  # ratio 1
+    real = b.tgt_out != 0
+    assert not torch.allclose(logits[real], forced[real], atol=1e-3)  # some step was fed a prediction: the coins mattered
+    model.zero_grad()
+    loss_sum, n = masked_nll(logits, b.tgt_out, label_smoothing)
+    loss_sum.backward()
+    batch_grads = {k: p.grad.clone() for k, p in model.named_parameters()}
+    total = {k: torch.zeros_like(p) for k, p in model.named_parameters()}
+    total_loss, total_n = 0.0, 0
+    for i, ex in enumerate(examples):
+        copies = collate([ex] * len(examples))
+        assert (copies.src != 0).all() and (copies.tgt_out != 0).all()  # no padding anywhere
+        torch.manual_seed(seed)
+        row = model(copies.src, copies.src_lengths, copies.tgt_in, teacher_forcing_ratio=ratio)[i : i + 1]
+        model.zero_grad()
+        s, k = masked_nll(row, copies.tgt_out[i : i + 1], label_smoothing)
+        s.backward()
+        total_loss, total_n = total_loss + s.item(), total_n + k
+        for name, p in model.named_parameters():
+            total[name] += p.grad
+    assert n == total_n
+    assert abs(loss_sum.item() - total_loss) <= 1e-5 * total_loss
+    assert_same_gradients(batch_grads, total)
 
 
 @pytest.mark.parametrize("options", OPTIONS)

@@ -1,4 +1,5 @@
-"""Beam search: k = 1 is greedy, batch invariance, n-best order and distinctness, length limits, corpus order."""
+"""Search: beam k = 1 is greedy, batch invariance, n-best order and distinctness, length limits, corpus order, and
+the progress bar on stderr."""
 
 from __future__ import annotations
 
@@ -140,3 +141,17 @@ def test_decode_refuses_more_hypotheses_than_the_beam_holds() -> None:
     model = peaked_model("bahdanau")
     with pytest.raises(ConfigError, match="nbest 3 needs decode.beam_size 3 or more, got 2"):
         decode(model, sources(2, 1), DecodeConfig(beam_size=2), torch.device("cpu"), nbest=3)
+
+
+def test_progress_bars_go_to_stderr_and_quiet_turns_them_off(capsys) -> None:
+    model = peaked_model("luong")
+    batch = sources(5, 14)
+    cfg = DecodeConfig(batch_size=2)
+    cpu = torch.device("cpu")
+    quiet = decode(model, batch, cfg, cpu, progress=False)
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+    loud = decode(model, batch, cfg, cpu, progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "decoding" in err and "/5 " in err
+    assert [n[0].ids for n in quiet] == [n[0].ids for n in loud]

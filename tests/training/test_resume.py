@@ -1,18 +1,14 @@
 """Exact resume: a run killed at any moment and resumed ends bitwise equal to the run never interrupted.
 
-Also: Ctrl-C / SIGTERM save last.pt and exit 130 with the resume command; `train.save_every`; the
-non-finite-loss guard (`train.max_bad_steps`); what a resume drops (metrics past the checkpoint).
+Also: Ctrl-C saves last.pt and exits 130 with the resume command; what a resume drops (metrics past the checkpoint).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shlex
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,13 +17,10 @@ import torch
 
 from seq2seq.model.checkpoint import load_checkpoint
 from seq2seq.config import load_config
-from seq2seq.errors import DataError
-from seq2seq.training.interrupt import StopRequest, TrainingInterrupted
+from seq2seq.training.interrupt import TrainingInterrupted
 from seq2seq.training.trainer import train
-from tests.conftest import ONE_THREAD
+from tests.conftest import TOY, ForkedCli, start_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-TOY = ROOT / "data" / "toy"
 
 # Dropout and teacher forcing < 1 make every step draw from the torch RNG: a resume that restored it
 # wrongly, or replayed a batch, could not end bitwise equal.
@@ -51,11 +44,10 @@ def write_tiny_setup(directory: Path, epochs: int = 5, save_every: int = 2, n: i
     return config
 
 
-def cli(*args: str, cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, **ONE_THREAD, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "seq2seq", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+def cli(*args: str, cwd: Path) -> ForkedCli:
+    """`python -m seq2seq ARGS`, started and left running: a process of its own to signal and kill (forked from one
+    that has imported torch already, tests/forkserver.py)."""
+    return start_cli(*args, cwd=cwd)
 
 
 def train_in_process(config: Path, run_dir: Path, resume: bool = False, **stop: object) -> None:
@@ -165,77 +157,3 @@ def test_resume_from_every_checkpoint_is_exact(tmp_path, monkeypatch):
         assert info.value.step == stop_at and saved_step(run / "last.pt") == stop_at
         train_in_process(config, run, resume=True)
         assert_same_training_state(tmp_path / "reference" / "last.pt", run / "last.pt")
-
-
-def test_stop_request_turns_sigterm_into_a_flag():
-    with StopRequest() as stop:
-        assert not stop.requested
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.01)
-        assert stop.requested and stop.signal_name == "SIGTERM"
-        with pytest.raises(KeyboardInterrupt):  # a second signal stops at once
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.01)
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-
-
-def test_non_finite_losses_skip_updates_then_stop_keeping_the_last_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    config = write_tiny_setup(tmp_path, epochs=3, save_every=2, n=80)
-    text = config.read_text().replace("save_every: 2", "save_every: 2, max_bad_steps: 3")
-    config.write_text(text)
-    import seq2seq.training.trainer as train_module
-
-    real = train_module.masked_nll
-    calls = {"n": 0}
-
-    def poisoned(logits, tgt_out, label_smoothing=0.0):
-        calls["n"] += 1
-        loss_sum, n = real(logits, tgt_out, label_smoothing)
-        # step 3 is bad alone (skipped, training goes on); from step 6 on every loss is NaN
-        if calls["n"] == 3 or calls["n"] >= 6:
-            loss_sum = loss_sum * float("nan")
-        return loss_sum, n
-
-    monkeypatch.setattr(train_module, "masked_nll", poisoned)
-    run = tmp_path / "run"
-    with pytest.raises(DataError, match=r"3 non-finite losses in a row \(train.max_bad_steps\).*last good checkpoint"):
-        train_in_process(config, run)
-    state = load_checkpoint(run / "last.pt")
-    assert state["step"] == 6  # saved at step 6 (save_every 2), before the third bad step (8)
-    assert all(torch.isfinite(t).all() for t in state["model"].values())
-    log = (run / "train.log").read_text()
-    assert "step 3: non-finite loss or gradient, update skipped (1 in a row)" in log
-    assert "step 8: non-finite loss or gradient, update skipped (3 in a row)" in log
-
-
-def test_save_every_writes_last_pt_between_validations(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    config = write_tiny_setup(tmp_path, epochs=1, save_every=2, n=80)
-    run = tmp_path / "run"
-    from seq2seq.model.checkpoint import Checkpoint
-
-    saved: list[int] = []
-    real = Checkpoint.write
-
-    def spy(self, path):
-        if Path(path).name == "last.pt":
-            saved.append(self.step)
-        real(self, path)
-
-    monkeypatch.setattr(Checkpoint, "write", spy)
-    train_in_process(config, run)
-    assert saved == [2, 4, 5]  # every 2 updates, then at the end-of-epoch validation (5 batches)
-
-
-@pytest.mark.parametrize("key", ["data.train", "data.valid"])
-def test_a_wrong_data_path_leaves_no_run_directory(tmp_path, key):
-    from seq2seq.config import load_config as load
-    from seq2seq.errors import DataError
-
-    config = write_tiny_setup(tmp_path, epochs=1)
-    run = tmp_path / "never"
-    with pytest.raises(DataError, match="file not found"):
-        train(load(config, [f"{key}={tmp_path / 'missing'}"]), run, quiet=True)
-    assert not run.exists()
-

@@ -1,4 +1,5 @@
-"""Precision chosen from the hardware, the emulated-bf16 warning, and oneDNN's cache cap set before torch loads."""
+"""seq2seq/device.py: precision chosen from the hardware, the emulated-bf16 warning, the capability report; and
+oneDNN's cache cap set before torch loads (seq2seq/__init__.py), for every way of starting seq2seq."""
 
 from __future__ import annotations
 
@@ -78,13 +79,16 @@ def test_native_bf16_cpu_gives_no_warning(monkeypatch, caplog) -> None:
 
 
 def _cache_env_seen_by_torch(entry: str, env: dict[str, str]) -> str:
-    """Run `entry` in a fresh interpreter; report the cache variable as it stood when torch was first imported."""
+    """Run `entry` in a fresh interpreter; report the cache variable as it stood when torch was first imported.
+
+    The interpreter ends right there: what torch would read is known, and loading it would only cost seconds."""
     probe = (
         "import builtins, os, sys\n"
         "real = builtins.__import__\n"
         "def spy(name, *a, **k):\n"
         "    if name == 'torch' and 'torch' not in sys.modules:\n"
         "        print('AT_TORCH_IMPORT', os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY'), flush=True)\n"
+        "        os._exit(0)\n"
         "    return real(name, *a, **k)\n"
         "builtins.__import__ = spy\n"
         f"{entry}\n"

@@ -1,0 +1,61 @@
+"""What `translate` reports: one JSON object per input (attention only when asked), n-best blocks, and the
+tokens the model read."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from seq2seq.decode.results import Result, TranslateOptions, display_token, make_results, nbest_blocks
+from seq2seq.data.tokenizer import JOINER
+from tests.decode.test_translator import tiny_translator
+
+ATTENTION = [[0.5, 0.25, 0.25], [0.1, 0.2, 0.7], [0.0, 0.0, 1.0]]
+OPTIONS = TranslateOptions(
+    beam_size=3, batch_size=None, nbest=2, as_json=False, attention_file=None, attention_terminal=False, quiet=True
+)
+
+
+def test_json_holds_the_attention_only_when_asked_and_rows_name_their_tokens() -> None:
+    r = Result("a b", "x y", -1.5, ["x", "y"], ["a", "b", "<eos>"], ATTENTION)
+    assert json.loads(r.to_json()) == {
+        "input": "a b", "output": "x y", "score": -1.5, "tokens": ["x", "y"], "src_tokens": ["a", "b", "<eos>"],
+        "attention": ATTENTION,
+    }
+    assert r.attention_rows == ["x", "y", "<eos>"]  # the third row: the step that produced <eos>
+    assert r._replace(attention=ATTENTION[:2]).attention_rows == ["x", "y"]  # stopped by the length limit
+    plain = r._replace(attention=None)
+    assert json.loads(plain.to_json()) == {"input": "a b", "output": "x y", "score": -1.5, "tokens": ["x", "y"]}
+    assert plain.attention_rows == []
+
+
+def test_nbest_blocks_are_score_tab_translation_lines_then_an_empty_line() -> None:
+    t = tiny_translator()
+    texts = ["a b", "", "der die"]
+    blocks = nbest_blocks(t, texts, OPTIONS)
+    as_json = [json.loads(b) for b in nbest_blocks(t, texts, dataclasses.replace(OPTIONS, as_json=True))]
+    assert blocks[1] == "\n" and as_json[1] == {"input": "", "nbest": []}  # an empty input: no translations
+    for text, block, obj in zip(texts, blocks, as_json):
+        if not text:
+            continue
+        assert block.endswith("\n\n") and obj["input"] == text
+        lines = block[:-1].splitlines()
+        assert len(lines) == 2 and len(obj["nbest"]) == 2
+        scores = [float(line.split("\t")[0]) for line in lines]
+        assert scores == sorted(scores, reverse=True)
+        assert [line.split("\t", 1)[1] for line in lines] == [h["output"] for h in obj["nbest"]]
+        assert scores == [round(h["score"], 4) for h in obj["nbest"]]
+
+
+def test_an_empty_input_has_an_empty_result_and_a_long_one_the_tokens_the_model_read() -> None:
+    t = tiny_translator(max_src_len=5)
+    texts = ["", "a b zzz", "x " * 9]
+    results = make_results(t, texts, t.hypotheses(texts, return_attention=True))
+    assert results[0] == Result("", "", 0.0, [], [], [])
+    assert results[1].src_tokens == ["a", "b", "<unk>", "<eos>"]
+    assert results[2].src_tokens == ["x"] * 5 + ["<eos>"]  # truncated to decode.max_src_len, as decoded
+    assert all(len(row) == len(results[2].src_tokens) for row in results[2].attention)
+
+
+def test_display_token_drops_the_joiner_and_shows_a_space() -> None:
+    assert [display_token(t) for t in (JOINER + ",", "(" + JOINER, " ", JOINER, "word")] == [",", "(", "␣", JOINER, "word"]

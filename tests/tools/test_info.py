@@ -1,0 +1,41 @@
+"""`info`: what a checkpoint holds (parameters counted by formula, vocabularies, the best validation BLEU, the
+step, the config) and the precision it would decode in here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import seq2seq
+from seq2seq.training.metrics import read_metrics
+from tests.conftest import expected_parameter_count, invoke
+
+
+@pytest.fixture
+def run(api_run: Path) -> Path:
+    return api_run
+
+
+def test_info_describes_the_checkpoint(run: Path, capsys, monkeypatch) -> None:
+    t = seq2seq.Translator.load(run)
+    code, stdout, stderr = invoke(capsys, monkeypatch, "info", "--model", str(run), "--json")
+    assert code == 0, stderr
+    info = json.loads(stdout)
+    assert info["parameters"] == expected_parameter_count(t.cfg.model, len(t.src.vocab), len(t.tgt.vocab))
+    assert (info["src_vocab_size"], info["tgt_vocab_size"]) == (len(t.src.vocab), len(t.tgt.vocab))
+    val = [r for r in read_metrics(run / "metrics.jsonl") if "val_bleu" in r]
+    assert info["best_val_bleu"] == pytest.approx(max(r["val_bleu"] for r in val))
+    assert info["step"] == val[-1]["step"] and info["training_seconds"] > 0
+    assert info["config"]["model"]["hidden_size"] == 24
+    code, text, _ = invoke(capsys, monkeypatch, "info", "--model", str(run))
+    assert code == 0
+    assert f"{info['parameters']:,}" in text and "hidden_size: 24" in text and "luong attention" in text
+    # auto, resolved for this machine: bf16 where the CPU lists native bf16 (/proc/cpuinfo, read here)
+    assert info["config"]["train"]["precision"] == "auto" and info["precision"]["configured"] == "auto"
+    flags = set(next((ln.split(":", 1)[1].split() for ln in open("/proc/cpuinfo") if ln.startswith("flags")), []))
+    if flags:
+        assert info["precision"]["here"] == ("bf16" if {"avx512_bf16", "amx_bf16"} & flags else "fp32")
+    assert info["precision"]["reason"].startswith("auto: ")
+    assert f"precision     {info['precision']['here']} here ({info['precision']['reason']})" in text
