@@ -13,7 +13,7 @@ import glob
 import os
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Callable, Sequence
 
 TMP_SUFFIX = ".tmp"
 _UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
@@ -48,6 +48,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
     A crash at any moment leaves either the old file or the new one, never a torn one.
     """
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """`write(f)` into a temporary file in the same directory, fsync, then rename over `path` (as atomic_write_bytes).
+
+    For large files written by a serializer (torch.save): the bytes go straight to the file, never held in memory.
+    """
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
@@ -57,7 +65,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             # mkstemp makes the file private (0600); give it the mode a plain open() would have.
             os.fchmod(f.fileno(), _default_mode())
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

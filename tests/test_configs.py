@@ -24,6 +24,6 @@ def test_demo_learning_rate_decays_to_zero_by_its_last_update() -> None:
     planned = t.epochs * 188  # the demo's 12,000 pairs in batches of 64: 188 a epoch (the trainer's planned_steps)
     schedule = LRSchedule.from_config(t, planned)
     peak = max(schedule.lr_at(s) for s in range(1, planned + 1))
-    assert peak == pytest.approx(t.lr)
+    assert peak == pytest.approx(t.lr, rel=1e-4)  # the first update's rate, a hair below the peak of the cosine
     assert schedule.lr_at(planned) <= 0.01 * peak
     assert schedule.lr_at(planned - planned // 6) <= 0.1 * peak  # the whole last epoch runs below a tenth of the peak
