@@ -353,3 +353,10 @@ def api_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.run_dir == work / "run"
     assert result.progress.epoch == API_RUN_EPOCHS
     return result.run_dir
+
+
+def strict_json(text: str) -> object:
+    """json.loads that refuses NaN / Infinity, as every JSON parser but Python's does."""
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
