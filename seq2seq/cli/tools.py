@@ -39,7 +39,7 @@ def serve(
     ),
     quantize: Optional[str] = QuantizeOpt,
 ) -> None:
-    """Serve the model over HTTP until Ctrl-C or SIGTERM (needs the serve extra: pip install 'seq2seq[serve]').
+    """Serve the model over HTTP until Ctrl-C or SIGTERM (needs the serve extra: pip install -e '.[serve]' from the checkout).
 
     OpenNMT-py's REST API (POST /translator/translate), a plain one (POST /translate, GET /health) and a
     page with the attention at /. Sentences of concurrent requests are decoded together. One line per
@@ -60,7 +60,7 @@ def serve(
 
 
 plot_app = typer.Typer(
-    help="Draw pictures of a run (needs the plot extra: pip install 'seq2seq[plot]').\n\nExample: seq2seq plot curves --model runs/demo",
+    help="Draw pictures of a run (needs the plot extra: pip install -e '.[plot]' from the checkout).\n\nExample: seq2seq plot curves --model runs/demo",
     no_args_is_help=True,
 )
 

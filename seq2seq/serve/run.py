@@ -16,14 +16,13 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Iterator
 
-from seq2seq.errors import ConfigError
+from seq2seq.errors import ConfigError, install_hint
 from seq2seq.serve.batching import DEFAULT_WAIT_MS, Batcher, decode_texts
 from seq2seq.serve.requests import Limits, ServeState
 
 if TYPE_CHECKING:
     import uvicorn
 
-SERVE_EXTRA = "pip install 'seq2seq[serve]'"
 EXTRA_MODULES = ("starlette", "uvicorn")
 GRACE_S = 60  # on SIGINT / SIGTERM, how long requests in flight may take to finish
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -36,7 +35,7 @@ def require_extra() -> None:
         try:
             importlib.import_module(name)
         except ImportError:
-            raise ConfigError(f"seq2seq serve needs the serve extra ({name} is not installed): {SERVE_EXTRA}") from None
+            raise ConfigError(f"seq2seq serve needs the serve extra ({name} is not installed): {install_hint('serve')}") from None
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -12,7 +12,6 @@ from typing import Any, Sequence
 from seq2seq.errors import ConfigError, install_hint
 from seq2seq.training.metrics import latest_per_step
 
-PLOT_EXTRA = install_hint("plot")
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 DPI = 100
 CURVES_SIZE = (11.0, 4.0)  # inches: 1100 x 400 pixels
@@ -23,7 +22,7 @@ def pyplot() -> Any:
     try:
         import matplotlib
     except ImportError:
-        raise ConfigError(f"plotting needs matplotlib, which is not installed: {PLOT_EXTRA}") from None
+        raise ConfigError(f"plotting needs matplotlib, which is not installed: {install_hint('plot')}") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

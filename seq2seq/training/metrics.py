@@ -16,7 +16,6 @@ from typing import Any
 from seq2seq.errors import ConfigError, DataError, install_hint
 from seq2seq.files import dump_json
 
-TENSORBOARD_EXTRA = install_hint("tensorboard")
 
 
 def tensorboard_tag(key: str) -> str:
@@ -47,7 +46,7 @@ class MetricsLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise ConfigError(f"train.tensorboard: TensorBoard is not installed: {TENSORBOARD_EXTRA}") from None
+                raise ConfigError(f"train.tensorboard: TensorBoard is not installed: {install_hint('tensorboard')}") from None
             self.writer = SummaryWriter(log_dir=str(tensorboard_dir), purge_step=purge_step)
 
     def log(self, record: dict[str, Any]) -> None:

@@ -31,8 +31,8 @@ from seq2seq.serve.requests import Limits
 from tests.conftest import ONE_THREAD, ROOT, run_cli, toy_pairs
 
 HAVE_EXTRA = find_spec("starlette") is not None and find_spec("uvicorn") is not None
-needs_extra = pytest.mark.skipif(not HAVE_EXTRA, reason="needs the serve extra: pip install 'seq2seq[serve]'")
-INSTALL_HINT = "pip install 'seq2seq[serve]'"
+needs_extra = pytest.mark.skipif(not HAVE_EXTRA, reason="needs the serve extra: pip install -e '.[serve]'")
+INSTALL_HINT = "pip install -e '.[serve]'"  # the checkout form: `seq2seq` on the index is another project
 DECODE = DecodeConfig()  # the tiny model's decode section, but for batch_size (64 in TINY_CONFIG)
 LIMITS = Limits(max_src_len=DECODE.max_src_len)
 # Sixteen sentences of different lengths (one empty, one long), as the concurrency test sends them.
@@ -123,7 +123,7 @@ def close(x: Any, y: Any) -> bool:
 def server(tiny_run: Path):
     """One server for the module, on the tiny model; at the end it must stop on SIGTERM with exit code 0."""
     if not HAVE_EXTRA:
-        pytest.skip("needs the serve extra: pip install 'seq2seq[serve]'")
+        pytest.skip("needs the serve extra: pip install -e '.[serve]'")
     s = Server(tiny_run, "--model", "runs/tiny")
     yield s
     assert s.stop() == 0, s.stderr()
