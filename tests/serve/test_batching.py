@@ -135,14 +135,45 @@ def test_open_requests_are_decoded_together_and_each_gets_its_own_results():
     assert took < 4.0, took  # it stopped waiting once every open request had arrived, not after wait_s
 
 
+class GatedDecode(RecordingDecode):
+    """Its first call holds the worker thread until `release` is set, as a long decode would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, texts: list[str], settings: Settings) -> list[Decoded]:
+        if not self.calls:
+            self.started.set()
+            assert self.release.wait(10), "the test never released the first decode"
+        return super().__call__(texts, settings)
+
+
 def test_requests_arriving_during_a_decode_form_the_next_batch():
-    decode = RecordingDecode(delay_s=0.2)  # nothing counts open requests: the first one goes alone
+    decode = GatedDecode()  # nothing counts open requests: the first one goes alone
     requests = sizes_requests([1] * 10)
     with running(decode) as run:
-        answers = concurrently(run, requests)
+        answers: list = [None] * len(requests)
+
+        def client(i: int) -> None:
+            answers[i] = run.request(*requests[i])
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(len(requests))]
+        threads[0].start()
+        assert decode.started.wait(5), "the first request was never decoded"
+        for t in threads[1:]:  # these arrive while the first is being decoded
+            t.start()
+        deadline = time.monotonic() + 5
+        while run.batcher.in_flight < len(requests) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert run.batcher.in_flight == len(requests), run.batcher.in_flight
+        decode.release.set()
+        for t in threads:
+            t.join(10)
     assert_own_results(requests, answers)
-    assert 2 <= len(decode.calls) < len(requests), [texts for texts, _ in decode.calls]
-    assert sum(len(texts) for texts, _ in decode.calls) == len(requests)
+    calls = [texts for texts, _ in decode.calls]
+    assert len(calls) == 2 and calls[0] == ["r0s0"], calls  # the nine that arrived meanwhile: one batch
+    assert sorted(calls[1]) == sorted(t for r, _ in requests[1:] for t in r), calls
 
 
 def test_a_lone_request_waits_for_nothing():
