@@ -1,19 +1,21 @@
-"""Resident memory while training on real, varying batches: with oneDNN's default primitive cache and with ours.
+"""Resident memory while training on real, varying batches: with torch's default CPU kernel caches and with ours.
 
 Trains N steps of a config's model (default: the de->en recipe, configs/multi30k_de_en.yaml) on its
 length-bucketed Multi30k batches (every batch a new shape, as in a real run) through the trainer's own
-`train_step`, and prints the process's RSS every K steps. Each setting runs in a fresh process, because oneDNN
-reads ONEDNN_PRIMITIVE_CACHE_CAPACITY once, when torch loads:
+`train_step`, and prints the process's RSS every K steps. Each setting runs in a fresh process, because torch
+reads the cache variables once (seq2seq/__init__.py sets them when the user has not):
 
-  torch-default   ONEDNN_PRIMITIVE_CACHE_CAPACITY=1024 (oneDNN's own default, what the package had before)
-  package         what `import seq2seq` sets when the user has set nothing (seq2seq.ONEDNN_CACHE_CAPACITY)
-  glibc-default   the package's cache cap, but glibc's own malloc thresholds (device.keep_freed_memory not called)
+  torch-default   oneDNN's and ideep's own defaults: ONEDNN_PRIMITIVE_CACHE_CAPACITY=1024, LRU_CACHE_CAPACITY=1024
+  ideep-default   the package's oneDNN cap, ideep's default computation cache (LRU_CACHE_CAPACITY=1024)
+  package         what `import seq2seq` sets when the user has set nothing (seq2seq.ONEDNN_CACHE_CAPACITY,
+                  seq2seq.IDEEP_CACHE_CAPACITY)
+  glibc-default   the package's caps, but glibc's own malloc thresholds (device.keep_freed_memory not called)
   cache-1, cache-0  ONEDNN_PRIMITIVE_CACHE_CAPACITY=1 / 0 (one cached primitive / none)
 
 The model is built as the trainer builds it (the fast Bahdanau loop where `pays` says so).
 
 Usage: python scripts/rss_during_training.py --data ../shared/data/multi30k [--steps 200] [--every 20]
-       [--set train.precision=bf16] [--settings torch-default,package]
+       [--set train.precision=bf16] [--settings torch-default,ideep-default,package]
 """
 
 from __future__ import annotations
@@ -28,7 +30,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SETTINGS = {"torch-default": "1024", "package": None, "glibc-default": None, "cache-1": "1", "cache-0": "0"}
+CACHE_VARIABLES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
+SETTINGS: dict[str, dict[str, str]] = {  # the variables each setting sets; the package sets the others
+    "torch-default": {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1024", "LRU_CACHE_CAPACITY": "1024"},
+    "ideep-default": {"LRU_CACHE_CAPACITY": "1024"},
+    "package": {},
+    "glibc-default": {},
+    "cache-1": {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1"},
+    "cache-0": {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0"},
+}
 
 
 def rss_mb() -> float:
@@ -75,7 +85,8 @@ def child(args: argparse.Namespace) -> None:
     model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab), fast_decoder=fast).to(device).train()
     optimizer = make_optimizer(model, t)
     print(json.dumps({"step": 0, "rss_mb": rss_mb(), "precision": precision,
-                      "cache": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY")}), flush=True)
+                      "cache": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY"),
+                      "ideep": os.environ.get("LRU_CACHE_CAPACITY")}), flush=True)
     start = time.perf_counter()
     for step, index in enumerate(itertools.islice(itertools.cycle(batches), args.steps), start=1):
         train_step(model, model, optimizer, collate([examples[i] for i in index]).to(device), t, device, precision)
@@ -90,7 +101,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="a config override, as seq2seq's --set")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--every", type=int, default=20)
-    parser.add_argument("--settings", default="torch-default,package", help=f"comma-separated, of {', '.join(SETTINGS)}")
+    parser.add_argument("--settings", default="torch-default,ideep-default,package", help=f"comma-separated, of {', '.join(SETTINGS)}")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--glibc-default", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -99,9 +110,8 @@ def main() -> None:
         return
     rows = {}
     for name in args.settings.split(","):
-        env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY")}
-        if SETTINGS[name] is not None:
-            env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = SETTINGS[name]
+        env = {k: v for k, v in os.environ.items() if k not in CACHE_VARIABLES}
+        env.update(SETTINGS[name])
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         command = [sys.executable, __file__, "--child", "--data", args.data, "--config", args.config,
                    "--steps", str(args.steps), "--every", str(args.every), *[x for s in args.set for x in ("--set", s)]]
@@ -115,7 +125,8 @@ def main() -> None:
                 lines.append(record)
                 print(f"  step {record['step']:>5}  RSS {record['rss_mb']:8.0f} MB"
                       + (f"  {record['s_per_step']:.3f} s/step" if "s_per_step" in record else
-                         f"  (precision {record['precision']}, ONEDNN_PRIMITIVE_CACHE_CAPACITY={record['cache']})"), flush=True)
+                         f"  (precision {record['precision']}, ONEDNN_PRIMITIVE_CACHE_CAPACITY={record['cache']}, "
+                         f"LRU_CACHE_CAPACITY={record['ideep']})"), flush=True)
         if proc.returncode:
             sys.exit(proc.returncode)
         rows[name] = lines

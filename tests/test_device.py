@@ -78,8 +78,11 @@ def test_native_bf16_cpu_gives_no_warning(monkeypatch, caplog) -> None:
     assert not caplog.records
 
 
-def _cache_env_seen_by_torch(entry: str, env: dict[str, str]) -> str:
-    """Run `entry` in a fresh interpreter; report the cache variable as it stood when torch was first imported.
+CACHE_VARIABLES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
+
+
+def _cache_env_seen_by_torch(entry: str, env: dict[str, str], variable: str = "ONEDNN_PRIMITIVE_CACHE_CAPACITY") -> str:
+    """Run `entry` in a fresh interpreter; report `variable` as it stood when torch was first imported.
 
     The interpreter ends right there: what torch would read is known, and loading it would only cost seconds."""
     probe = (
@@ -87,13 +90,13 @@ def _cache_env_seen_by_torch(entry: str, env: dict[str, str]) -> str:
         "real = builtins.__import__\n"
         "def spy(name, *a, **k):\n"
         "    if name == 'torch' and 'torch' not in sys.modules:\n"
-        "        print('AT_TORCH_IMPORT', os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY'), flush=True)\n"
+        f"        print('AT_TORCH_IMPORT', os.environ.get({variable!r}), flush=True)\n"
         "        os._exit(0)\n"
         "    return real(name, *a, **k)\n"
         "builtins.__import__ = spy\n"
         f"{entry}\n"
     )
-    base = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY")}
+    base = {k: v for k, v in os.environ.items() if k not in CACHE_VARIABLES}
     proc = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
         env={**base, **env, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
@@ -112,12 +115,14 @@ def _cache_env_seen_by_torch(entry: str, env: dict[str, str]) -> str:
     ],
     ids=["import", "console-script", "python-m"],
 )
-def test_onednn_cache_cap_is_set_before_torch_loads(entry) -> None:
-    from seq2seq import ONEDNN_CACHE_CAPACITY
+def test_the_cpu_cache_caps_are_set_before_torch_loads(entry) -> None:
+    from seq2seq import IDEEP_CACHE_CAPACITY, ONEDNN_CACHE_CAPACITY
 
     assert _cache_env_seen_by_torch(entry, {}) == ONEDNN_CACHE_CAPACITY
+    assert _cache_env_seen_by_torch(entry, {}, "LRU_CACHE_CAPACITY") == IDEEP_CACHE_CAPACITY
 
 
 def test_a_cache_capacity_the_user_set_is_kept() -> None:
     assert _cache_env_seen_by_torch("import seq2seq.model.network", {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "300"}) == "300"
     assert _cache_env_seen_by_torch("import seq2seq.model.network", {"DNNL_PRIMITIVE_CACHE_CAPACITY": "5"}) == "None"
+    assert _cache_env_seen_by_torch("import seq2seq.model.network", {"LRU_CACHE_CAPACITY": "64"}, "LRU_CACHE_CAPACITY") == "64"
