@@ -59,8 +59,9 @@ class Translator:
     ) -> "Translator":
         """Load a run directory or .pt file (None: the last trained run) for decoding.
 
-        `device`: auto, cpu or cuda; `precision` None: the checkpoint's train.precision, resolved for the device;
-        `quantize` None: the checkpoint's decode.quantize (none | int8: int8 weights on the CPU, decoding in fp32).
+        `device`: auto, cpu or cuda (auto is the CPU with int8 weights, which run there only); `precision` None:
+        the checkpoint's train.precision, resolved for the device; `quantize` None: the checkpoint's
+        decode.quantize (none | int8: int8 weights on the CPU, decoding in fp32).
         """
         path = resolve_model_path(model)
         return cls.from_checkpoint(Checkpoint.read(path), device, precision, quantize)
@@ -70,10 +71,10 @@ class Translator:
         cls, ckpt: Checkpoint, device: str, precision: str | None, quantize: str | None = None
     ) -> "Translator":
         """A Translator for a checkpoint already read (see `load` for `device`, `precision` and `quantize`)."""
-        dev = resolve_device(device)
         cfg = ckpt.config
         if quantize is not None and quantize != cfg.decode.quantize:
             cfg = config_replace(cfg, "decode", quantize=quantize)
+        dev = resolve_device("cpu" if device == "auto" and cfg.decode.quantize != "none" else device)
         _check_finite(ckpt)
         net = ckpt.build_model().to(dev)
         # the fp32 model's tensors, not a copy; with int8 `model` below is another model, made from them

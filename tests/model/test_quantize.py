@@ -52,3 +52,10 @@ def test_quantize_is_cpu_only_and_names_its_choices() -> None:
         quantize_for_decoding(model, "int8", torch.device("cuda"))
     with pytest.raises(ConfigError, match="none, int8"):
         quantize_for_decoding(model, "int4", torch.device("cpu"))
+
+
+def test_device_auto_decodes_int8_on_the_cpu_where_a_gpu_is_present(tiny_run: Path, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a CUDA machine, as far as `auto` can tell
+    t = Translator.load(tiny_run / "runs" / "tiny", quantize="int8")  # device auto
+    assert t.device.type == "cpu" and t.cfg.decode.quantize == "int8"
+    assert t.translate(["I love you"]) == Translator.load(tiny_run / "runs" / "tiny", device="cpu", quantize="int8").translate(["I love you"])
