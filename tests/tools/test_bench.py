@@ -28,7 +28,7 @@ def test_flop_count_matches_a_hand_count():
 
 def test_bench_runs_on_the_toy_config_and_reports_every_field(tmp_path):
     overrides = [f"data.{k}={TOY / v}" for k, v in (("train", "train"), ("valid", "val"), ("test", "test"))]
-    cfg = load_config(ROOT / "configs" / "demo.yaml", overrides + ["train.max_tokens=600"])
+    cfg = load_config(ROOT / "configs" / "demo.yaml", overrides + ["train.max_tokens=600", "train.precision=auto"])
     result = run_bench(cfg, steps=3, warmup=1, decode_sentences=40, decode_warmup=4)
     for key in (
         "train_tokens_per_s", "train_sentences_per_s", "src_padding_fraction", "tgt_padding_fraction", "mfu",
