@@ -25,13 +25,12 @@ def translated(text: str, settings: Settings) -> str:
 class RecordingDecode:
     """Decodes like a translator would be called (a batch of texts, one settings) and records each batch."""
 
-    def __init__(self, delay_s: float = 0.0, fail_on: str | None = None) -> None:
-        self.delay_s, self.fail_on = delay_s, fail_on
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.fail_on = fail_on
         self.calls: list[tuple[list[str], Settings]] = []
 
     def __call__(self, texts: list[str], settings: Settings) -> list[Decoded]:
         self.calls.append((list(texts), settings))
-        time.sleep(self.delay_s)  # the model at work: requests arriving meanwhile queue up
         if self.fail_on is not None and self.fail_on in texts:
             raise ValueError(f"cannot decode {self.fail_on!r}")
         return [Decoded(Result(t, translated(t, settings), -1.0, [], [], None), [(-1.0, translated(t, settings))], len(t)) for t in texts]
