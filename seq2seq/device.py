@@ -3,7 +3,9 @@
 `device: auto` picks CUDA when present. `precision: auto` picks bf16 only where the hardware runs it natively:
 on a CUDA device that supports it, or on a CPU with AVX512_BF16 or AMX-BF16, as torch's own capability report
 says. Elsewhere bf16 matmuls fall back to an emulated kernel (about 100x slower than fp32 on an AVX2 CPU), so
-`auto` picks fp32 there, and an explicit `bf16` warns once.
+`auto` picks fp32 there, and an explicit `bf16` warns once. oneDNN runs the bf16 matmuls, so a user who caps its
+instruction set (`ONEDNN_MAX_CPU_ISA`, or the older `DNNL_MAX_CPU_ISA`) below AVX512_CORE_BF16 gets the emulated kernel
+even on a native-bf16 CPU: `auto` reads the cap and picks fp32 there too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+import os
 from typing import Any, ContextManager, NamedTuple
 
 import torch
@@ -22,6 +25,15 @@ from seq2seq.errors import ConfigError
 log = logging.getLogger("seq2seq")
 
 NATIVE_BF16_FEATURES = ("avx512_bf16", "amx_bf16")  # CPU features with bf16 matmul instructions
+
+# oneDNN's ISA names in its own order (oneDNN's `cpu_isa_t`, dnnl_cpu_isa_*); AVX512_CORE_BF16 is the first with bf16
+# dot products. A cap below it means oneDNN emulates bf16 whatever the CPU has.
+ONEDNN_ISAS = (
+    "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI", "AVX512_CORE_BF16",
+    "AVX10_1_512", "AVX512_CORE_FP16", "AVX10_1_512_AMX", "AVX512_CORE_AMX", "AVX10_1_512_AMX_FP16",
+    "AVX512_CORE_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2", "DEFAULT", "ALL",
+)
+ISA_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,7 +65,18 @@ def cpu_capabilities() -> dict[str, Any]:
     report["capability"] = torch.backends.cpu.get_cpu_capability()
     for feature in NATIVE_BF16_FEATURES:
         report[feature] = bool(report.get(feature, False))
+    cap = next((os.environ[v].strip().upper() for v in ISA_CAP_VARIABLES if os.environ.get(v, "").strip()), None)
+    if cap is not None:
+        report["onednn_isa_cap"] = cap
     return report
+
+
+def isa_cap_blocks_bf16(capabilities: dict[str, Any]) -> bool:
+    """True when `onednn_isa_cap` (from ONEDNN_MAX_CPU_ISA) is an ISA below AVX512_CORE_BF16; an unknown name caps nothing."""
+    cap = capabilities.get("onednn_isa_cap")
+    if cap not in ONEDNN_ISAS:
+        return False
+    return ONEDNN_ISAS.index(cap) < ONEDNN_ISAS.index("AVX512_CORE_BF16")
 
 
 def _cpuinfo_flags() -> dict[str, Any]:
@@ -76,8 +99,9 @@ def _cpuinfo_flags() -> dict[str, Any]:
 
 
 def cpu_has_native_bf16(capabilities: dict[str, Any] | None = None) -> bool:
+    """The CPU has a bf16 matmul feature and oneDNN is allowed to use it."""
     caps = cpu_capabilities() if capabilities is None else capabilities
-    return any(caps.get(feature) for feature in NATIVE_BF16_FEATURES)
+    return any(caps.get(feature) for feature in NATIVE_BF16_FEATURES) and not isa_cap_blocks_bf16(caps)
 
 
 def describe_cpu(capabilities: dict[str, Any] | None = None) -> str:
@@ -85,6 +109,8 @@ def describe_cpu(capabilities: dict[str, Any] | None = None) -> str:
     caps = cpu_capabilities() if capabilities is None else capabilities
     native = [f for f in NATIVE_BF16_FEATURES if caps.get(f)]
     bf16 = f"native bf16 ({', '.join(native)})" if native else f"no native bf16 (no {', '.join(NATIVE_BF16_FEATURES)})"
+    if native and isa_cap_blocks_bf16(caps):
+        bf16 = f"no native bf16 (the CPU has {', '.join(native)} but ONEDNN_MAX_CPU_ISA={caps['onednn_isa_cap']} caps oneDNN below AVX512_CORE_BF16)"
     return f"{caps.get('cpu_name', 'unknown CPU')}, torch kernels {caps.get('capability', '?')}, {bf16}"
 
 

@@ -126,3 +126,28 @@ def test_a_cache_capacity_the_user_set_is_kept() -> None:
     assert _cache_env_seen_by_torch("import seq2seq.model.network", {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "300"}) == "300"
     assert _cache_env_seen_by_torch("import seq2seq.model.network", {"DNNL_PRIMITIVE_CACHE_CAPACITY": "5"}) == "None"
     assert _cache_env_seen_by_torch("import seq2seq.model.network", {"LRU_CACHE_CAPACITY": "64"}, "LRU_CACHE_CAPACITY") == "64"
+
+
+@pytest.mark.parametrize(
+    "cap, expected",
+    [("AVX2", "fp32"), ("avx512_core", "fp32"), ("AVX512_CORE_VNNI", "fp32"), ("AVX512_CORE_BF16", "bf16"), ("ALL", "bf16"), ("NONSENSE", "bf16")],
+)
+def test_auto_precision_respects_a_onednn_isa_cap(cap, expected) -> None:
+    """oneDNN runs the bf16 matmuls: capped below AVX512_CORE_BF16 it emulates them, so `auto` must give fp32."""
+    caps = {**AVX512_BF16_CPU, "onednn_isa_cap": cap.upper()}
+    choice = dev.choose_precision("auto", CPU, caps)
+    assert choice.precision == expected
+    if expected == "fp32":
+        assert "ONEDNN_MAX_CPU_ISA" in choice.reason and "no native bf16" in choice.reason
+
+
+def test_the_isa_cap_is_read_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    dev.cpu_capabilities.cache_clear()
+    try:
+        assert dev.cpu_capabilities()["onednn_isa_cap"] == "AVX2"
+        assert not dev.cpu_has_native_bf16()
+    finally:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+        dev.cpu_capabilities.cache_clear()
+    assert "onednn_isa_cap" not in dev.cpu_capabilities()
