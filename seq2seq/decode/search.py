@@ -25,7 +25,7 @@ from seq2seq.data.vocab import BOS, EOS
 class Hypothesis(NamedTuple):
     ids: list[int]  # target ids, without <bos> / <eos>
     score: float  # sum of token log-probabilities (<eos> included when produced); beam search divides it by the length penalty
-    attention: torch.Tensor | None  # (len(ids) + 1, S) attention weights over the real source, when asked for
+    attention: torch.Tensor | None  # (steps, S) over the real source, when asked for: a row per id, + the <eos> step when produced
 
 
 def max_output_lengths(src_lengths: torch.Tensor, a: float, b: int) -> torch.Tensor:
@@ -53,7 +53,9 @@ def greedy_search(
     enc = model.encode(src, src_lengths)
     max_lens = max_output_lengths(src_lengths, max_len_a, max_len_b).to(device)  # (B,)
     steps = int(max_lens.max())
-    tokens = torch.full((batch_size, steps), EOS, dtype=torch.long, device=device)  # (B, steps)
+    # NOT_DECODED marks the steps a sentence did not take (it stopped earlier), so that its length is its own
+    # and not the batch's: an <eos> filler here would read as an <eos> the sentence produced.
+    tokens = torch.full((batch_size, steps), NOT_DECODED, dtype=torch.long, device=device)  # (B, steps)
     scores = torch.zeros(batch_size, device=device)
     attention = torch.zeros(batch_size, steps, src.size(1), device=device) if return_attention else None
     active = torch.arange(batch_size, device=device)  # rows of the original batch still decoding
@@ -79,15 +81,19 @@ def greedy_search(
     return _hypotheses(tokens, scores, attention, src_lengths)
 
 
+NOT_DECODED = -1  # greedy_search's filler for the steps after a sentence stopped (no token id is negative)
+
+
 def _hypotheses(
     tokens: torch.Tensor, scores: torch.Tensor, attention: torch.Tensor | None, src_lengths: torch.Tensor
 ) -> list[Hypothesis]:
+    """Greedy's rows: each row's steps are its tokens up to its first NOT_DECODED, the last one <eos> when produced;
+    its attention has one row per step (the <eos> step included), whatever the batch's longest sentence."""
     out = []
     for i, row in enumerate(tokens.tolist()):
-        n = row.index(EOS) if EOS in row else len(row)
-        att = None
-        if attention is not None:
-            att = attention[i, : min(n + 1, len(row)), : int(src_lengths[i])].cpu()
+        steps = row.index(NOT_DECODED) if NOT_DECODED in row else len(row)
+        n = steps - 1 if steps and row[steps - 1] == EOS else steps  # tokens without the <eos>
+        att = None if attention is None else attention[i, :steps, : int(src_lengths[i])].cpu()
         out.append(Hypothesis(row[:n], float(scores[i]), att))
     return out
 

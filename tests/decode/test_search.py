@@ -88,16 +88,41 @@ def test_beam_search_finds_the_higher_probability_output_than_greedy_on_average(
     assert any(b[0].score > g.score + 1e-6 for g, b in zip(greedy, beam))
 
 
-def test_beam_attention_rows_follow_the_hypothesis() -> None:
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_attention_rows_follow_the_hypothesis(search: str) -> None:
+    """One attention row per decoding step the hypothesis took (its tokens, + the <eos> step when it produced one,
+    which it did unless it stopped at its maximum length), each a distribution over the real source."""
     model = peaked_model("luong")
-    batch = sources(6, 11)
+    batch = sources(12, 11)
     src, src_lengths = pad(batch)
-    for seq, nbest in zip(batch, beam_search(model, src, src_lengths, 3, 1.0, 3, 1.5, 3, 0, return_attention=True)):
+    max_lens = max_output_lengths(src_lengths, 1.5, 3).tolist()
+    if search == "greedy":
+        results = [[h] for h in greedy_search(model, src, src_lengths, 1.5, 3, return_attention=True)]
+    else:
+        results = beam_search(model, src, src_lengths, 3, 1.0, 3, 1.5, 3, 0, return_attention=True)
+    assert any(len(nbest[0].ids) == max_len for nbest, max_len in zip(results, max_lens))  # one stopped at its limit
+    assert any(len(nbest[0].ids) < max_len for nbest, max_len in zip(results, max_lens))  # one produced <eos>
+    for seq, nbest, max_len in zip(batch, results, max_lens):
         for h in nbest:
             assert h.attention is not None
-            assert h.attention.shape[1] == len(seq)
-            assert h.attention.shape[0] in (len(h.ids), len(h.ids) + 1)  # + the step that produced <eos>
-            assert torch.allclose(h.attention.sum(-1), torch.ones(h.attention.shape[0]), atol=1e-5)
+            assert h.attention.shape == (min(len(h.ids) + 1, max_len), len(seq))
+            assert torch.allclose(h.attention.sum(-1), torch.ones(h.attention.shape[0], dtype=h.attention.dtype), atol=1e-5)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_greedy_attention_is_the_same_alone_and_beside_a_longer_sentence(style: str) -> None:
+    """A sentence that stops at its maximum length before the batch's last step has its own attention rows (no
+    extra row for an <eos> it never produced), as it has alone."""
+    model = peaked_model(style, eos_bias=-100.0)  # never <eos>: every sentence runs to its maximum length
+    short, long = sources(12, 13)[:2]
+    short, long = sorted((short, long), key=len)
+    assert len(short) < len(long)
+    alone = greedy_search(model, *pad([short]), 1.0, 0, return_attention=True)[0]
+    together = greedy_search(model, *pad([short, long]), 1.0, 0, return_attention=True)[0]
+    assert together.ids == alone.ids and len(alone.ids) == len(short) - 1  # stopped at its maximum length
+    assert alone.attention is not None and together.attention is not None
+    assert together.attention.shape == alone.attention.shape == (len(short) - 1, len(short))
+    assert torch.allclose(together.attention, alone.attention, atol=1e-6)
 
 
 def test_decode_restores_input_order_and_reads_every_setting_from_the_config() -> None:
