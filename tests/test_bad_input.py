@@ -112,10 +112,10 @@ CASES = [
     # -- the run directory -------------------------------------------------------------------------------
     Case("run-dir-under-a-file", [*TRAIN, "--set", "train.run_dir=toy.en/run"], ("train.run_dir: cannot create toy.en/run (Not a directory)",)),
     Case("run-dir-holds-a-run", TRAIN, ("run already holds a trained run: add --resume to continue it or --overwrite",)),
-    Case("run-dir-holds-another-config", [*TRAIN, "--set", "train.run_dir=started", "--set", "train.lr=0.5"], ("started holds another run's config (started/config.yaml)",), lambda d: (write(d / "started" / "config.yaml", (d / "run" / "config.yaml").read_text()))),
+    Case("run-dir-holds-another-config", [*TRAIN, "--set", "train.run_dir=started", "--set", "data.min_freq=3"], ("started holds vocabularies built with other data settings (data.min_freq differ",), lambda d: (write(d / "started" / "config.yaml", (d / "run" / "config.yaml").read_text()))),
     Case("resume-nothing-to-resume", [*TRAIN, *FRESH, "--resume"], ("fresh/last.pt: nothing to resume (no last.pt in fresh)",)),
     Case("resume-and-overwrite", [*TRAIN, "--resume", "--overwrite"], ("'--resume' / '--overwrite'", "exclude each other")),
-    Case("resume-another-config", [*TRAIN, "--resume", "--set", "train.lr=0.5"], ("run/config.yaml: the run in run was trained with another config",)),
+    Case("resume-another-config", [*TRAIN, "--resume", "--set", "train.lr=0.5"], ("run/config.yaml: the run in run was trained with another config (train.lr differ)",)),
     Case("resume-truncated-last-pt", [*TRAIN, "--resume"], ("run/last.pt: not a loadable checkpoint: truncated, corrupted or not a PyTorch file",), lambda d: write(d / "run" / "last.pt", (d / "run" / "last.pt").read_bytes()[:5000])),
     Case("resume-pickle-payload", [*TRAIN, "--resume"], ("run/last.pt: not a loadable checkpoint: it holds pickled Python objects",), evil_last_pt, absent=("MARKER",)),
     Case("resume-vocab-edited", [*TRAIN, "--resume"], ("run/last.pt: its src vocab differs from src_vocab.json",), rename_vocab_token),

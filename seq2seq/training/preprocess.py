@@ -16,10 +16,10 @@ from seq2seq.data.shards import (
     CHUNK_SIZE, FORMAT, FORMAT_VERSION, SIDES, SPLIT, Job, ShardFiles, data_signature, default_workers, file_stamps, id_dtype,
     shard_dir, shard_vocabs, tokenize_corpus, vocab_hash, write_side,
 )
-from seq2seq.data.tokenizer import SUBWORD_LEVELS
+from seq2seq.data.tokenizer import SUBWORD_LEVELS, plain_tokenizers
 from seq2seq.errors import ConfigError, DataError
 from seq2seq.files import atomic_write_text
-from seq2seq.training.rundir import RunFiles, ensure_dir, same_run, tokenizer_for
+from seq2seq.training.rundir import RunFiles, config_differences, ensure_dir
 
 log = logging.getLogger("seq2seq")
 
@@ -49,20 +49,23 @@ def preprocess(
     if not d.train:
         raise DataError("data.train: no corpus given in the config")
     files = RunFiles(Path(run_dir))
-    if files.config.exists() and not same_run(files, cfg):
-        raise ConfigError(f"{files.root} holds another run's config ({files.config}): use another train.run_dir")
+    differ = config_differences(files, cfg, sections=("data",)) if files.config.exists() else []
+    if differ:
+        raise ConfigError(f"{files.root} holds another run's data settings ({', '.join(differ)} differ): use another train.run_dir")
     paths = corpus_paths(d.train, d.format, d.src_lang, d.tgt_lang)
     for path in paths:
         open_corpus(path).close()  # file-not-found errors before any work
     stamps = file_stamps(cfg)
-    if d.level in SUBWORD_LEVELS:  # its sentencepiece model is trained on the text, in `train` / `build-vocab`
-        raise ConfigError(f"data.level: `seq2seq preprocess` reads word or char levels, not {d.level}; train on the text instead")
+    subword = [level for level in d.levels if level in SUBWORD_LEVELS]
+    if subword:  # its sentencepiece model is trained on the text, in `train` / `build-vocab`
+        raise ConfigError(f"data.level: `seq2seq preprocess` reads word, char or space levels, not {subword[0]}; train on the text instead")
+    src_tokenizer, tgt_tokenizer = plain_tokenizers(d)
     ensure_dir(files.root)
     out = ShardFiles(shard_dir(files.root))
     out.root.mkdir(parents=True, exist_ok=True)
     out.header.unlink(missing_ok=True)  # shards without a header are never read, even if we stop half-way
     try:
-        tokens = tokenize_corpus(paths, Job(tokenizer_for(cfg), d.max_len), workers or default_workers(), chunk_size, out, quiet)
+        tokens = tokenize_corpus(paths, Job(src_tokenizer, d.max_len, tgt_tokenizer), workers or default_workers(), chunk_size, out, quiet)
         src_vocab, tgt_vocab = shard_vocabs(cfg, files.src_vocab, files.tgt_vocab, tokens.tables)
         atomic_write_text(files.config, dump_config(cfg))
         vocabs = {"src": src_vocab, "tgt": tgt_vocab}

@@ -12,7 +12,7 @@ from seq2seq.config import Config, config_from_dict, config_to_dict, dump_config
 from seq2seq.data.vocab import build_vocabs, save_vocabs
 from seq2seq.data.corpus import load_corpus
 from seq2seq.errors import CheckpointError, ConfigError
-from seq2seq.data.tokenizer import SUBWORD_LEVELS, Tokenizer
+from seq2seq.data.tokenizer import SUBWORD_LEVELS, Tokenizer, plain_tokenizers
 from seq2seq.data.vocab import Vocab
 
 
@@ -72,13 +72,13 @@ def tokenizer_for(cfg: Config) -> Tokenizer:
 def load_or_build_tokenizers(
     cfg: Config, files: RunFiles, train_pairs: list[tuple[str, str]] | None = None
 ) -> tuple[Tokenizer, Tokenizer]:
-    """Source and target tokenizers; subword levels read (or, given `train_pairs`, train) RUN_DIR/sentencepiece/."""
-    if cfg.data.level in SUBWORD_LEVELS:
+    """Source and target tokenizers, each of its side's level; subword levels read (or, given `train_pairs`, train)
+    RUN_DIR/sentencepiece/."""
+    if any(level in SUBWORD_LEVELS for level in cfg.data.levels):
         from seq2seq.data import subword
 
         return subword.load_or_train(cfg.data, files.root, train_pairs)
-    tokenizer = tokenizer_for(cfg)
-    return tokenizer, tokenizer
+    return plain_tokenizers(cfg.data)
 
 
 def ensure_dir(path: Path) -> None:
@@ -96,21 +96,40 @@ def ensure_dir(path: Path) -> None:
         raise ConfigError(f"train.run_dir: {path} is not writable ({e.strerror})") from None
 
 
-def same_run(files: RunFiles, cfg: Config) -> bool:
-    """Does the run directory's config match `cfg` (ignoring keys that do not change what is trained)?"""
+# Keys that do not change what is trained: a run may be resumed (or restarted before its first checkpoint) with others.
+FREE_KEYS = ("run_dir", "num_threads", "max_time", "max_steps", "epochs", "tensorboard", "save_every", "max_bad_steps")
+
+
+def config_differences(files: RunFiles, cfg: Config, sections: tuple[str, ...] | None = None) -> list[str]:
+    """The keys (`train.lr`, ...) where the run directory's config differs from `cfg`, the free keys aside.
+
+    `sections`: compare only these sections. An unreadable config differs in everything: ["config.yaml"].
+    """
     try:
         theirs = config_to_dict(config_from_dict(read_yaml(files.config)))
     except ConfigError:
-        return False
+        return [files.config.name]
     ours = config_to_dict(cfg)
-    for d in (theirs, ours):
-        for key in ("run_dir", "num_threads", "max_time", "max_steps", "epochs", "tensorboard", "save_every", "max_bad_steps"):
-            d["train"].pop(key, None)
-    return theirs == ours
+    differ = []
+    for section in sections or tuple(ours):
+        for key in sorted(set(ours[section]) | set(theirs.get(section, {}))):
+            if section == "train" and key in FREE_KEYS:
+                continue
+            if ours[section].get(key) != theirs.get(section, {}).get(key):
+                differ.append(f"{section}.{key}")
+    return differ
+
+
+def _named(keys: list[str]) -> str:
+    return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
 
 
 def prepare_run_dir(files: RunFiles, cfg: Config, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix runs: a directory holding another run needs --resume or --overwrite."""
+    """Refuse to mix runs: a directory holding another run needs --resume or --overwrite.
+
+    Before anything was trained (`build-vocab` made the directory), another config is welcome as long as its data
+    settings, from which the vocabularies were built, are the same.
+    """
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
     if files.root.exists() and not files.root.is_dir():
@@ -118,8 +137,12 @@ def prepare_run_dir(files: RunFiles, cfg: Config, resume: bool, overwrite: bool)
     if resume:
         if not files.last.exists():
             raise CheckpointError(f"{files.last}: nothing to resume (no last.pt in {files.root}); start the run without --resume")
-        if files.config.exists() and not same_run(files, cfg):
-            raise ConfigError(f"{files.config}: the run in {files.root} was trained with another config; resume it with that config")
+        differ = config_differences(files, cfg) if files.config.exists() else []
+        if differ:
+            raise ConfigError(
+                f"{files.config}: the run in {files.root} was trained with another config ({_named(differ)} differ); "
+                "resume it with that config"
+            )
         return
     if overwrite:
         if files.root.exists():
@@ -135,8 +158,12 @@ def prepare_run_dir(files: RunFiles, cfg: Config, resume: bool, overwrite: bool)
             f"{files.root} already holds a trained run: add --resume to continue it or --overwrite to start again "
             "(in Python: resume=True / overwrite=True)"
         )
-    if files.config.exists() and not same_run(files, cfg):
-        raise ConfigError(f"{files.root} holds another run's config ({files.config}): use --overwrite or another train.run_dir")
+    differ = config_differences(files, cfg, sections=("data",)) if files.config.exists() else []
+    if differ:
+        raise ConfigError(
+            f"{files.root} holds vocabularies built with other data settings ({_named(differ)} differ, {files.config}): "
+            "use --overwrite or another train.run_dir"
+        )
 
 
 def load_or_build_vocabs(

@@ -102,7 +102,10 @@ def train_step(
     if finite:
         loss.backward()
         if t.clip_grad > 0:
-            finite = bool(torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)))
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_grad)
+        else:  # no clipping, but a non-finite gradient must not reach the weights either
+            norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+        finite = bool(torch.isfinite(norm))
         if finite:
             optimizer.step()
     return finite, total_sum, total_tokens

@@ -117,3 +117,16 @@ def test_a_wrong_data_path_leaves_no_run_directory(tmp_path, key):
     with pytest.raises(DataError, match="file not found"):
         train(load_config(config, [f"{key}={tmp_path / 'missing'}"]), run, quiet=True)
     assert not run.exists()
+
+
+@pytest.mark.parametrize("clip_grad", [0.0, 1.0])
+def test_a_non_finite_gradient_skips_the_update_whatever_the_clipping(clip_grad: float) -> None:
+    """The loss is finite, one gradient is not: no weight changes, with clipping off (0) as with it on."""
+    model = tiny_model(0, vocab=12).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    next(model.parameters()).register_hook(lambda grad: grad * float("inf"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = collate([([4, 5, 3], [6, 7]), ([8, 3], [9])])
+    finite, loss_sum, _ = train_step(model, model, optimizer, batch, TrainConfig(clip_grad=clip_grad), torch.device("cpu"), "fp32")
+    assert not finite and torch.isfinite(loss_sum)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
