@@ -24,6 +24,9 @@ def _opt(default: Any, help: str, **checks: Any) -> Any:
     return field(default=default, metadata={"help": help, **checks})
 
 
+LEVELS = ("word", "char", "space", "bpe", "unigram")  # data.level, data.src_level, data.tgt_level
+
+
 @dataclass(frozen=True)
 class DataConfig:
     train: str = _opt("", "training corpus: a path prefix (parallel files PREFIX.SRC_LANG + PREFIX.TGT_LANG) or a TSV file")
@@ -34,17 +37,28 @@ class DataConfig:
     tgt_lang: str = _opt("tgt", "suffix of the target files")
     level: str = _opt(
         "word",
-        "tokenization: `word` (reversible, splits punctuation), `char`, or sentencepiece subwords `bpe` / `unigram` "
-        "(trained on the training data, stored in the run directory and the checkpoint)",
-        choices=("word", "char", "bpe", "unigram"),
+        "tokenization of both sides: `word` (reversible, splits punctuation), `char`, `space` (split on whitespace only: "
+        "pre-tokenized symbols such as phonemes or tags), or sentencepiece subwords `bpe` / `unigram` (trained on the "
+        "training data, stored in the run directory and the checkpoint)",
+        choices=LEVELS,
     )
+    src_level: Optional[str] = _opt(None, "tokenization of the source side, one of the `level` choices (null: `level`)", choices=LEVELS)
+    tgt_level: Optional[str] = _opt(None, "tokenization of the target side, one of the `level` choices (null: `level`)", choices=LEVELS)
     lowercase: bool = _opt(False, "lowercase all text before tokenizing")
     max_len: int = _opt(100, "drop training pairs with more tokens than this on either side (never applied to eval data)", min=1)
     min_freq: int = _opt(1, "minimum count of a token to enter the vocabulary", min=1)
     max_size: Optional[int] = _opt(None, "maximum vocabulary size, specials excluded (null: no limit)", min=1)
     shared_vocab: bool = _opt(False, "one vocabulary for source and target")
     vocab_size: int = _opt(8000, "bpe / unigram: sentencepiece vocabulary size (an upper bound on small corpora)", min=16)
-    sp_shared: bool = _opt(True, "bpe / unigram: one sentencepiece model trained on both sides (false: one per side)")
+    sp_shared: bool = _opt(
+        True, "bpe / unigram: one sentencepiece model trained on both sides where both use the same subword level "
+        "(false: one per side; sides of different levels always get one each)",
+    )
+
+    @property
+    def levels(self) -> tuple[str, str]:
+        """The source and target levels: `src_level` / `tgt_level`, each `level` when unset."""
+        return self.src_level or self.level, self.tgt_level or self.level
 
 
 @dataclass(frozen=True)

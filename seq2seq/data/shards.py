@@ -116,10 +116,15 @@ def file_stamps(cfg: Config) -> dict[str, list[int]]:
 
 @dataclass(frozen=True)
 class Job:
-    """What a worker needs besides its chunk: the tokenizer and the length limit."""
+    """What a worker needs besides its chunk: the tokenizers and the length limit."""
 
-    tokenizer: Tokenizer
+    tokenizer: Tokenizer  # the source side's, and the target side's unless `tgt_tokenizer` is given
     max_len: Optional[int] = None
+    tgt_tokenizer: Optional[Tokenizer] = None  # data.tgt_level differs from the source's
+
+    @property
+    def tokenizers(self) -> tuple[Tokenizer, Tokenizer]:
+        return self.tokenizer, self.tgt_tokenizer or self.tokenizer
 
 
 _JOB: Optional[Job] = None
@@ -162,10 +167,11 @@ def tokenize_chunk(chunk: Chunk) -> ChunkTokens:
     lengths: tuple[list[int], list[int]] = ([], [])
     keep: list[bool] = []
     pairs = chunk_pairs(chunk)
+    tokenizers = job.tokenizers
     for pair in filter(has_both_sides, pairs):
         for side in (0, 1):
             table = tables[side]
-            ids = [table.setdefault(token, len(table)) for token in job.tokenizer.tokenize(pair[side])]
+            ids = [table.setdefault(token, len(table)) for token in tokenizers[side].tokenize(pair[side])]
             flat[side].extend(ids)
             lengths[side].append(len(ids))
         keep.append(within_max_len(lengths[0][-1], lengths[1][-1], job.max_len))

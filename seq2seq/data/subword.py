@@ -2,8 +2,9 @@
 
 We use the sentencepiece library rather than our own BPE: it is fast, well kept and its decode is exact.
 The model is trained on the text exactly as the Tokenizer sees it (whitespace normalized, maybe lowercased),
-jointly on both sides (`data.sp_shared`) or once per side, and written to RUN_DIR/sentencepiece/. The
-Tokenizer then carries the model's bytes, so checkpoints hold it too and need nothing else.
+jointly on both sides (`data.sp_shared`, where both sides use the same subword level) or once per subword side
+(`data.src_level` / `data.tgt_level` may differ), and written to RUN_DIR/sentencepiece/. The Tokenizer then
+carries the model's bytes, so checkpoints hold it too and need nothing else.
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ def _train(sentencepiece: Any, text: list[str], model: io.BytesIO, model_type: s
     )
 
 
+def joint(d: DataConfig) -> bool:
+    """One sentencepiece model for both sides: `data.sp_shared` where both sides use the same subword level."""
+    src_level, tgt_level = d.levels
+    return d.sp_shared and src_level == tgt_level and src_level in SUBWORD_LEVELS
+
+
 def model_paths(root: Path, shared: bool) -> tuple[Path, Path]:
     """Source and target model files in the run directory (the same file when shared)."""
     directory = root / SP_DIR
@@ -76,39 +83,45 @@ def model_paths(root: Path, shared: bool) -> tuple[Path, Path]:
 
 
 def train_tokenizers(d: DataConfig, pairs: Sequence[Pair]) -> tuple[Tokenizer, Tokenizer]:
-    """Source and target subword tokenizers trained on `pairs` as `d` says (one joint model when d.sp_shared)."""
-    src_text = [sp_escape(normalize(s, d.lowercase)) for s, _ in pairs]
-    tgt_text = [sp_escape(normalize(t, d.lowercase)) for _, t in pairs]
-    if d.sp_shared:
-        joint = Tokenizer(d.level, d.lowercase, train_sentencepiece(src_text + tgt_text, d.level, d.vocab_size))
-        return joint, joint
-    return (
-        Tokenizer(d.level, d.lowercase, train_sentencepiece(src_text, d.level, d.vocab_size)),
-        Tokenizer(d.level, d.lowercase, train_sentencepiece(tgt_text, d.level, d.vocab_size)),
-    )
+    """Source and target tokenizers for `d`, the subword ones trained on `pairs` (one joint model when `joint(d)`)."""
+    texts = [[sp_escape(normalize(pair[side], d.lowercase)) for pair in pairs] for side in (0, 1)]
+    src_level, tgt_level = d.levels
+    if joint(d):
+        shared = Tokenizer(src_level, d.lowercase, train_sentencepiece(texts[0] + texts[1], src_level, d.vocab_size))
+        return shared, shared
+    sides = []
+    for level, text in zip((src_level, tgt_level), texts):
+        model = train_sentencepiece(text, level, d.vocab_size) if level in SUBWORD_LEVELS else None
+        sides.append(Tokenizer(level, d.lowercase, model))
+    return sides[0], sides[1]
 
 
 def load_or_train(d: DataConfig, root: Path, pairs: Sequence[Pair] | None) -> tuple[Tokenizer, Tokenizer]:
-    """Source and target subword tokenizers: read from RUN_DIR/sentencepiece/, or trained on `pairs` and saved there.
+    """Source and target tokenizers, the subword side(s) read from RUN_DIR/sentencepiece/ or trained on `pairs` and
+    saved there; a side of another level (`word`, `char`, `space`) needs no model.
 
     `pairs` may be None only when the models already exist.
     """
-    src_path, tgt_path = model_paths(root, d.sp_shared)
-    if not (src_path.exists() and tgt_path.exists()):
+    levels = d.levels
+    paths = model_paths(root, joint(d))
+    needed = [path for path, level in zip(paths, levels) if level in SUBWORD_LEVELS]
+    if not all(path.exists() for path in needed):
         if pairs is None:
             raise ConfigError(
                 f"{root}: no sentencepiece model in {root / SP_DIR} for its vocabularies; train with --overwrite to rebuild both"
             )
-        src, tgt = train_tokenizers(d, pairs)
-        src_path.parent.mkdir(parents=True, exist_ok=True)
-        assert src.sp_model is not None and tgt.sp_model is not None
-        atomic_write_bytes(src_path, src.sp_model)
-        if not d.sp_shared:
-            atomic_write_bytes(tgt_path, tgt.sp_model)
-        log.info("sentencepiece %s model%s (vocab_size %d) -> %s", d.level, "" if d.sp_shared else "s", d.vocab_size, src_path.parent)
+        trained = train_tokenizers(d, pairs)
+        paths[0].parent.mkdir(parents=True, exist_ok=True)
+        for path, tokenizer in dict(zip(paths, trained)).items():
+            if tokenizer.sp_model is not None:
+                atomic_write_bytes(path, tokenizer.sp_model)
+        kinds = "/".join(sorted({level for level in levels if level in SUBWORD_LEVELS}))
+        n_models = 1 if joint(d) else len(needed)
+        log.info("sentencepiece %s model%s (vocab_size %d) -> %s", kinds, "" if n_models == 1 else "s", d.vocab_size, paths[0].parent)
     try:
-        src = Tokenizer(d.level, d.lowercase, src_path.read_bytes())
-        tgt = src if d.sp_shared else Tokenizer(d.level, d.lowercase, tgt_path.read_bytes())
+        src, tgt = (
+            Tokenizer(level, d.lowercase, path.read_bytes() if level in SUBWORD_LEVELS else None) for path, level in zip(paths, levels)
+        )
     except ValueError as e:
-        raise ConfigError(f"{src_path.parent}: {e}; remove it or use --overwrite") from None
-    return src, tgt
+        raise ConfigError(f"{paths[0].parent}: {e}; remove it or use --overwrite") from None
+    return (src, src) if joint(d) else (src, tgt)

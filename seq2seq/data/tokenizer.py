@@ -8,6 +8,12 @@ written as the token `<￭>` so that even it survives the round trip.
 
 `char` level: one token per character, a space being the token " ".
 
+`space` level: the whitespace-separated pieces as they are (pre-tokenized symbols: phonemes, tags, code tokens),
+joined with one space.
+
+Each side has its own level (`data.src_level`, `data.tgt_level`; `data.levels`), so characters may translate into
+symbols.
+
 `bpe` / `unigram` levels: sentencepiece subwords ("▁Hello", ",", "▁world", "."), the model trained on the
 training data by seq2seq.data.subword and carried by the Tokenizer itself (its serialized bytes), so a checkpoint
 tokenizes exactly as in training. Identity normalization and byte fallback make the decode exact; a literal
@@ -23,7 +29,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from seq2seq.config import choices
+from seq2seq.config import DataConfig, choices
 
 JOINER = "\uffed"  # ￭
 _ESCAPED_JOINER = f"<{JOINER}>"
@@ -149,6 +155,8 @@ class Tokenizer:
             return self._sp.encode(sp_escape(text), out_type=str) if text else []  # type: ignore[attr-defined]
         if self.level == "char":
             return list(text)
+        if self.level == "space":
+            return text.split(" ") if text else []  # normalized: single spaces, no ends
         return tokenize_words(text)
 
     def detokenize(self, tokens: Sequence[str]) -> str:
@@ -156,6 +164,8 @@ class Tokenizer:
             return sp_unescape(self._sp.decode_pieces(list(tokens)))  # type: ignore[attr-defined]
         if self.level == "char":
             return "".join(tokens)
+        if self.level == "space":
+            return " ".join(tokens)
         return detokenize_words(tokens)
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,3 +188,12 @@ class Tokenizer:
                 raise ValueError("sp_model: expected a 1-D uint8 tensor")
             sp_model = bytes(sp.tolist())
         return cls(level=str(d["level"]), lowercase=bool(d["lowercase"]), sp_model=sp_model)
+
+
+def plain_tokenizers(d: DataConfig) -> tuple[Tokenizer, Tokenizer]:
+    """Source and target tokenizers of the levels that need no trained model (`word`, `char`, `space`)."""
+    src_level, tgt_level = d.levels
+    if src_level in SUBWORD_LEVELS or tgt_level in SUBWORD_LEVELS:
+        raise ValueError(f"levels {src_level} / {tgt_level}: a subword level needs its trained model (data/subword.py)")
+    src = Tokenizer(src_level, d.lowercase)
+    return src, (src if tgt_level == src_level else Tokenizer(tgt_level, d.lowercase))

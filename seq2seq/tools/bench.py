@@ -43,7 +43,7 @@ from seq2seq.model.fast_bahdanau import bahdanau_steps, pays
 from seq2seq.model.network import Seq2Seq, count_parameters
 from seq2seq.decode.search import Hypothesis, decode
 from seq2seq.data.subword import train_tokenizers
-from seq2seq.data.tokenizer import SUBWORD_LEVELS, Tokenizer
+from seq2seq.data.tokenizer import SUBWORD_LEVELS, plain_tokenizers
 
 
 @dataclass(frozen=True)
@@ -155,10 +155,10 @@ def run_bench(
     train_pairs = load_corpus(d.train, d.format, d.src_lang, d.tgt_lang, "train")
     eval_spec = d.test or d.valid
     eval_pairs = load_corpus(eval_spec, d.format, d.src_lang, d.tgt_lang, "test" if d.test else "valid") if eval_spec else train_pairs
-    if d.level in SUBWORD_LEVELS:
+    if any(level in SUBWORD_LEVELS for level in d.levels):
         src_tok, tgt_tok = train_tokenizers(d, train_pairs)
     else:
-        src_tok = tgt_tok = Tokenizer(level=d.level, lowercase=d.lowercase)
+        src_tok, tgt_tok = plain_tokenizers(d)
     src_vocab, tgt_vocab = build_vocabs(train_pairs, src_tok, d.min_freq, d.max_size, d.shared_vocab, tgt_tokenizer=tgt_tok)
     src_enc, tgt_enc = Encoder(src_tok, src_vocab), Encoder(tgt_tok, tgt_vocab)
     examples = encode_pairs(train_pairs, src_enc, tgt_enc, max_len=d.max_len)

@@ -7,11 +7,15 @@ from typing import Any
 
 import yaml
 
+from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.model.checkpoint import Checkpoint
 from seq2seq.config import Config, config_to_dict
 from seq2seq.files import finite_or_null
 from seq2seq.device import choose_precision, resolve_device
 from seq2seq.model.network import count_parameters
+
+
+METRIC_NAMES = {"bleu": "BLEU", "chrf": "chrF", "exact_match": "exact match", "cer": "CER", "wer": "WER"}
 
 
 def architecture(cfg: Config) -> str:
@@ -31,6 +35,8 @@ def describe(path: Path) -> dict[str, Any]:
     progress = ckpt.training.get("progress") if isinstance(ckpt.training.get("progress"), dict) else {}
     scores = ckpt.scores
     best_bleu = scores.get("val_bleu") if scores else progress.get("best_bleu")
+    metric = getattr(cfg.train, "metric", "bleu")  # what best.pt follows (train.metric)
+    best = scores.get(f"val_{metric}") if scores else (best_bleu if metric == "bleu" else None)
     return finite_or_null({
         "path": str(path),
         "architecture": architecture(cfg),
@@ -39,16 +45,23 @@ def describe(path: Path) -> dict[str, Any]:
         "tgt_vocab_size": len(ckpt.tgt_vocab),
         "shared_vocab": ckpt.src_vocab == ckpt.tgt_vocab,
         "languages": f"{cfg.data.src_lang} -> {cfg.data.tgt_lang}",
-        # The sentencepiece model itself (bytes) is no summary: name its size instead.
-        "tokenizer": {k: (f"{v.numel()} bytes" if k == "sp_model" else v) for k, v in ckpt.src_tokenizer.to_dict().items()},
+        "tokenizer": _tokenizer_summary(ckpt.src_tokenizer),
+        "tgt_tokenizer": _tokenizer_summary(ckpt.tgt_tokenizer),
         "step": ckpt.step,
         "epochs_done": progress.get("epoch"),
         "training_seconds": progress.get("elapsed"),
         "precision": _precision_here(cfg),
         "best_val_bleu": best_bleu if best_bleu is not None and best_bleu >= 0 else None,
+        "metric": metric,
+        "best_val": best if best is not None and (metric != "bleu" or best >= 0) else None,
         "scores": scores,
         "config": config_to_dict(cfg),
     })
+
+
+def _tokenizer_summary(tokenizer: Tokenizer) -> dict[str, Any]:
+    """A side's tokenizer settings; the sentencepiece model itself (bytes) is no summary: its size instead."""
+    return {k: (f"{v.numel()} bytes" if k == "sp_model" else v) for k, v in tokenizer.to_dict().items()}
 
 
 def _precision_here(cfg: Config) -> dict[str, str]:
@@ -73,12 +86,15 @@ def _duration(seconds: float | None) -> str:
 def format_info(info: dict[str, Any]) -> str:
     """The summary as aligned lines for a person, the config last as YAML."""
     scores = info["scores"] or {}
-    best = info["best_val_bleu"]
+    metric = info.get("metric", "bleu")
+    best = info["best_val"]
     best_text = "none yet" if best is None else f"{best:.2f}"
     if scores and "val_chrf" in scores:
-        chrf, loss = (_number(scores.get(k), digits) for k, digits in (("val_chrf", 2), ("val_loss", 4)))
-        best_text += f" (chrF {chrf}, val loss {loss}, at step {scores['step']})"
-    tokenizer = ", ".join(f"{k}={v}" for k, v in info["tokenizer"].items())
+        others = [(k, name) for k, name in (("val_bleu", "BLEU"), ("val_chrf", "chrF")) if k != f"val_{metric}"]
+        shown = [f"{name} {_number(scores.get(k), 2)}" for k, name in others] + [f"val loss {_number(scores.get('val_loss'), 4)}"]
+        best_text += f" ({', '.join(shown)}, at step {scores['step']})"
+    src_tok, tgt_tok = (", ".join(f"{k}={v}" for k, v in info[key].items()) for key in ("tokenizer", "tgt_tokenizer"))
+    tokenizer = src_tok if src_tok == tgt_tok else f"source {src_tok}; target {tgt_tok}"
     vocab = f"{info['src_vocab_size']} source, {info['tgt_vocab_size']} target" + (" (shared)" if info["shared_vocab"] else "")
     rows = [
         ("checkpoint", info["path"]),
@@ -88,10 +104,10 @@ def format_info(info: dict[str, Any]) -> str:
         ("vocabulary", vocab),
         ("tokenizer", tokenizer),
         ("trained", f"{info['step']} steps, {plural(info['epochs_done'], 'full epoch')}, {_duration(info['training_seconds'])}"),
-        ("best val BLEU", best_text),
+        (f"best val {METRIC_NAMES.get(metric, metric)}", best_text),
         ("precision", f"{info['precision']['here']} here ({info['precision']['reason']})"),
     ]
-    lines = [f"{name:<14}{value}" for name, value in rows]
+    lines = [f"{name:<13} {value}" for name, value in rows]
     lines.append("config:")
     lines.extend("  " + line for line in yaml.safe_dump(info["config"], sort_keys=False, allow_unicode=True).rstrip("\n").split("\n"))
     return "\n".join(lines)
