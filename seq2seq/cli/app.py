@@ -119,7 +119,7 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Score a model: sacreBLEU BLEU, chrF and TER on detokenized output; loss and perplexity per real token.
+    """Score a model: sacreBLEU BLEU, chrF and TER, exact match, CER and WER on detokenized output; loss and perplexity per real token.
 
     Example: seq2seq eval --split test --json
     """
@@ -156,6 +156,8 @@ def evaluate(
     typer.echo(f"BLEU         {scores.bleu:.2f}   {scores.signatures['bleu']}")
     typer.echo(f"chrF         {scores.chrf:.2f}   {scores.signatures['chrf']}")
     typer.echo(f"TER          {scores.ter:.2f}   {scores.signatures['ter']}")
+    typer.echo(f"exact match  {scores.exact_match:.2f}   (% of outputs equal to their reference)")
+    typer.echo(f"CER / WER    {scores.cer:.2f} / {scores.wer:.2f}   (% edit distance per reference character / token)")
     typer.echo(f"loss / ppl   {scores.loss:.4f} / {scores.ppl:.2f}  (per real target token)")
 
 

@@ -1,4 +1,5 @@
-"""Scores on a corpus: sacreBLEU BLEU / chrF / TER on detokenized output, and loss / perplexity per real token."""
+"""Scores on a corpus: sacreBLEU BLEU / chrF / TER on detokenized output; exact match, character and word (token)
+error rates for tasks where BLEU is the wrong measure; and loss / perplexity per real token."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from typing import Sequence
 
 import sacrebleu
 import torch
+from rapidfuzz.distance import Levenshtein
 
 from seq2seq.config import DataConfig, DecodeConfig
 from seq2seq.data.batch import Encoder, Example, collate, encode_pairs
 from seq2seq.data.corpus import Pair, drop_empty, load_corpus, read_parallel_files
+from seq2seq.data.tokenizer import normalize_whitespace
 from seq2seq.device import autocast
 from seq2seq.errors import ConfigError, DataError
 from seq2seq.model.loss import masked_nll
@@ -45,6 +48,9 @@ class Scores:
     bleu: float
     chrf: float
     ter: float
+    exact_match: float  # % of outputs equal to their reference (whitespace normalized)
+    cer: float  # character error rate, %: edit distance / reference characters, over the corpus
+    wer: float  # word (whitespace token) error rate, %: the phoneme error rate of G2P, the WER of ASR-style text
     loss: float  # of the model that decoded: the int8 one when quantized
     ppl: float
     n_sentences: int
@@ -55,7 +61,8 @@ class Scores:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "bleu": self.bleu, "chrf": self.chrf, "ter": self.ter, "loss": self.loss, "ppl": self.ppl,
+            "bleu": self.bleu, "chrf": self.chrf, "ter": self.ter,
+            "exact_match": self.exact_match, "cer": self.cer, "wer": self.wer, "loss": self.loss, "ppl": self.ppl,
             "n_sentences": self.n_sentences, "n_tokens": self.n_tokens, **dataclasses.asdict(self.setup),
             "signatures": self.signatures,
         }
@@ -87,6 +94,43 @@ def bleu_chrf_ter(hypotheses: Sequence[str], references: Sequence[str]) -> tuple
     scores = (bleu.corpus_score(hypotheses, refs).score, chrf.corpus_score(hypotheses, refs).score, ter.corpus_score(hypotheses, refs).score)
     signatures = {"bleu": str(bleu.get_signature()), "chrf": str(chrf.get_signature()), "ter": str(ter.get_signature())}
     return (*scores, signatures)
+
+
+@dataclass(frozen=True)
+class ErrorRates:
+    """Exact match and edit-distance error rates of a corpus, in %."""
+
+    exact_match: float
+    cer: float
+    wer: float
+
+
+def error_rates(hypotheses: Sequence[str], references: Sequence[str]) -> ErrorRates:
+    """Exact match, CER and WER of `hypotheses` against `references`, both whitespace normalized.
+
+    Corpus-level, as ASR scoring does: the summed edit distances over the summed reference lengths (characters for
+    CER, whitespace-separated tokens for WER), so long references weigh more than short ones. Rates may pass 100
+    (an output longer than its reference). Empty references: 0 when the outputs are empty too, else 100.
+    The edit distances are rapidfuzz's (C++ Levenshtein on strings and on token lists).
+    """
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
+    hyps = [normalize_whitespace(h) for h in hypotheses]
+    refs = [normalize_whitespace(r) for r in references]
+    exact = sum(h == r for h, r in zip(hyps, refs))
+    char_edits = sum(Levenshtein.distance(h, r) for h, r in zip(hyps, refs))
+    word_edits = sum(Levenshtein.distance(h.split(), r.split()) for h, r in zip(hyps, refs))
+    n_chars = sum(len(r) for r in refs)
+    n_words = sum(len(r.split()) for r in refs)
+    return ErrorRates(
+        exact_match=100.0 * exact / max(len(refs), 1), cer=_rate(char_edits, n_chars), wer=_rate(word_edits, n_words)
+    )
+
+
+def _rate(edits: int, n: int) -> float:
+    if n == 0:
+        return 0.0 if edits == 0 else 100.0
+    return 100.0 * edits / n
 
 
 def load_split(data_cfg: DataConfig, split: str, src: Path | None, ref: Path | None) -> list[Pair]:
@@ -129,9 +173,13 @@ def evaluate(
         nbests = decode(model, [s for s, _ in examples], decode_cfg, device, progress=progress)
     model.train(was_training)
     outputs = [tgt.tokenizer.detokenize(tgt.vocab.decode(hyps[0].ids)) for hyps in nbests]
-    bleu, chrf, ter, signatures = bleu_chrf_ter(outputs, [t for _, t in pairs])
+    references = [t for _, t in pairs]
+    bleu, chrf, ter, signatures = bleu_chrf_ter(outputs, references)
+    rates = error_rates(outputs, references)
     loss = loss_sum / max(n_tokens, 1)
     ppl = math.exp(min(loss, 100.0)) if math.isfinite(loss) else loss  # exp overflows past ~709; inf stays inf, NaN NaN
     setup = DecodingSetup(decode_cfg.beam_size, decode_cfg.batch_size, quantization_of(model), precision, device.type)
-    return Scores(bleu, chrf, ter, loss, ppl, len(pairs), n_tokens, setup, signatures, outputs)
+    return Scores(
+        bleu, chrf, ter, rates.exact_match, rates.cer, rates.wer, loss, ppl, len(pairs), n_tokens, setup, signatures, outputs
+    )
 

@@ -127,6 +127,6 @@ def test_eval_json_and_table_report_the_quantized_models_loss_and_the_setup(tmp_
 
 def test_a_non_finite_loss_is_null_in_the_json_report() -> None:
     setup = DecodingSetup(beam_size=1, batch_size=8, quantize="none", precision="fp32", device="cpu")
-    scores = Scores(10.0, 20.0, 30.0, math.inf, math.inf, 3, 9, setup, {"bleu": "sig"})
+    scores = Scores(10.0, 20.0, 30.0, 50.0, 5.0, 10.0, math.inf, math.inf, 3, 9, setup, {"bleu": "sig"})
     report = strict_json(dump_json({**scores.as_dict(), "model": "m.pt"}))
     assert report["loss"] is None and report["ppl"] is None and report["bleu"] == 10.0 and report["quantize"] == "none"
