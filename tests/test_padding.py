@@ -12,6 +12,7 @@ import itertools
 import pytest
 import torch
 
+from seq2seq.config import DecodeConfig
 from seq2seq.data.batch import collate, pad
 from seq2seq.model.fast_bahdanau import bahdanau_steps
 from seq2seq.model.loss import masked_nll
@@ -168,9 +169,9 @@ def test_greedy_translation_same_alone_and_in_batch(options):
     model = model_for(6, options)
     sources = [s for s, _ in random_examples(9, 6)]
     src, lengths = pad(sources)
-    batch = greedy_search(model, src, lengths, max_len_a=1.0, max_len_b=5)
+    batch = greedy_search(model, src, lengths, DecodeConfig(max_len_a=1.0, max_len_b=5))
     for s, hyp in zip(sources, batch):
-        alone = greedy_search(model, torch.tensor([s]), torch.tensor([len(s)]), max_len_a=1.0, max_len_b=5)[0]
+        alone = greedy_search(model, torch.tensor([s]), torch.tensor([len(s)]), DecodeConfig(max_len_a=1.0, max_len_b=5))[0]
         assert hyp.ids == alone.ids
         assert abs(hyp.score - alone.score) < 1e-4
 
@@ -179,9 +180,9 @@ def test_greedy_translation_same_alone_and_in_batch(options):
 def test_beam_translation_same_alone_and_in_batch(options):
     model = model_for(7, options)
     sources = [s for s, _ in random_examples(6, 7)]
-    beam = {"beam_size": 3, "alpha": 1.0, "nbest": 3, "max_len_a": 1.0, "max_len_b": 4, "min_len": 0}
-    batch = beam_search(model, *pad(sources), **beam)
+    beam = DecodeConfig(beam_size=3, length_penalty=1.0, max_len_a=1.0, max_len_b=4, min_len=0)
+    batch = beam_search(model, *pad(sources), beam, nbest=3)
     for s, nbest in zip(sources, batch):
-        alone = beam_search(model, torch.tensor([s]), torch.tensor([len(s)]), **beam)[0]
+        alone = beam_search(model, torch.tensor([s]), torch.tensor([len(s)]), beam, nbest=3)[0]
         assert [h.ids for h in alone] == [h.ids for h in nbest]
         assert [h.score for h in alone] == pytest.approx([h.score for h in nbest], abs=1e-4)

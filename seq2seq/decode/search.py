@@ -10,6 +10,7 @@ inside any batch.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
 import torch
@@ -18,7 +19,7 @@ from tqdm import tqdm
 from seq2seq.config import DecodeConfig
 from seq2seq.data.batch import pad
 from seq2seq.errors import ConfigError
-from seq2seq.model.network import Seq2Seq
+from seq2seq.model.network import EncoderOutput, Seq2Seq
 from seq2seq.data.vocab import BOS, EOS
 
 
@@ -35,23 +36,17 @@ def max_output_lengths(src_lengths: torch.Tensor, a: float, b: int) -> torch.Ten
 
 @torch.inference_mode()
 def greedy_search(
-    model: Seq2Seq,
-    src: torch.Tensor,
-    src_lengths: torch.Tensor,
-    max_len_a: float,
-    max_len_b: int,
-    min_len: int = 0,
-    return_attention: bool = False,
+    model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, decode_cfg: DecodeConfig, return_attention: bool = False
 ) -> list[Hypothesis]:
     """Greedy decoding of a padded batch src (B, S), src_lengths (B,). Returns one Hypothesis per sentence.
 
-    At most max_len_a * source length + max_len_b tokens; <eos> is forbidden before `min_len` tokens (unless
-    the maximum length ends the sentence first). `min_len` 0 is no constraint, not a setting's default.
+    At most decode_cfg.max_len_a * source length + max_len_b tokens; <eos> is forbidden before decode_cfg.min_len
+    tokens (unless the maximum length ends the sentence first). Its beam_size and length_penalty are not read.
     """
     device = src.device
     batch_size = src.size(0)
     enc = model.encode(src, src_lengths)
-    max_lens = max_output_lengths(src_lengths, max_len_a, max_len_b).to(device)  # (B,)
+    max_lens = max_output_lengths(src_lengths, decode_cfg.max_len_a, decode_cfg.max_len_b).to(device)  # (B,)
     steps = int(max_lens.max())
     # NOT_DECODED marks the steps a sentence did not take (it stopped earlier), so that its length is its own
     # and not the batch's: an <eos> filler here would read as an <eos> the sentence produced.
@@ -64,7 +59,7 @@ def greedy_search(
     for t in range(steps):
         logits, hidden, weights = model.decode_step(prev, enc, hidden)  # (A, V), (L, A, H), (A, S)
         log_probs = torch.log_softmax(logits.float(), dim=-1)
-        if t < min_len:
+        if t < decode_cfg.min_len:
             log_probs[:, EOS] = float("-inf")
         best_scores, best = log_probs.max(dim=-1)  # (A,)
         tokens[active, t] = best
@@ -103,97 +98,114 @@ def length_penalty(length: int, alpha: float) -> float:
     return ((5.0 + length) / 6.0) ** alpha
 
 
+@dataclass
+class Beams:
+    """The live beams of the sentences still decoding, `width` consecutive rows per sentence: what a step extends."""
+
+    sentences: list[int]  # the original batch index of each active sentence (A of them)
+    width: int  # live beams per sentence: 1 before the first step, then k
+    enc: EncoderOutput  # the encoder output of every row (all beams of a sentence share theirs)
+    hidden: torch.Tensor  # (L, A * width, H)
+    prev: torch.Tensor  # (A * width,) each beam's last token
+    scores: torch.Tensor  # (A * width,) summed log-probabilities
+    history: torch.Tensor  # (A * width, t) the tokens so far
+    attention: torch.Tensor | None  # (A * width, t, S) the attention so far, when asked for
+
+    @classmethod
+    def start(cls, enc: EncoderOutput, return_attention: bool) -> "Beams":
+        """One beam per sentence, before the first step: <bos>, score 0."""
+        B, S = enc.src_pad_mask.shape
+        device = enc.states.device
+        attention = torch.zeros(B, 0, S, device=device) if return_attention else None
+        zeros = torch.zeros(B, device=device)
+        return cls(list(range(B)), 1, enc, enc.hidden, torch.full((B,), BOS, dtype=torch.long, device=device), zeros,
+                   torch.zeros(B, 0, dtype=torch.long, device=device), attention)
+
+    def top_continuations(self, log_probs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """log_probs (A * width, V) -> the 2k best continuations of each sentence's beams by summed log-probability:
+        their scores, the rows they extend and their tokens, (A, C) each, best first."""
+        n_active, vocab_size = len(self.sentences), log_probs.size(1)
+        candidates = (self.scores[:, None] + log_probs).view(n_active, self.width * vocab_size)  # (A, width * V)
+        top_scores, top_index = candidates.topk(min(2 * k, self.width * vocab_size), dim=1)  # (A, C)
+        offsets = torch.arange(n_active, device=log_probs.device)[:, None] * self.width
+        top_rows = torch.div(top_index, vocab_size, rounding_mode="floor") + offsets  # (A, C) beam rows they extend
+        return top_scores, top_rows, top_index % vocab_size
+
+    def ended(self, row: int, token: int, weights: torch.Tensor, src_length: int) -> tuple[list[int], torch.Tensor | None]:
+        """The ids (without <eos>) and attention (t + 1, src_length) of beam `row` extended by `token`;
+        weights (A * width, S) are this step's."""
+        ids = self.history[row].tolist() + ([] if token == EOS else [token])
+        if self.attention is None:
+            return ids, None
+        steps = torch.cat([self.attention[row], weights[row][None].float()], dim=0)  # (t + 1, S)
+        return ids, steps[:, :src_length].cpu()
+
+    def advance(self, keep: list[int], top: tuple[torch.Tensor, torch.Tensor, torch.Tensor], hidden: torch.Tensor,
+                weights: torch.Tensor, k: int) -> "Beams":
+        """The beams of the sentences `keep` (indices into `sentences`) after this step: each carries on with its k
+        best continuations without <eos> among `top` (top_continuations'); hidden (L, A * width, H), weights (A * width, S)."""
+        top_scores, top_rows, top_tokens = top
+        n_active = len(self.sentences)
+        is_eos = top_tokens == EOS
+        # At most `width` <= k candidates are <eos>, so each sentence has k others among its 2k: they carry on.
+        carry = ~is_eos & ((~is_eos).cumsum(dim=1) <= k)  # (A, C), k True per row
+        keep_t = torch.tensor(keep, device=top_rows.device)
+        rows = top_rows[carry].view(n_active, k)[keep_t].view(-1)  # (A' * k,) beams extended by the survivors
+        prev = top_tokens[carry].view(n_active, k)[keep_t].view(-1)  # (A' * k,)
+        scores = top_scores[carry].view(n_active, k)[keep_t].view(-1)
+        history = torch.cat([self.history[rows], prev[:, None]], dim=1)  # (A' * k, t + 1)
+        attention = None
+        if self.attention is not None:
+            attention = torch.cat([self.attention[rows], weights[rows][:, None].float()], dim=1)  # (A' * k, t + 1, S)
+        enc = self.enc
+        if len(keep) < n_active or self.width != k:
+            # every beam of a sentence shares its encoder rows: re-select them only when sentences leave
+            enc = enc.select((keep_t * self.width).repeat_interleave(k))
+        return Beams([self.sentences[a] for a in keep], k, enc, hidden[:, rows], prev, scores, history, attention)
+
+
 @torch.inference_mode()
 def beam_search(
-    model: Seq2Seq,
-    src: torch.Tensor,
-    src_lengths: torch.Tensor,
-    beam_size: int,
-    alpha: float,
-    nbest: int,
-    max_len_a: float,
-    max_len_b: int,
-    min_len: int,
+    model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, decode_cfg: DecodeConfig, nbest: int = 1,
     return_attention: bool = False,
 ) -> list[list[Hypothesis]]:
     """Beam search on a padded batch src (B, S), src_lengths (B,): the `nbest` best hypotheses per sentence, best first.
 
-    Each step, every active sentence extends its k beams (k = beam_size) to its 2k best continuations by summed
-    log-probability. An <eos> among the first k ends a hypothesis, scored sum / length_penalty(len, alpha) with
-    len counting the <eos>; the k best continuations without <eos> carry on. A sentence is done once it holds k
-    ended hypotheses, or at its maximum length (a * source length + b tokens), where its k best continuations
-    end as they are; then it leaves the batch. <eos> is forbidden before `min_len` tokens. With k = 1 this is
-    greedy search, token for token.
+    Each step, every active sentence extends its k beams (k = decode_cfg.beam_size) to its 2k best continuations by
+    summed log-probability. An <eos> among the first k ends a hypothesis, scored sum / length_penalty(len, alpha)
+    (alpha = decode_cfg.length_penalty) with len counting the <eos>; the k best continuations without <eos> carry
+    on. A sentence is done once it holds k ended hypotheses, or at its maximum length (max_len_a * source length
+    + max_len_b tokens), where its k best continuations end as they are; then it leaves the batch. <eos> is
+    forbidden before decode_cfg.min_len tokens. With k = 1 this is greedy search, token for token.
     """
-    vocab_size = model.output.out_features
-    k = min(beam_size, vocab_size - 1)  # at least k continuations without <eos> must exist
-    assert 1 <= nbest <= beam_size, (nbest, beam_size)
-    device = src.device
-    enc = model.encode(src, src_lengths)
-    max_lens = max_output_lengths(src_lengths, max_len_a, max_len_b).tolist()
+    d = decode_cfg
+    k = min(d.beam_size, model.output.out_features - 1)  # at least k continuations without <eos> must exist
+    assert 1 <= nbest <= d.beam_size, (nbest, d.beam_size)
+    max_lens = max_output_lengths(src_lengths, d.max_len_a, d.max_len_b).tolist()
     src_len_list = src_lengths.tolist()
     finished: list[list[Hypothesis]] = [[] for _ in range(src.size(0))]
-    active = list(range(src.size(0)))  # original index of each active sentence
-    width = 1  # live beams per active sentence: 1 before the first step, then k
-    hidden = enc.hidden  # (L, A * width, H)
-    prev = torch.full((src.size(0),), BOS, dtype=torch.long, device=device)  # (A * width,)
-    scores = torch.zeros(src.size(0), device=device)  # (A * width,) summed log-probabilities
-    history = torch.zeros(src.size(0), 0, dtype=torch.long, device=device)  # (A * width, t)
-    att_history = torch.zeros(src.size(0), 0, src.size(1), device=device) if return_attention else None  # (A * width, t, S)
-
-    def ended(row: int, token: int, score: float, t: int, weights: torch.Tensor) -> Hypothesis:
-        ids = history[row].tolist() + ([] if token == EOS else [token])
-        att = None
-        if att_history is not None:
-            steps = torch.cat([att_history[row], weights[row][None].float()], dim=0)  # (t + 1, S)
-            att = steps[:, : src_len_list[active[row // width]]].cpu()
-        return Hypothesis(ids, score / length_penalty(t + 1, alpha), att)
-
+    beams = Beams.start(model.encode(src, src_lengths), return_attention)
     t = 0
-    while active:
-        n_active = len(active)
-        logits, hidden, weights = model.decode_step(prev, enc, hidden)  # (A * width, V), (L, A * width, H), (A * width, S)
+    while True:
+        logits, hidden, weights = model.decode_step(beams.prev, beams.enc, beams.hidden)  # (A * width, V), (L, A * width, H), (A * width, S)
         log_probs = torch.log_softmax(logits.float(), dim=-1)  # (A * width, V)
-        if t < min_len:
+        if t < d.min_len:
             log_probs[:, EOS] = float("-inf")
-        candidates = (scores[:, None] + log_probs).view(n_active, width * vocab_size)  # (A, width * V)
-        top_scores, top_index = candidates.topk(min(2 * k, width * vocab_size), dim=1)  # (A, C)
-        offsets = torch.arange(n_active, device=device)[:, None] * width
-        top_rows = torch.div(top_index, vocab_size, rounding_mode="floor") + offsets  # (A, C) beam rows they extend
-        top_tokens = top_index % vocab_size  # (A, C)
-        is_eos = top_tokens == EOS
-        # At most `width` <= k candidates are <eos>, so each sentence has k others among its 2k: they carry on.
-        carry = ~is_eos & ((~is_eos).cumsum(dim=1) <= k)  # (A, C), k True per row
-        carry_rows = top_rows[carry].view(n_active, k)
-        carry_tokens = top_tokens[carry].view(n_active, k)
-        carry_scores = top_scores[carry].view(n_active, k)
-
-        rows_l, tokens_l, scores_l = top_rows[:, :k].tolist(), top_tokens[:, :k].tolist(), top_scores[:, :k].tolist()
+        top = beams.top_continuations(log_probs, k)  # scores, rows, tokens (A, 2k)
+        scores_l, rows_l, tokens_l = (x[:, :k].tolist() for x in top)
         keep: list[int] = []
-        for a, sentence in enumerate(active):
+        for a, sentence in enumerate(beams.sentences):
             last = max_lens[sentence] <= t + 1
             for j in range(k):
                 if (last or tokens_l[a][j] == EOS) and scores_l[a][j] != float("-inf"):
-                    finished[sentence].append(ended(rows_l[a][j], tokens_l[a][j], scores_l[a][j], t, weights))
+                    ids, attention = beams.ended(rows_l[a][j], tokens_l[a][j], weights, src_len_list[sentence])
+                    finished[sentence].append(Hypothesis(ids, scores_l[a][j] / length_penalty(t + 1, d.length_penalty), attention))
             if not last and len(finished[sentence]) < k:
                 keep.append(a)
         if not keep:
-            break
-        keep_t = torch.tensor(keep, device=device)
-        rows = carry_rows[keep_t].view(-1)  # (A' * k,) beams extended by the survivors
-        prev = carry_tokens[keep_t].view(-1)  # (A' * k,)
-        scores = carry_scores[keep_t].view(-1)
-        history = torch.cat([history[rows], prev[:, None]], dim=1)  # (A' * k, t + 1)
-        if att_history is not None:
-            att_history = torch.cat([att_history[rows], weights[rows][:, None].float()], dim=1)  # (A' * k, t + 1, S)
-        hidden = hidden[:, rows]
-        if len(keep) < n_active or width != k:
-            # every beam of a sentence shares its encoder rows: re-select them only when sentences leave
-            enc = enc.select((keep_t * width).repeat_interleave(k))
-        active = [active[a] for a in keep]
-        width = k
+            return [sorted(hyps, key=lambda h: -h.score)[:nbest] for hyps in finished]
+        beams = beams.advance(keep, top, hidden, weights, k)
         t += 1
-    return [sorted(hyps, key=lambda h: -h.score)[:nbest] for hyps in finished]
 
 
 def decode(
@@ -232,10 +244,7 @@ def _decode_batch(
     model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, decode_cfg: DecodeConfig, nbest: int, return_attention: bool
 ) -> list[list[Hypothesis]]:
     """One padded batch src (B, S), src_lengths (B,): greedy when decode_cfg.beam_size is 1, else beam search."""
-    d = decode_cfg
-    if d.beam_size == 1:
-        return [[h] for h in greedy_search(model, src, src_lengths, d.max_len_a, d.max_len_b, d.min_len, return_attention)]
-    return beam_search(
-        model, src, src_lengths, d.beam_size, d.length_penalty, nbest, d.max_len_a, d.max_len_b, d.min_len, return_attention
-    )
+    if decode_cfg.beam_size == 1:
+        return [[h] for h in greedy_search(model, src, src_lengths, decode_cfg, return_attention)]
+    return beam_search(model, src, src_lengths, decode_cfg, nbest, return_attention)
 

@@ -228,16 +228,10 @@ class Decoder(nn.Module):
     def step(
         self, prev: torch.Tensor, enc: EncoderOutput, hidden: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One step (always the reference path). prev (B,) token ids -> pre-output (B, O), hidden (L, B, H), attention (B, S)."""
-        emb = self.dropout(self.embed(prev[:, None]))  # (B, 1, E)
-        if self.style == "luong":
-            out, hidden = run_gru(self.rnn, emb, hidden)  # (B, 1, H)
-            out = self.hidden_dropout(out)
-            context, weights = attend(self.attention, out, enc.keys, enc.states, enc.src_pad_mask)
-        else:
-            out, context, hidden, weights = self._bahdanau_steps(emb, enc, hidden)
-            out = self.hidden_dropout(out)
-        return self._pre_output(out, context, emb)[:, 0], hidden, weights[:, 0]
+        """One step: `forward` over a target of one token, on the reference path.
+        prev (B,) token ids -> pre-output (B, O), hidden (L, B, H), attention (B, S)."""
+        pre, hidden, weights = self(prev[:, None], enc, hidden)  # (B, 1, O), (L, B, H), (B, 1, S)
+        return pre[:, 0], hidden, weights[:, 0]
 
     def _bahdanau_steps(
         self, emb: torch.Tensor, enc: EncoderOutput, hidden: torch.Tensor

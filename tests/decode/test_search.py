@@ -28,6 +28,11 @@ def peaked_model(attention: str, seed: int = 1, eos_bias: float = 0.3) -> torch.
     return model
 
 
+def settings(beam: int, alpha: float = 1.0, min_len: int = 0, a: float = 1.5, b: int = 3) -> DecodeConfig:
+    """The decode config of these tests: beam size, length penalty alpha, minimum length, max length a * |source| + b."""
+    return DecodeConfig(beam_size=beam, length_penalty=alpha, min_len=min_len, max_len_a=a, max_len_b=b)
+
+
 def sources(n: int, seed: int) -> list[list[int]]:
     return [s for s, _ in random_examples(n, seed)]
 
@@ -37,8 +42,8 @@ def sources(n: int, seed: int) -> list[list[int]]:
 def test_beam_of_one_is_greedy(style: str, alpha: float, min_len: int) -> None:
     model = peaked_model(style)
     src, src_lengths = pad(sources(16, 5))
-    greedy = greedy_search(model, src, src_lengths, 1.5, 3, min_len=min_len)
-    beam = beam_search(model, src, src_lengths, 1, alpha, 1, 1.5, 3, min_len=min_len)
+    greedy = greedy_search(model, src, src_lengths, settings(1, alpha, min_len=min_len))
+    beam = beam_search(model, src, src_lengths, settings(1, alpha, min_len=min_len))
     assert len({len(h.ids) for h in greedy}) > 2  # the outputs end at several lengths
     for g, (b,) in zip(greedy, beam):
         assert b.ids == g.ids
@@ -52,9 +57,9 @@ def test_beam_output_is_batch_invariant(style: str) -> None:
     model = peaked_model(style)
     batch = sources(10, 8)
     src, src_lengths = pad(batch)
-    together = beam_search(model, src, src_lengths, 4, 1.0, 4, 1.5, 3, 0)
+    together = beam_search(model, src, src_lengths, settings(4), nbest=4)
     for seq, nbest in zip(batch, together):
-        alone = beam_search(model, *pad([seq]), 4, 1.0, 4, 1.5, 3, 0)[0]
+        alone = beam_search(model, *pad([seq]), settings(4), nbest=4)[0]
         assert [h.ids for h in alone] == [h.ids for h in nbest]
         assert [h.score for h in alone] == pytest.approx([h.score for h in nbest], abs=1e-5)
 
@@ -65,7 +70,7 @@ def test_nbest_is_sorted_distinct_and_within_lengths(style: str) -> None:
     batch = sources(12, 9)
     src, src_lengths = pad(batch)
     max_lens = max_output_lengths(src_lengths, 1.5, 3).tolist()
-    results = beam_search(model, src, src_lengths, 5, 0.8, 5, 1.5, 3, 2)
+    results = beam_search(model, src, src_lengths, settings(5, 0.8, min_len=2), nbest=5)
     for nbest, max_len in zip(results, max_lens):
         assert len(nbest) == 5
         scores = [h.score for h in nbest]
@@ -81,8 +86,8 @@ def test_beam_search_finds_the_higher_probability_output_than_greedy_on_average(
     (search is not exact, so not on every one), and strictly better on some."""
     model = peaked_model("bahdanau", seed=3, eos_bias=0.0)
     src, src_lengths = pad(sources(24, 4))
-    greedy = greedy_search(model, src, src_lengths, 1.5, 3)
-    beam = beam_search(model, src, src_lengths, 6, 0.0, 1, 1.5, 3, 0)
+    greedy = greedy_search(model, src, src_lengths, settings(1))
+    beam = beam_search(model, src, src_lengths, settings(6, 0.0))
     better_or_equal = sum(b[0].score >= g.score - 1e-9 for g, b in zip(greedy, beam))
     assert better_or_equal >= 20
     assert any(b[0].score > g.score + 1e-6 for g, b in zip(greedy, beam))
@@ -97,9 +102,9 @@ def test_attention_rows_follow_the_hypothesis(search: str) -> None:
     src, src_lengths = pad(batch)
     max_lens = max_output_lengths(src_lengths, 1.5, 3).tolist()
     if search == "greedy":
-        results = [[h] for h in greedy_search(model, src, src_lengths, 1.5, 3, return_attention=True)]
+        results = [[h] for h in greedy_search(model, src, src_lengths, settings(1), return_attention=True)]
     else:
-        results = beam_search(model, src, src_lengths, 3, 1.0, 3, 1.5, 3, 0, return_attention=True)
+        results = beam_search(model, src, src_lengths, settings(3), nbest=3, return_attention=True)
     assert any(len(nbest[0].ids) == max_len for nbest, max_len in zip(results, max_lens))  # one stopped at its limit
     assert any(len(nbest[0].ids) < max_len for nbest, max_len in zip(results, max_lens))  # one produced <eos>
     for seq, nbest, max_len in zip(batch, results, max_lens):
@@ -117,8 +122,8 @@ def test_greedy_attention_is_the_same_alone_and_beside_a_longer_sentence(style: 
     short, long = sources(12, 13)[:2]
     short, long = sorted((short, long), key=len)
     assert len(short) < len(long)
-    alone = greedy_search(model, *pad([short]), 1.0, 0, return_attention=True)[0]
-    together = greedy_search(model, *pad([short, long]), 1.0, 0, return_attention=True)[0]
+    alone = greedy_search(model, *pad([short]), settings(1, a=1.0, b=0), return_attention=True)[0]
+    together = greedy_search(model, *pad([short, long]), settings(1, a=1.0, b=0), return_attention=True)[0]
     assert together.ids == alone.ids and len(alone.ids) == len(short) - 1  # stopped at its maximum length
     assert alone.attention is not None and together.attention is not None
     assert together.attention.shape == alone.attention.shape == (len(short) - 1, len(short))
@@ -132,7 +137,7 @@ def test_decode_restores_input_order_and_reads_every_setting_from_the_config() -
     cfg = DecodeConfig(beam_size=3, batch_size=4, max_len_a=1.5, max_len_b=3, length_penalty=1.0, min_len=2)
     whole = decode(model, batch, cfg, cpu, nbest=2)
     for seq, nbest in zip(batch, whole):
-        alone = beam_search(model, *pad([seq]), 3, 1.0, 2, 1.5, 3, 2)[0]
+        alone = beam_search(model, *pad([seq]), cfg, nbest=2)[0]
         assert [h.ids for h in nbest] == [h.ids for h in alone]
         assert [h.score for h in nbest] == pytest.approx([h.score for h in alone], abs=1e-6)
     assert [[h.ids for h in n] for n in decode(model, batch, replace(cfg, batch_size=1), cpu, nbest=2)] == [
@@ -143,7 +148,7 @@ def test_decode_restores_input_order_and_reads_every_setting_from_the_config() -
     # beam 1 is greedy search, with the config's lengths and min_len
     greedy = decode(model, batch, replace(cfg, beam_size=1), cpu, return_attention=True)
     for seq, (hyp,) in zip(batch, greedy):
-        alone = greedy_search(model, *pad([seq]), 1.5, 3, 2)[0]
+        alone = greedy_search(model, *pad([seq]), replace(cfg, beam_size=1))[0]
         assert hyp.ids == alone.ids and hyp.attention is not None and hyp.attention.shape[1] == len(seq)
 
 
@@ -156,7 +161,7 @@ def test_decode_uses_the_configured_length_penalty() -> None:
     default = decode(model, batch, DecodeConfig(beam_size=4), cpu, nbest=4)
     d = DecodeConfig()
     assert d.length_penalty != 0.0
-    expected = [beam_search(model, *pad([seq]), 4, d.length_penalty, 4, d.max_len_a, d.max_len_b, d.min_len)[0] for seq in batch]
+    expected = [beam_search(model, *pad([seq]), replace(d, beam_size=4), nbest=4)[0] for seq in batch]
     scores = lambda nbests: [h.score for n in nbests for h in n]  # noqa: E731
     assert scores(default) == pytest.approx(scores(expected), abs=1e-6)
     assert scores(default) != pytest.approx(scores(plain), abs=1e-6)

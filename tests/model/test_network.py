@@ -10,7 +10,7 @@ import random
 import pytest
 import torch
 
-from seq2seq.config import ModelConfig
+from seq2seq.config import DecodeConfig, ModelConfig
 from seq2seq.data.batch import collate, pad
 from seq2seq.decode.search import greedy_search
 from seq2seq.model.fast_bahdanau import bahdanau_steps
@@ -190,6 +190,6 @@ def test_learns_to_reverse_sequences(attention):
     model.eval()
     test = sample(100)
     src, lengths = pad([s for s, _ in test])
-    hyps = greedy_search(model, src, lengths, max_len_a=1.0, max_len_b=2)
+    hyps = greedy_search(model, src, lengths, DecodeConfig(max_len_a=1.0, max_len_b=2))
     exact = sum(h.ids == t for h, (_, t) in zip(hyps, test))
     assert exact == 100, f"{exact}/100 reversed exactly"
