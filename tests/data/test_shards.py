@@ -9,7 +9,8 @@ import torch
 
 from seq2seq.config import load_config
 from seq2seq.data.batch import BucketSampler, Encoder, collate, encode_pairs, example_lengths
-from seq2seq.data.vocab import build_vocabs
+from seq2seq.data.tokenizer import plain_tokenizers
+from seq2seq.data.vocab import Vocab, build_vocabs
 from seq2seq.data.corpus import load_corpus
 from seq2seq.errors import DataError
 from seq2seq.data.shards import open_shards
@@ -112,3 +113,23 @@ def test_write_ids_remaps_and_appends_the_end_across_blocks(tmp_path: Path, bloc
     for end in ((), SOURCE_END, (7, 9)):
         write_ids(tmp_path / "p", lengths, remap, tmp_path / "out", end, block=block)
         assert np.fromfile(tmp_path / "out", dtype=np.uint16).tolist() == [i for p in pieces for i in p + list(end)]
+
+
+def test_shards_tokenize_each_side_at_its_level(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path, write_corpus(tmp_path, "tsv"), "data.src_level=char", "data.tgt_level=space", "data.max_len=40")
+    preprocess(cfg, tmp_path / "run", workers=1, quiet=True, chunk_size=4)
+    shards = open_shards(tmp_path / "run", cfg)
+    assert shards is not None
+    src_vocab, tgt_vocab = (Vocab.load(tmp_path / "run" / f"{side}_vocab.json") for side in ("src", "tgt"))
+    assert "H" in src_vocab.stoi and "Hello," not in src_vocab.stoi  # characters
+    assert "Hello," not in tgt_vocab.stoi and "Hallo," in tgt_vocab.stoi and "Hallo" not in tgt_vocab.stoi  # whitespace pieces
+    d = cfg.data
+    pairs = load_corpus(d.train, d.format, d.src_lang, d.tgt_lang, "train")
+    src_tok, tgt_tok = plain_tokenizers(d)
+    examples = encode_pairs(pairs, Encoder(src_tok, src_vocab), Encoder(tgt_tok, tgt_vocab), d.max_len)
+    dataset = shards.dataset()
+    assert [dataset[i] for i in range(len(dataset))] == examples
+    # a config of other levels finds these shards stale
+    other = make_config(tmp_path, write_corpus(tmp_path, "tsv"), "data.max_len=40")
+    with pytest.raises(DataError, match="src_level"):
+        open_shards(tmp_path / "run", other)

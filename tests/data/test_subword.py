@@ -101,3 +101,20 @@ def test_load_or_train_writes_models_into_the_run_dir_and_reads_them_back(tmp_pa
 def test_too_small_a_vocabulary_is_a_config_error(toy_text: list[str]) -> None:
     with pytest.raises(ConfigError, match="data.vocab_size"):
         train_sentencepiece(toy_text, "bpe", 50)
+
+
+@pytest.mark.parametrize("src_level, tgt_level, sp_shared", [("char", "bpe", True), ("unigram", "space", False), ("bpe", "unigram", True)])
+def test_sentencepiece_only_on_the_subword_sides(tmp_path: Path, src_level: str, tgt_level: str, sp_shared: bool) -> None:
+    """A side of another level needs no model; sides of two subword levels get one model each, even with sp_shared."""
+    pairs = toy_pairs("train", 400)
+    d = DataConfig(level="word", src_level=src_level, tgt_level=tgt_level, vocab_size=400, sp_shared=sp_shared)
+    src, tgt = load_or_train(d, tmp_path, pairs)
+    assert (src.level, tgt.level) == (src_level, tgt_level)
+    models = sorted(p.name for p in (tmp_path / "sentencepiece").iterdir())
+    expected = [name for name, level in (("src.model", src_level), ("tgt.model", tgt_level)) if level in ("bpe", "unigram")]
+    assert models == expected
+    for tokenizer, text in ((src, pairs[0][0]), (tgt, pairs[0][1])):
+        assert tokenizer.detokenize(tokenizer.tokenize(text)) == normalize(text, False)
+    if src_level == "char":
+        assert src.tokenize("Hi") == ["H", "i"] and tgt.sp_model is not None
+    assert load_or_train(d, tmp_path, None) == (src, tgt)  # read back, nothing trained

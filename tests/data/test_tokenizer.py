@@ -6,7 +6,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seq2seq.data.tokenizer import JOINER, Tokenizer, normalize_whitespace
+import pytest
+
+from seq2seq.config import DataConfig
+from seq2seq.data.tokenizer import JOINER, Tokenizer, normalize_whitespace, plain_tokenizers
 from tests.conftest import unicode_text
 
 WORD, CHAR = Tokenizer("word"), Tokenizer("char")
@@ -37,9 +40,9 @@ def test_lowercase_option():
     assert Tokenizer("word", lowercase=True).tokenize("The Dog") == ["the", "dog"]
 
 
-# Any text, word or character level, lowercased or not (hypothesis draws the line-breaking characters often).
+# Any text, word, character or space level, lowercased or not (hypothesis draws the line-breaking characters often).
 @settings(max_examples=300, deadline=None)
-@given(unicode_text, st.sampled_from(["word", "char"]), st.booleans())
+@given(unicode_text, st.sampled_from(["word", "char", "space"]), st.booleans())
 def test_tokenize_detokenize_any_unicode(text, level, lowercase):
     tokenizer = Tokenizer(level=level, lowercase=lowercase)
     tokens = tokenizer.tokenize(text)
@@ -47,3 +50,24 @@ def test_tokenize_detokenize_any_unicode(text, level, lowercase):
     assert tokenizer.detokenize(tokens) == (expected.lower() if lowercase else expected)
     # no token can carry a line break into an output line
     assert not any(c in token for token in tokens for c in "\n\r\x0b\x0c\x1c\x85\u2028")
+
+
+def test_space_level_keeps_pre_tokenized_symbols_whole():
+    tokenizer = Tokenizer("space")
+    # what `char` cuts into A W 1 and `word` glues into one token, `space` keeps as the symbols they are
+    assert tokenizer.tokenize("  B R AW1 N\tL IY0 ") == ["B", "R", "AW1", "N", "L", "IY0"]
+    assert tokenizer.tokenize("x=f(a, b);") == ["x=f(a,", "b);"]  # no punctuation split
+    assert tokenizer.detokenize(["B", "R", "AW1"]) == "B R AW1"
+    assert tokenizer.tokenize("") == [] and tokenizer.tokenize("   ") == []
+    assert Tokenizer.from_dict(tokenizer.to_dict()) == tokenizer
+
+
+def test_each_side_has_its_level():
+    d = DataConfig(level="word", src_level="char", tgt_level="space")
+    src, tgt = plain_tokenizers(d)
+    assert d.levels == ("char", "space")
+    assert src.tokenize("brownlee") == list("brownlee") and tgt.tokenize("B R AW1") == ["B", "R", "AW1"]
+    assert DataConfig(level="char", tgt_level="space").levels == ("char", "space")
+    assert DataConfig(level="space").levels == ("space", "space")  # unset sides follow data.level
+    with pytest.raises(ValueError, match="subword"):
+        plain_tokenizers(DataConfig(src_level="bpe"))  # a trained model is data/subword.py's
