@@ -1,0 +1,5 @@
+"""Translating with an export (`seq2seq export`) on onnxruntime and numpy: no torch, nor any module that imports it.
+
+graphs (the two ONNX sessions, checked against the export's JSON), search (greedy and beam, batched, with the
+rules of decode/search.py), translator (text in, text out), results (what translate and serve report).
+"""
