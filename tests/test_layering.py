@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("seq2seq", "seq2seq.errors", "seq2seq.files", "seq2seq.config", "seq2seq.device"),
     ("seq2seq.data",),
     ("seq2seq.model",),
-    ("seq2seq.decode",),
+    ("seq2seq.decode", "seq2seq.runtime"),  # runtime: decoding an export without torch (beside decode, never importing it)
     ("seq2seq.training",),
     ("seq2seq.serve", "seq2seq.tools"),
     ("seq2seq.cli", "seq2seq.api"),

@@ -233,6 +233,17 @@ def translate(
         raise typer.BadParameter(f"--nbest {nbest} needs --beam {nbest} or more", param_hint="'--nbest'")
     if nbest > 1 and attention is not None:
         raise typer.BadParameter("--attention shows one translation per input; leave out --nbest", param_hint="'--nbest'")
+    from seq2seq.model.export_format import is_export
+
+    if is_export(model):  # an export (seq2seq export) decodes on onnxruntime; torch is never imported
+        from seq2seq.cli.exported import translate_export
+
+        progress = not quiet and not texts and sys.stderr.isatty()
+        translate_export(
+            str(model), lines, interactive, beam=beam, batch_size=batch_size, quantize=quantize, nbest=nbest,
+            as_json=as_json, attention=attention, quiet=quiet, progress=progress,
+        )
+        return
     resolve_model_path(model)  # the cheap checks first: importing torch takes seconds
     from seq2seq.decode.results import TranslateOptions
     from seq2seq.decode.translator import Translator

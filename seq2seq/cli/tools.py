@@ -1,4 +1,4 @@
-"""The commands beside the main path: info, serve, plot, bench, preprocess, average (registered by cli/app.py)."""
+"""The commands beside the main path: info, serve, plot, bench, preprocess, average, export (registered by cli/app.py)."""
 
 from __future__ import annotations
 
@@ -53,9 +53,12 @@ def serve(
     from seq2seq.model.checkpoint import resolve_model_path
     from seq2seq.serve.run import require_extra, serve as run_server
 
+    from seq2seq.model.export_format import is_export
+
     check_quantize(quantize)
     require_extra()
-    resolve_model_path(model)  # the cheap checks first: importing torch takes seconds
+    if not is_export(model):  # an export decodes on onnxruntime, without torch
+        resolve_model_path(model)  # the cheap checks first: importing torch takes seconds
     run_server(model, host=host, port=port, beam=beam, max_batch=max_batch, quantize=quantize)
 
 
@@ -165,6 +168,45 @@ def average(
     typer.echo(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {output}", err=True)
 
 
+def export(
+    model: Optional[str] = ModelOpt,
+    output: Path = typer.Option(
+        ..., "--output", "-o", metavar="DIR", show_default=False,
+        help="Directory to write the export into (created; an export already there is replaced).",
+    ),
+    quantize: str = typer.Option(
+        "none", "--quantize", metavar="none|int8", help="int8: onnxruntime's dynamic quantization of the matrix products (int8 weights)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a directory that holds other files (they are left as they are)."),
+) -> None:
+    """Export a model to ONNX, to translate and serve without torch (needs the export extra: pip install -e '.[export]').
+
+    Writes DIR/encoder.onnx, DIR/decoder.onnx (one decoding step; opset 17, dynamic batch and source length),
+    DIR/export.json (vocabularies, tokenizers, decode defaults, the model's description) and the sentencepiece
+    models of the subword levels. Both graphs are checked against torch before anything is written.
+
+    \b
+    Example:
+      seq2seq export --model runs/demo --output exports/demo
+      seq2seq translate --model exports/demo "I love you"     (onnxruntime and numpy; pip install -e '.[runtime]')
+    """
+    from seq2seq.model.checkpoint import resolve_model_path
+
+    if quantize not in ("none", "int8"):
+        raise typer.BadParameter(f"{quantize!r} is not one of none, int8", param_hint="'--quantize'")
+    path = resolve_model_path(model)  # the cheap checks first: importing torch takes seconds
+    from seq2seq.model.checkpoint import Checkpoint
+    from seq2seq.model.export import check_output, export_checkpoint, manifest_summary
+
+    check_output(output, overwrite)
+    result = export_checkpoint(Checkpoint.read(path), output, quantize, overwrite)
+    typer.echo(
+        f"exported {path} -> {manifest_summary(result.output)} (fp32 graphs within {result.max_difference:.1e} of torch); "
+        f"translate with: seq2seq translate --model {result.output}",
+        err=True,
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add these commands to the `seq2seq` app, after the core's."""
     app.command()(info)
@@ -172,4 +214,5 @@ def register(app: typer.Typer) -> None:
     app.command()(bench)
     app.command()(preprocess)
     app.command()(average)
+    app.command()(export)
     app.add_typer(plot_app, name="plot")
