@@ -1,4 +1,5 @@
-"""Scores: sacreBLEU's BLEU, chrF and TER on pairs worked by hand, and the loss that no search changes."""
+"""Scores: sacreBLEU's BLEU, chrF and TER, exact match, CER and WER on pairs worked by hand, and the loss that no
+search changes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from seq2seq.config import Config, ModelConfig
 from seq2seq.data.batch import encode_pairs
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import Vocab
-from seq2seq.decode.evaluate import DecodingSetup, Scores, bleu_chrf_ter, corpus_loss, evaluate
+from seq2seq.decode.evaluate import DecodingSetup, Scores, bleu_chrf_ter, corpus_loss, error_rates, evaluate
 from seq2seq.decode.translator import Translator
 from seq2seq.files import dump_json
 from seq2seq.model.checkpoint import Checkpoint
@@ -33,6 +34,27 @@ def test_bleu_chrf_and_ter_of_pairs_worked_by_hand() -> None:
     assert bleu_chrf_ter(["a b c d e"], ["a b c d e"])[:3] == pytest.approx((100.0, 100.0, 0.0))
     assert bleu_chrf_ter(["v w x y z"], ["a b c d e"])[:3] == pytest.approx((0.0, 0.0, 100.0))
     assert "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp" in signatures["bleu"]
+
+
+def test_exact_match_cer_and_wer_of_pairs_worked_by_hand() -> None:
+    hyps = ["B R AW1 N", "K AE1 T", "D AO1 G"]
+    refs = ["B R AW1 N", "K AE1 T S", "D  AA1 G "]  # the reference's extra spaces are not errors
+    rates = error_rates(hyps, refs)
+    assert rates.exact_match == pytest.approx(100 / 3)  # the first only
+    # words: 0 + 1 (deleted S) + 1 (AO1 for AA1) edits over 4 + 4 + 3 reference tokens
+    assert rates.wer == pytest.approx(100 * 2 / 11)
+    # characters: 0 + 2 (" S") + 1 (O for A) edits over 9 + 9 + 7 reference characters (normalized)
+    assert rates.cer == pytest.approx(100 * 3 / 25)
+    # corpus-level, not a mean of sentence rates: one long right reference outweighs a short wrong one
+    long_right = error_rates(["a b c d e f g h i j", "x"], ["a b c d e f g h i j", "y"])
+    assert long_right.wer == pytest.approx(100 * 1 / 11) and long_right.cer == pytest.approx(100 * 1 / 20)
+    assert error_rates(["a b"], ["a b"]) == error_rates([" a  b"], ["a b "])
+    assert (error_rates(["a b"], ["a b"]).cer, error_rates(["a b"], ["a b"]).wer) == (0.0, 0.0)
+    assert error_rates(["x y z"], ["a"]).wer == pytest.approx(300.0)  # insertions: a rate may pass 100
+    assert error_rates([""], [""]) == error_rates(["a"], ["a"])  # empty references: no error without output ...
+    assert error_rates(["a"], [""]).cer == 100.0  # ... and 100 with one
+    with pytest.raises(ValueError):
+        error_rates(["a"], [])
 
 
 def test_the_loss_ignores_the_search_and_beam_hypotheses_are_each_sentence_alone(bpe_run: Path) -> None:
