@@ -16,16 +16,18 @@ Needs the `export` extra (onnx, onnxruntime) besides torch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -83,9 +85,23 @@ def _trace_inputs(model: Seq2Seq) -> tuple[torch.Tensor, torch.Tensor]:
     return src, torch.tensor([5, 3])
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence the C++ side's stderr (shape-inference notes on prim::PackPadded, which the check below covers)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _to_onnx(module: nn.Module, args: tuple, names: tuple[tuple[str, ...], tuple[str, ...]], axes: dict) -> bytes:
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _quiet_stderr():
         warnings.simplefilter("ignore")  # TracerWarnings on shape asserts, the exporter's own deprecation notice
         torch.onnx.export(
             module, args, buffer, dynamo=False, opset_version=OPSET, input_names=list(names[0]),
