@@ -20,8 +20,8 @@ from seq2seq.decode.search import beam_search, greedy_search
 from tests.conftest import random_examples, tiny_model
 
 PATHS = {  # every decoder path: the reference Bahdanau loop, the fast one (seq2seq.model.fast_bahdanau), Luong
-    "bahdanau": {"attention": "bahdanau"},
-    "bahdanau-fast": {"attention": "bahdanau", "fast_decoder": True},
+    "bahdanau": {"attention": "bahdanau", "bahdanau_loop": "reference"},
+    "bahdanau-fast": {"attention": "bahdanau", "bahdanau_loop": "fast"},
     "luong": {"attention": "luong"},
 }
 VARIANTS = {
@@ -32,11 +32,8 @@ OPTIONS = [pytest.param({**PATHS[p], **VARIANTS[v]}, id=f"{p}-{v}") for p, v in 
 
 
 def model_for(seed: int, options: dict):
-    """A tiny model with `options`; `fast_decoder` is the model's attribute, the rest its config."""
-    config = {k: v for k, v in options.items() if k != "fast_decoder"}
-    model = tiny_model(seed, **config)
-    model.fast_decoder = bahdanau_steps if options.get("fast_decoder") else None
-    return model
+    """A tiny model with `options`, its config (`bahdanau_loop` chooses the Bahdanau path of teacher-forced passes)."""
+    return tiny_model(seed, **options)
 
 
 def _single_losses(model, examples, label_smoothing=0.0):
@@ -157,7 +154,7 @@ def test_attention_on_pads_is_exactly_zero(options):
     b = collate(random_examples(8, 5))
     with torch.no_grad():
         enc = model.encode(b.src, b.src_lengths)
-        _, _, weights = model.decoder(b.tgt_in, enc, enc.hidden, loop=model.fast_decoder)  # (B, T, S)
+        _, _, weights = model.decoder(b.tgt_in, enc, enc.hidden, loop=bahdanau_steps if options.get("bahdanau_loop") == "fast" else None)  # (B, T, S)
     pad_mask = torch.arange(b.src.size(1))[None, :] >= b.src_lengths[:, None]  # (B, S)
     assert pad_mask.any()
     assert torch.equal(weights.masked_select(pad_mask[:, None, :].expand_as(weights)), torch.zeros(int(pad_mask.sum()) * weights.size(1)))

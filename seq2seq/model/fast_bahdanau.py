@@ -1,6 +1,6 @@
 """The fast Bahdanau decoder loop: the same function as `Decoder._bahdanau_steps` in `seq2seq.model.network` (the
 reference), written out so that work moves out of the step loop. Tested equal to the reference in values
-and in every parameter's gradient (tests/test_speed_paths.py).
+and in every parameter's gradient (tests/model/test_fast_bahdanau.py, tests/test_padding.py).
 
 What it does that the reference does not:
 - nn.GRU's cell is written out (`_gru_gates`) with nn.GRU's own weights, so the embedding half of the first
@@ -10,34 +10,24 @@ What it does that the reference does not:
   pass, and their gradients come from one matmul over all steps (`_StepWeights`, `_DeferredLinearGrad`)
   instead of T small ones, each cast back and accumulated.
 
-Whether to use it is `pays(device, precision)`: only where it was measured to be faster. Stateless: nothing
-is kept between calls. Imports from the core only; the trainer hands it to the model where `pays` says.
+Whether a pass runs it is decided in one place, `seq2seq.model.network.uses_fast_bahdanau` (the rule and the
+measurements behind it). Stateless: nothing is kept between calls. It knows the network's classes by type
+only, so that the network can import it.
 Shapes as in `seq2seq.model.network`: B batch, S source length, T target length, E embedding, H hidden,
 D encoder output, A attention size, L decoder layers.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
-from seq2seq.model.network import Decoder, EncoderOutput, masked_softmax
+from seq2seq.model.masking import masked_softmax
 
-
-def pays(device: torch.device, precision: str) -> bool:
-    """Whether teacher-forced training should run this loop on `device` in `precision` (else the reference).
-
-    The rule: on the CPU, in fp32 and in bf16; elsewhere (CUDA, unmeasured) the reference. Measured with
-    `seq2seq bench --config configs/bench_reference.yaml` (30 timed training steps of the reference model on
-    bucketed Multi30k batches of ~2,290 target tokens, 2 threads), the same batches both ways:
-    - fp32 on a 2-core AMD EPYC with AVX2 only: reference 1,147 and 1,199 target tokens/s in two runs, this
-      loop 1,368 (+14-19%; the commit before the split, whose default this loop was, 1,360);
-    - bf16 on a 2-core AMD EPYC with AVX-512 BF16 (README's ablation, `scripts/ablate_speed.py`): the textbook
-      loop 722 ms per batch, this loop 641 (-11%).
-    `scripts/ablate_speed.py --variants reference,fast` times the two loops alone (no optimizer step); on the
-    AVX2 CPU it put them within 4% of each other, so the bench's full training step is what decides.
-    """
-    return device.type == "cpu"
+if TYPE_CHECKING:
+    from seq2seq.model.network import Decoder, EncoderOutput
 
 
 def _gru_gates(gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -163,3 +153,9 @@ def bahdanau_steps(
             all_weights.append(weights)
     stack = lambda xs: torch.stack(xs, dim=1)  # noqa: E731
     return stack(outs), stack(contexts), torch.stack(states), stack(all_weights)
+
+
+def pays(device: torch.device, precision: str) -> bool:
+    """TEMPORARY (issue 21): what training/trainer.py still asks until it builds Seq2Seq(cfg.model, ...); the rule
+    is `seq2seq.model.network.uses_fast_bahdanau` now."""
+    return device.type == "cpu"

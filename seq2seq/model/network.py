@@ -6,9 +6,8 @@ E embedding size, H hidden size, D encoder output size (H or 2H), A attention si
 L decoder layers, V vocabulary.
 
 This is the reference model, written as a textbook writes it. The one optimisation a reader would not
-write, a faster Bahdanau training loop, lives in `seq2seq.model.fast_bahdanau` (tested equal to
-`Decoder._bahdanau_steps` here) and runs only when the caller hands it in (`Seq2Seq(..., fast_decoder=loop)`);
-this module never imports it.
+write, a faster Bahdanau loop for teacher-forced passes, lives in `seq2seq.model.fast_bahdanau` (tested equal
+to `Decoder._bahdanau_steps` here); which of the two a pass runs is decided in one place, `uses_fast_bahdanau`.
 """
 
 from __future__ import annotations
@@ -22,14 +21,9 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from seq2seq.config import ModelConfig
 from seq2seq.data.vocab import PAD
+from seq2seq.model.fast_bahdanau import bahdanau_steps
+from seq2seq.model.masking import make_src_pad_mask, masked_softmax
 
-
-def make_src_pad_mask(src_lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """(B, S) bool mask, True on padding, from lengths (B,)."""
-    positions = torch.arange(max_len, device=src_lengths.device)
-    mask = positions[None, :] >= src_lengths[:, None]  # (B, S)
-    assert mask.shape == (src_lengths.size(0), max_len)
-    return mask
 
 
 class Dropout(nn.Dropout):
@@ -134,17 +128,6 @@ class LuongAttention(nn.Module):
         return torch.bmm(query, keys.transpose(1, 2))
 
 
-def masked_softmax(scores: torch.Tensor, src_pad_mask: torch.Tensor) -> torch.Tensor:
-    """scores (B, Tq, S), src_pad_mask (B, S) True on pads -> attention weights (B, Tq, S), in fp32 (or fp64).
-
-    The one place the mask is applied: weights on pads are exactly 0 (masked with -inf before the softmax;
-    every source holds at least its <eos>, so no row is all -inf).
-    """
-    scores = scores.to(torch.promote_types(scores.dtype, torch.float32))  # bf16 -> fp32 for the softmax
-    scores = scores.masked_fill(src_pad_mask[:, None, :], float("-inf"))  # (B, Tq, S)
-    return torch.softmax(scores, dim=-1)
-
-
 def attend(
     attention: nn.Module, query: torch.Tensor, keys: torch.Tensor, states: torch.Tensor, src_pad_mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,7 +157,7 @@ class Decoder(nn.Module):
     `bahdanau`: at step t the previous top-layer state queries the encoder; [embedding; context] is the GRU
     input; the pre-output is tanh(W [gru_out; context; embedding]). Step by step by nature: this is the
     reference loop, written as a textbook writes it. `seq2seq.model.fast_bahdanau` computes the same thing
-    faster on some machines (`fast=True`; see its `pays`).
+    faster on some machines (see `uses_fast_bahdanau`).
     `luong`: the GRU reads the embeddings alone (no input feeding), so with teacher forcing it runs as one
     call over the whole target; its outputs then query the encoder all at once; pre-output tanh(W [out; ctx]).
     """
@@ -264,20 +247,39 @@ class Decoder(nn.Module):
 BahdanauLoop = Callable[[Decoder, torch.Tensor, EncoderOutput, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
+def uses_fast_bahdanau(cfg: ModelConfig, device: torch.device) -> bool:
+    """Whether a teacher-forced pass of a Bahdanau model on `device` runs the fast loop (`seq2seq.model.fast_bahdanau.
+    bahdanau_steps`, same values and gradients) instead of the reference `Decoder._bahdanau_steps`.
+
+    The one place this is decided. Teacher-forced passes are training steps and the validation loss (computed by
+    the same `Seq2Seq.forward`); decoding (`decode_step`) always runs the reference. `model.bahdanau_loop`
+    `fast` / `reference` is the user's choice; `auto` is this rule: the fast loop on the CPU, in fp32 and bf16
+    alike, the reference elsewhere (CUDA: never measured). Measured with `seq2seq bench --config
+    configs/bench_reference.yaml` (30 timed training steps of the reference model on bucketed Multi30k batches of
+    ~2,290 target tokens, 2 threads), the same batches both ways:
+    - fp32, 2-core AMD EPYC with AVX2 only: reference 1,147 and 1,199 target tokens/s in two runs, fast loop 1,368
+      (+14-19%);
+    - bf16, 2-core AMD EPYC with AVX-512 BF16 (`scripts/ablate_speed.py`): reference 722 ms per batch, fast 641 (-11%).
+    `scripts/ablate_speed.py --variants reference,fast` times the two loops alone (no optimizer step); on the AVX2
+    CPU it put them within 4% of each other, so the full training step is what decides.
+    """
+    if cfg.bahdanau_loop != "auto":
+        return cfg.bahdanau_loop == "fast"
+    return device.type == "cpu"
+
+
 class Seq2Seq(nn.Module):
     """encode(src) -> EncoderOutput; decode_step(prev, enc, hidden) -> logits; forward = teacher-forced logits.
 
-    `fast_decoder` (a plain attribute, not part of the state_dict; None: the reference): a Bahdanau loop that
-    the teacher-forced pass of `forward` runs instead of the reference one, e.g.
-    `seq2seq.model.fast_bahdanau.bahdanau_steps` (same values and gradients, faster where its `pays` says so).
-    Decoding (`decode_step`) always runs the reference path.
+    A teacher-forced pass of a Bahdanau model runs the loop `uses_fast_bahdanau` picks for its device and
+    `cfg.bahdanau_loop`; decoding (`decode_step`) always runs the reference path.
     """
 
-    def __init__(
-        self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, fast_decoder: Optional["BahdanauLoop"] = None
-    ):
+    def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, fast_decoder: object = None):
         super().__init__()
         self.cfg = cfg
+        # TEMPORARY (issue 21): ignored, kept until training/trainer.py builds Seq2Seq(cfg.model, ...) and logs
+        # uses_fast_bahdanau(cfg.model, device); the model decides the loop itself now.
         self.fast_decoder = fast_decoder
         self.encoder = Encoder(src_vocab_size, cfg)
         output_size = cfg.emb_size if cfg.tie_embeddings else cfg.hidden_size
@@ -309,7 +311,8 @@ class Seq2Seq(nn.Module):
         """
         enc = self.encode(src, src_lengths)
         if teacher_forcing_ratio >= 1.0:
-            pre, _, _ = self.decoder(tgt_in, enc, enc.hidden, loop=self.fast_decoder)  # (B, T, O)
+            loop = bahdanau_steps if uses_fast_bahdanau(self.cfg, src.device) else None
+            pre, _, _ = self.decoder(tgt_in, enc, enc.hidden, loop=loop)  # (B, T, O)
             return self.output(pre)  # (B, T, V), one projection over all steps
         hidden, prev, logits = enc.hidden, tgt_in[:, 0], []
         for t in range(tgt_in.size(1)):

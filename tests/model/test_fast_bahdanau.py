@@ -4,12 +4,16 @@ autocast too, and it is chosen only where it was measured to pay."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 import torch
 
+from seq2seq.config import ModelConfig
 from seq2seq.data.batch import collate
+from seq2seq.model import network
 from seq2seq.model.fast_bahdanau import bahdanau_steps
+from seq2seq.model.network import uses_fast_bahdanau
 from tests.conftest import random_examples, tiny_model
 
 
@@ -17,10 +21,10 @@ from tests.conftest import random_examples, tiny_model
 FAST_CASES = list(itertools.product([1, 2], [True, False], [False, True]))
 
 
-def _pass(model, b):
+def _pass(model, b, fast: bool):
     """Teacher-forced pre-output (B, T, O), last hidden (L, B, H), attention (B, T, S) and logits (B, T, V)."""
     enc = model.encode(b.src, b.src_lengths)
-    pre, hidden, weights = model.decoder(b.tgt_in, enc, enc.hidden, loop=model.fast_decoder)
+    pre, hidden, weights = model.decoder(b.tgt_in, enc, enc.hidden, loop=bahdanau_steps if fast else None)
     return pre, hidden, weights, model.output(pre)
 
 
@@ -34,9 +38,8 @@ def test_fast_bahdanau_loop_matches_the_reference_in_values_and_every_gradient(l
     b = collate(random_examples(6, 2))
     outputs, grads = [], []
     for fast in (False, True):
-        model.fast_decoder = bahdanau_steps if fast else None
         model.zero_grad()
-        out = _pass(model, b)
+        out = _pass(model, b, fast)
         (out[-1].log_softmax(-1)[..., 3] * (b.tgt_out != 0)).sum().backward()
         outputs.append(out)
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
@@ -49,12 +52,12 @@ def test_fast_bahdanau_loop_matches_the_reference_in_values_and_every_gradient(l
 
 
 def test_fast_bahdanau_loop_matches_the_reference_under_bf16_autocast():
-    # The one setting `pays` picks it for. bf16 rounds differently on the two paths, hence the loose tolerance.
+    # A setting `uses_fast_bahdanau` picks it for. bf16 rounds differently on the two paths, hence the loose tolerance.
     model = tiny_model(3, attention="bahdanau").train()
     b = collate(random_examples(5, 3))
     logits, grads = [], []
     for fast in (False, True):
-        model.fast_decoder = bahdanau_steps if fast else None
+        model.cfg = replace(model.cfg, bahdanau_loop="fast" if fast else "reference")
         model.zero_grad()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = model(b.src, b.src_lengths, b.tgt_in)
@@ -92,9 +95,29 @@ def test_step_weights_equal_per_step_linear_layers_and_refuse_misuse():
         [linear(t, xs[t]) for t in range(3)]
 
 
-def test_the_fast_loop_is_chosen_only_where_it_was_measured_to_pay():
-    from seq2seq.model import fast_bahdanau as fast_decoder
-
+def test_the_fast_loop_is_chosen_by_the_config_and_auto_only_where_it_was_measured_to_pay():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert fast_decoder.pays(cpu, "fp32") and fast_decoder.pays(cpu, "bf16")
-    assert not fast_decoder.pays(cuda, "bf16") and not fast_decoder.pays(cuda, "fp32")
+    assert uses_fast_bahdanau(ModelConfig(), cpu) and not uses_fast_bahdanau(ModelConfig(), cuda)  # auto
+    for device in (cpu, cuda):
+        assert uses_fast_bahdanau(ModelConfig(bahdanau_loop="fast"), device)
+        assert not uses_fast_bahdanau(ModelConfig(bahdanau_loop="reference"), device)
+
+
+@pytest.mark.parametrize("setting, fast_calls", [("auto", 1), ("fast", 1), ("reference", 0)])
+def test_teacher_forced_passes_run_the_loop_the_rule_picks_and_decoding_the_reference(monkeypatch, setting, fast_calls):
+    """Training steps and the validation loss (both `Seq2Seq.forward`) follow `uses_fast_bahdanau`; decoding never
+    takes the fast loop."""
+    calls = []
+
+    def counted(*args):
+        calls.append(1)
+        return bahdanau_steps(*args)
+
+    monkeypatch.setattr(network, "bahdanau_steps", counted)
+    model = tiny_model(4, attention="bahdanau", bahdanau_loop=setting)
+    b = collate(random_examples(3, 4))
+    model(b.src, b.src_lengths, b.tgt_in)
+    assert len(calls) == fast_calls
+    enc = model.encode(b.src, b.src_lengths)
+    model.decode_step(b.tgt_in[:, 0], enc, enc.hidden)
+    assert len(calls) == fast_calls

@@ -13,7 +13,6 @@ import torch
 from seq2seq.config import DecodeConfig, ModelConfig
 from seq2seq.data.batch import collate, pad
 from seq2seq.decode.search import greedy_search
-from seq2seq.model.fast_bahdanau import bahdanau_steps
 from seq2seq.model.loss import masked_nll
 from seq2seq.model.network import Dropout, Seq2Seq, count_parameters, make_src_pad_mask
 from tests.conftest import expected_parameter_count, random_examples, tiny_model
@@ -31,9 +30,8 @@ CASES = [(*combo, tf) for combo in COMBOS for tf in (1.0, 0.5) if not (tf < 1.0 
 def test_every_option_runs_forward_and_backward(path, bidirectional, layers, tie, tf_ratio):
     model = tiny_model(
         0, attention=path.split("-")[0], bidirectional=bidirectional, enc_layers=layers, dec_layers=layers,
-        tie_embeddings=tie, dropout=0.2,
+        tie_embeddings=tie, dropout=0.2, bahdanau_loop="fast" if path.endswith("-fast") else "reference",
     ).train()
-    model.fast_decoder = bahdanau_steps if path.endswith("-fast") else None
     b = collate(random_examples(5, 1))
     logits = model(b.src, b.src_lengths, b.tgt_in, teacher_forcing_ratio=tf_ratio)
     assert logits.shape == (*b.tgt_in.shape, model.output.out_features)
@@ -81,10 +79,10 @@ OLD_STATE_DICT = {
 
 
 @pytest.mark.parametrize("name", OLD_STATE_DICT)
-@pytest.mark.parametrize("fast_decoder", [False, True])
-def test_parameter_names_and_shapes_are_those_old_checkpoints_hold(name, fast_decoder):
+@pytest.mark.parametrize("loop", ["reference", "fast"])
+def test_parameter_names_and_shapes_are_those_old_checkpoints_hold(name, loop):
     options, recorded = OLD_STATE_DICT[name]
-    model = Seq2Seq(ModelConfig(emb_size=4, hidden_size=6, **options), 7, 9, fast_decoder=bahdanau_steps if fast_decoder else None)
+    model = Seq2Seq(ModelConfig(emb_size=4, hidden_size=6, bahdanau_loop=loop, **options), 7, 9)
     state = model.state_dict()
     assert {k: tuple(v.shape) for k, v in state.items()} == recorded  # insertion order aside
     old = {k: torch.randn(shape) for k, shape in recorded.items()}
@@ -123,8 +121,7 @@ def test_src_pad_mask_matches_lengths():
 
 @pytest.mark.parametrize("attention, fast", [("bahdanau", False), ("bahdanau", True), ("luong", False)])
 def test_teacher_forced_pass_matches_step_by_step_decoding(attention, fast):
-    model = tiny_model(1, attention=attention, dec_layers=2)
-    model.fast_decoder = bahdanau_steps if fast else None
+    model = tiny_model(1, attention=attention, dec_layers=2, bahdanau_loop="fast" if fast else "reference")
     b = collate(random_examples(5, 1))
     with torch.no_grad():
         full = model(b.src, b.src_lengths, b.tgt_in)
