@@ -18,7 +18,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from seq2seq.data.corpus import Pair, has_both_sides, within_max_len
+from seq2seq.config import DataConfig
+from seq2seq.data.corpus import Pair, has_both_sides, read_pairs, within_max_len
 from seq2seq.data.tokenizer import Tokenizer, normalize_whitespace
 from seq2seq.data.vocab import BOS, EOS, PAD, UNK, Vocab
 
@@ -183,3 +184,17 @@ def data_report(splits: Mapping[str, Sequence[Pair] | None], src: Side, tgt: Sid
         seen = {pair for pair in train if has_both_sides(pair)}  # type: ignore[union-attr]
         lines.extend(_leakage_line(name, pairs, seen) for name, pairs in others.items())
     return lines
+
+
+def corpus_report(d: DataConfig, src: Side, tgt: Side, train: Sequence[Pair] | None = None) -> list[str]:
+    """`data_report` on the corpora `d` names, read as they are (empty sides included, so their drops are counted).
+
+    `train`: the training pairs when the caller holds them already (those of `load_corpus` have lost their empty
+    pairs, which `load_corpus` logs itself).
+    """
+
+    def read(spec: str) -> list[Pair] | None:
+        return read_pairs(spec, d.format, d.src_lang, d.tgt_lang) if spec else None
+
+    splits = {"train": train if train is not None else read(d.train), "valid": read(d.valid), "test": read(d.test)}
+    return data_report(splits, src, tgt, d.max_len)

@@ -7,15 +7,19 @@ heatmap of shaded blocks for the terminal, or drawn into image files (one per in
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
 from seq2seq.decode.search import Hypothesis
 from seq2seq.files import dump_json
+from seq2seq.data.report import unknown_warning
 from seq2seq.data.tokenizer import JOINER
 from seq2seq.decode.translator import Translator
 from seq2seq.data.vocab import EOS_TOKEN
+
+log = logging.getLogger("seq2seq")
 
 
 class Result(NamedTuple):
@@ -25,6 +29,7 @@ class Result(NamedTuple):
     tokens: list[str]  # target tokens, without <eos>
     src_tokens: list[str]  # source tokens as the model saw them (unknown ones as <unk>), <eos> last
     attention: list[list[float]] | None  # rows: `tokens` (+ <eos> when produced); columns: `src_tokens`
+    warning: str | None = None  # most of the input's tokens are unknown to the source vocabulary (data/report.unknown_warning)
 
     @property
     def attention_rows(self) -> list[str]:
@@ -39,6 +44,8 @@ class Result(NamedTuple):
         if self.attention is not None:
             obj["src_tokens"] = self.src_tokens
             obj["attention"] = [[round(w, 4) for w in row] for row in self.attention]
+        if self.warning is not None:
+            obj["warning"] = self.warning
         return dump_json(obj)
 
 
@@ -82,8 +89,8 @@ def nbest_blocks(translator: Translator, texts: Sequence[str], options: Translat
 def make_results(translator: Translator, texts: Sequence[str], hyps: Sequence[Hypothesis]) -> list[Result]:
     """Pair each text with its hypothesis (decoded with or without attention)."""
     src_vocab, tgt_vocab = translator.src.vocab, translator.tgt.vocab
-    out = []
-    for text, hyp in zip(texts, hyps):
+    out, unknown_lines = [], []
+    for line, (text, hyp) in enumerate(zip(texts, hyps), start=1):
         if not text.strip():
             out.append(Result(text, "", 0.0, [], [], None if hyp.attention is None else []))
             continue
@@ -91,7 +98,16 @@ def make_results(translator: Translator, texts: Sequence[str], hyps: Sequence[Hy
         # the tokens the model read: a long input was truncated to decode.max_src_len (see Translator.encode_sources)
         src_tokens = src_vocab.decode(translator.src.ids(text)[: translator.cfg.decode.max_src_len]) + [EOS_TOKEN]
         attention = None if hyp.attention is None else hyp.attention.float().tolist()
-        out.append(Result(text, translator.detokenize(hyp.ids), hyp.score, tokens, src_tokens, attention))
+        warning = unknown_warning(translator.src.ids(text))
+        if warning is not None:
+            unknown_lines.append(line)
+        out.append(Result(text, translator.detokenize(hyp.ids), hyp.score, tokens, src_tokens, attention, warning))
+    if unknown_lines:
+        log.warning(
+            "warning: most tokens of %d input line(s) are unknown to the model's source vocabulary (line %s%s): "
+            "is the input written and tokenized as in training?",
+            len(unknown_lines), ", ".join(map(str, unknown_lines[:5])), ", ..." if len(unknown_lines) > 5 else "",
+        )
     return out
 
 
