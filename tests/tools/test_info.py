@@ -39,3 +39,23 @@ def test_info_describes_the_checkpoint(run: Path, capsys, monkeypatch) -> None:
         assert info["precision"]["here"] == ("bf16" if {"avx512_bf16", "amx_bf16"} & flags else "fp32")
     assert info["precision"]["reason"].startswith("auto: ")
     assert f"precision     {info['precision']['here']} here ({info['precision']['reason']})" in text
+
+
+def test_info_names_the_metric_best_pt_follows_and_both_tokenizers() -> None:
+    from seq2seq.tools.info import format_info
+
+    info = {
+        "path": "best.pt", "languages": "src -> tgt", "architecture": "GRU", "parameters": 1000,
+        "src_vocab_size": 30, "tgt_vocab_size": 50, "shared_vocab": False,
+        "tokenizer": {"level": "char", "lowercase": False}, "tgt_tokenizer": {"level": "space", "lowercase": False},
+        "step": 40, "epochs_done": 2, "training_seconds": 61.0,
+        "precision": {"here": "fp32", "reason": "auto: fp32"}, "config": {"train": {"metric": "cer"}},
+        "metric": "cer", "best_val": 10.25, "best_val_bleu": 55.0,
+        "scores": {"step": 40, "val_bleu": 55.0, "val_chrf": 70.0, "val_cer": 10.25, "val_loss": 0.5},
+    }
+    text = format_info(info)
+    assert "best val CER  10.25 (BLEU 55.00, chrF 70.00, val loss 0.5000, at step 40)" in text
+    assert "tokenizer     source level=char, lowercase=False; target level=space, lowercase=False" in text
+    text = format_info({**info, "metric": "bleu", "best_val": 55.0, "tgt_tokenizer": info["tokenizer"]})
+    assert "best val BLEU 55.00 (chrF 70.00, val loss 0.5000, at step 40)" in text
+    assert "tokenizer     level=char, lowercase=False\n" in text  # one line where both sides agree
