@@ -6,12 +6,12 @@ the same length-bucketed Multi30k batches of configs/bench_reference.yaml, on th
   keys-per-step    the Bahdanau loop as tutorials write it: every step projects the attention keys, runs the GRU
                    on [embedding; context] and the pre-output and output layers on its own, then one loss
   output-per-step  the same, attention keys projected once per batch
-  reference        seq2seq.model.network's decoder, Seq2Seq(..., fast_decoder=None): keys projected once, pre-output
+  reference        seq2seq.model.network's decoder, model.bahdanau_loop reference: keys projected once, pre-output
                    and output layers (and the loss) once over all steps
-  fast             seq2seq.model.fast_bahdanau's loop, Seq2Seq(..., fast_decoder=True): the GRU written out,
+  fast             seq2seq.model.fast_bahdanau's loop, model.bahdanau_loop fast: the GRU written out,
                    the embeddings' input projection for all steps at once, the query fused into the recurrent
                    matmul, loop weights cast once with their gradients from one matmul over all steps
-  no-buckets       the loop `fast_decoder.pays` picks for this precision, on random (unbucketed) batches of
+  no-buckets       the loop `Seq2Seq.uses_fast_bahdanau` picks (bahdanau_loop auto), on random (unbucketed) batches of
                    128 sentences, as Joey NMT batches
 
 and the padding fraction of both batchings. All but `fast` run the reference's modules (`attend`, `run_gru`)
@@ -24,6 +24,7 @@ Usage: python scripts/ablate_speed.py --data ../shared/data/multi30k [--precisio
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import time
@@ -37,7 +38,6 @@ from seq2seq.data.batch import BucketSampler, Encoder, collate, encode_pairs, ex
 from seq2seq.data.vocab import build_vocabs
 from seq2seq.data.corpus import load_corpus
 from seq2seq.device import autocast, resolve_device
-from seq2seq.model.fast_bahdanau import bahdanau_steps, pays
 from seq2seq.model.loss import masked_nll
 from seq2seq.model.network import Seq2Seq, attend, run_gru
 from seq2seq.data.tokenizer import Tokenizer
@@ -100,9 +100,9 @@ def main() -> None:
     unbucketed = [order[i : i + t.batch_size] for i in range(0, len(order), t.batch_size)]
     n = args.batches + 2
 
-    def run(name: str, batches, step, fast_decoder: bool = False) -> dict:
+    def run(name: str, batches, step, loop: str = "reference") -> dict:
         torch.manual_seed(0)
-        model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab), fast_decoder=bahdanau_steps if fast_decoder else None).train()
+        model = Seq2Seq(dataclasses.replace(cfg.model, bahdanau_loop=loop), len(src_vocab), len(tgt_vocab)).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
         tensors = [collate([examples[i] for i in batch]) for batch in batches[:n]]
         for b in tensors[:2]:
@@ -121,8 +121,8 @@ def main() -> None:
         "keys-per-step": lambda: run("keys-per-step", bucketed, per_step(True)),
         "output-per-step": lambda: run("output-per-step", bucketed, per_step(False)),
         "reference": lambda: run("reference", bucketed, ours),
-        "fast": lambda: run("fast", bucketed, ours, fast_decoder=True),
-        "no-buckets": lambda: run("no-buckets", unbucketed, ours, fast_decoder=pays(device, args.precision)),
+        "fast": lambda: run("fast", bucketed, ours, loop="fast"),
+        "no-buckets": lambda: run("no-buckets", unbucketed, ours, loop="auto"),
     }
     rows = [plans[name]() for name in variants]
     padding = {

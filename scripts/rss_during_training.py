@@ -12,7 +12,7 @@ reads the cache variables once (seq2seq/__init__.py sets them when the user has 
   glibc-default   the package's caps, but glibc's own malloc thresholds (device.keep_freed_memory not called)
   cache-1, cache-0  ONEDNN_PRIMITIVE_CACHE_CAPACITY=1 / 0 (one cached primitive / none)
 
-The model is built as the trainer builds it (the fast Bahdanau loop where `pays` says so).
+The model is built as the trainer builds it (its Bahdanau loop: `Seq2Seq.uses_fast_bahdanau`).
 
 Usage: python scripts/rss_during_training.py --data ../shared/data/multi30k [--steps 200] [--every 20]
        [--set train.precision=bf16] [--settings torch-default,ideep-default,package]
@@ -58,7 +58,6 @@ def child(args: argparse.Namespace) -> None:
     from seq2seq.data.vocab import build_vocabs
     from seq2seq.data.corpus import load_corpus
     from seq2seq.device import keep_freed_memory, resolve_device, resolve_precision
-    from seq2seq.model.fast_bahdanau import bahdanau_steps, pays
     from seq2seq.model.network import Seq2Seq
     from seq2seq.data.subword import train_tokenizers
     from seq2seq.data.tokenizer import SUBWORD_LEVELS, Tokenizer
@@ -81,8 +80,7 @@ def child(args: argparse.Namespace) -> None:
     src_vocab, tgt_vocab = build_vocabs(pairs, src_tok, d.min_freq, d.max_size, d.shared_vocab, tgt_tokenizer=tgt_tok)
     examples = encode_pairs(pairs, Encoder(src_tok, src_vocab), Encoder(tgt_tok, tgt_vocab), max_len=d.max_len)
     batches = BucketSampler(*example_lengths(examples), batch_size=t.batch_size, max_tokens=t.max_tokens, seed=t.seed).batches(0)
-    fast = bahdanau_steps if pays(device, precision) else None  # as the trainer builds it
-    model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab), fast_decoder=fast).to(device).train()
+    model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab)).to(device).train()  # its Bahdanau loop as the trainer's
     optimizer = make_optimizer(model, t)
     print(json.dumps({"step": 0, "rss_mb": rss_mb(), "precision": precision,
                       "cache": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY"),

@@ -89,7 +89,7 @@ class ModelConfig:
         "the Bahdanau decoder loop of teacher-forced passes (training steps and the validation loss; decoding always runs "
         "the reference): `reference` (model/network.py), `fast` (model/fast_bahdanau.py, same values and gradients), "
         "`auto`: fast on the CPU, where it measured 11-19% faster per training step, reference elsewhere "
-        "(the rule and the figures: model/network.uses_fast_bahdanau)",
+        "(the rule and the figures: model/network.Seq2Seq.uses_fast_bahdanau)",
         choices=("auto", "reference", "fast"),
     )
 

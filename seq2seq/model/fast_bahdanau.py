@@ -10,7 +10,7 @@ What it does that the reference does not:
   pass, and their gradients come from one matmul over all steps (`_StepWeights`, `_DeferredLinearGrad`)
   instead of T small ones, each cast back and accumulated.
 
-Whether a pass runs it is decided in one place, `seq2seq.model.network.uses_fast_bahdanau` (the rule and the
+Whether a pass runs it is decided in one place, `seq2seq.model.network.Seq2Seq.uses_fast_bahdanau` (the rule and the
 measurements behind it). Stateless: nothing is kept between calls. It knows the network's classes by type
 only, so that the network can import it.
 Shapes as in `seq2seq.model.network`: B batch, S source length, T target length, E embedding, H hidden,
@@ -154,8 +154,3 @@ def bahdanau_steps(
     stack = lambda xs: torch.stack(xs, dim=1)  # noqa: E731
     return stack(outs), stack(contexts), torch.stack(states), stack(all_weights)
 
-
-def pays(device: torch.device, precision: str) -> bool:
-    """TEMPORARY (issue 21): what training/trainer.py still asks until it builds Seq2Seq(cfg.model, ...); the rule
-    is `seq2seq.model.network.uses_fast_bahdanau` now."""
-    return device.type == "cpu"

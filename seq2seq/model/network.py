@@ -7,7 +7,7 @@ L decoder layers, V vocabulary.
 
 This is the reference model, written as a textbook writes it. The one optimisation a reader would not
 write, a faster Bahdanau loop for teacher-forced passes, lives in `seq2seq.model.fast_bahdanau` (tested equal
-to `Decoder._bahdanau_steps` here); which of the two a pass runs is decided in one place, `uses_fast_bahdanau`.
+to `Decoder._bahdanau_steps` here); which of the two a pass runs is decided in one place, `Seq2Seq.uses_fast_bahdanau`.
 """
 
 from __future__ import annotations
@@ -247,46 +247,47 @@ class Decoder(nn.Module):
 BahdanauLoop = Callable[[Decoder, torch.Tensor, EncoderOutput, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
-def uses_fast_bahdanau(cfg: ModelConfig, device: torch.device) -> bool:
-    """Whether a teacher-forced pass of a Bahdanau model on `device` runs the fast loop (`seq2seq.model.fast_bahdanau.
-    bahdanau_steps`, same values and gradients) instead of the reference `Decoder._bahdanau_steps`.
-
-    The one place this is decided. Teacher-forced passes are training steps and the validation loss (computed by
-    the same `Seq2Seq.forward`); decoding (`decode_step`) always runs the reference. `model.bahdanau_loop`
-    `fast` / `reference` is the user's choice; `auto` is this rule: the fast loop on the CPU, in fp32 and bf16
-    alike, the reference elsewhere (CUDA: never measured). Measured with `seq2seq bench --config
-    configs/bench_reference.yaml` (30 timed training steps of the reference model on bucketed Multi30k batches of
-    ~2,290 target tokens, 2 threads), the same batches both ways:
-    - fp32, 2-core AMD EPYC with AVX2 only: reference 1,147 and 1,199 target tokens/s in two runs, fast loop 1,368
-      (+14-19%);
-    - bf16, 2-core AMD EPYC with AVX-512 BF16 (`scripts/ablate_speed.py`): reference 722 ms per batch, fast 641 (-11%).
-    `scripts/ablate_speed.py --variants reference,fast` times the two loops alone (no optimizer step); on the AVX2
-    CPU it put them within 4% of each other, so the full training step is what decides.
-    """
-    if cfg.bahdanau_loop != "auto":
-        return cfg.bahdanau_loop == "fast"
-    return device.type == "cpu"
-
-
 class Seq2Seq(nn.Module):
     """encode(src) -> EncoderOutput; decode_step(prev, enc, hidden) -> logits; forward = teacher-forced logits.
 
-    A teacher-forced pass of a Bahdanau model runs the loop `uses_fast_bahdanau` picks for its device and
-    `cfg.bahdanau_loop`; decoding (`decode_step`) always runs the reference path.
+    A teacher-forced pass of a Bahdanau model runs the loop `uses_fast_bahdanau` picks (the one place it is
+    decided); decoding (`decode_step`) always runs the reference path.
     """
 
-    def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int, fast_decoder: object = None):
+    def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int):
         super().__init__()
         self.cfg = cfg
-        # TEMPORARY (issue 21): ignored, kept until training/trainer.py builds Seq2Seq(cfg.model, ...) and logs
-        # uses_fast_bahdanau(cfg.model, device); the model decides the loop itself now.
-        self.fast_decoder = fast_decoder
         self.encoder = Encoder(src_vocab_size, cfg)
         output_size = cfg.emb_size if cfg.tie_embeddings else cfg.hidden_size
         self.decoder = Decoder(tgt_vocab_size, cfg, self.encoder.output_size, output_size)
         self.output = nn.Linear(output_size, tgt_vocab_size)
         if cfg.tie_embeddings:
             self.output.weight = self.decoder.embed.weight
+
+    def uses_fast_bahdanau(self, device: torch.device) -> bool:
+        """Whether a teacher-forced pass on `device` runs the fast Bahdanau loop (`seq2seq.model.fast_bahdanau.
+        bahdanau_steps`, same values and gradients) instead of the reference `Decoder._bahdanau_steps`.
+
+        The one place this is decided. Teacher-forced passes are training steps and the validation loss (computed
+        by the same `forward`); decoding (`decode_step`) always runs the reference. `model.bahdanau_loop` `fast` /
+        `reference` is the user's choice; `auto` is this rule: the fast loop on the CPU, in fp32 and bf16 alike, the
+        reference elsewhere (CUDA: never measured). Measured with `seq2seq bench --config configs/bench_reference.yaml`
+        (30 timed training steps of the reference model on bucketed Multi30k batches of ~2,290 target tokens,
+        2 threads), the same batches both ways:
+        - fp32, 2-core AMD EPYC with AVX2 only: reference 1,147 and 1,199 target tokens/s in two runs, fast loop
+          1,368 (+14-19%);
+        - bf16, 2-core AMD EPYC with AVX-512 BF16 (`scripts/ablate_speed.py`): reference 722 ms per batch, fast 641
+          (-11%).
+        `scripts/ablate_speed.py --variants reference,fast` times the two loops alone (no optimizer step); on the
+        AVX2 CPU it put them within 4% of each other, so the full training step is what decides.
+        Luong attention has one path; an int8 model (`seq2seq.model.quantize`) has no nn.GRU weights for the fast
+        loop to read, so its loss runs the reference.
+        """
+        if self.cfg.attention != "bahdanau" or not isinstance(self.decoder.rnn, nn.GRU):
+            return False
+        if self.cfg.bahdanau_loop != "auto":
+            return self.cfg.bahdanau_loop == "fast"
+        return device.type == "cpu"
 
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> EncoderOutput:
         """src (B, S), src_lengths (B,) -> EncoderOutput."""
@@ -311,7 +312,7 @@ class Seq2Seq(nn.Module):
         """
         enc = self.encode(src, src_lengths)
         if teacher_forcing_ratio >= 1.0:
-            loop = bahdanau_steps if uses_fast_bahdanau(self.cfg, src.device) else None
+            loop = bahdanau_steps if self.uses_fast_bahdanau(src.device) else None
             pre, _, _ = self.decoder(tgt_in, enc, enc.hidden, loop=loop)  # (B, T, O)
             return self.output(pre)  # (B, T, V), one projection over all steps
         hidden, prev, logits = enc.hidden, tgt_in[:, 0], []

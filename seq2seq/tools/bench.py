@@ -39,7 +39,6 @@ from seq2seq.device import (
     resolve_device, resolve_precision,
 )
 from seq2seq.errors import DataError
-from seq2seq.model.fast_bahdanau import bahdanau_steps, pays
 from seq2seq.model.network import Seq2Seq, count_parameters
 from seq2seq.decode.search import Hypothesis, decode
 from seq2seq.data.subword import train_tokenizers
@@ -167,8 +166,7 @@ def run_bench(
     batches = BucketSampler(*example_lengths(examples), batch_size=t.batch_size, max_tokens=t.max_tokens, seed=t.seed).batches(0)
     src_pad, tgt_pad = padding_fractions(examples, batches)
 
-    fast = bahdanau_steps if pays(device, precision) else None  # the trainer's rule, so the bench times what train runs
-    model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab), fast_decoder=fast).to(device)
+    model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab)).to(device)  # its Bahdanau loop as train's (model.bahdanau_loop)
     flops = flop_counts(cfg.model, len(tgt_vocab))
     tokens_per_s, sentences_per_s, train_flops_per_s = _train_speeds(model, examples, batches, t, device, precision, steps, warmup, flops)
 
@@ -180,7 +178,7 @@ def run_bench(
         from seq2seq.decode.translator import Translator
 
         trained = Translator.load(decode_model, device=str(device), precision=precision, quantize=cfg.decode.quantize)
-        model, sources = trained.model.eval(), trained.encode_sources([s for s, _ in eval_pairs[:decode_sentences]])
+        model, sources = trained.model.eval(), [s.ids for s in trained.sources([s for s, _ in eval_pairs[:decode_sentences]])]
         decode_precision = trained.precision
     elif cfg.decode.quantize != "none":
         from seq2seq.model.quantize import quantize_for_decoding

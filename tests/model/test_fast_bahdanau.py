@@ -9,11 +9,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from seq2seq.config import ModelConfig
 from seq2seq.data.batch import collate
 from seq2seq.model import network
 from seq2seq.model.fast_bahdanau import bahdanau_steps
-from seq2seq.model.network import uses_fast_bahdanau
+from seq2seq.model.quantize import quantize_for_decoding
 from tests.conftest import random_examples, tiny_model
 
 
@@ -97,10 +96,14 @@ def test_step_weights_equal_per_step_linear_layers_and_refuse_misuse():
 
 def test_the_fast_loop_is_chosen_by_the_config_and_auto_only_where_it_was_measured_to_pay():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert uses_fast_bahdanau(ModelConfig(), cpu) and not uses_fast_bahdanau(ModelConfig(), cuda)  # auto
+    auto = tiny_model(0, attention="bahdanau")
+    assert auto.uses_fast_bahdanau(cpu) and not auto.uses_fast_bahdanau(cuda)
     for device in (cpu, cuda):
-        assert uses_fast_bahdanau(ModelConfig(bahdanau_loop="fast"), device)
-        assert not uses_fast_bahdanau(ModelConfig(bahdanau_loop="reference"), device)
+        assert tiny_model(0, attention="bahdanau", bahdanau_loop="fast").uses_fast_bahdanau(device)
+        assert not tiny_model(0, attention="bahdanau", bahdanau_loop="reference").uses_fast_bahdanau(device)
+        assert not tiny_model(0, attention="luong", bahdanau_loop="fast").uses_fast_bahdanau(device)  # one path
+    int8 = quantize_for_decoding(tiny_model(0, attention="bahdanau", bahdanau_loop="fast"), "int8", cpu)
+    assert not int8.uses_fast_bahdanau(cpu)  # no float nn.GRU weights for the fast loop to read
 
 
 @pytest.mark.parametrize("setting, fast_calls", [("auto", 1), ("fast", 1), ("reference", 0)])
