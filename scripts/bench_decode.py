@@ -57,7 +57,7 @@ def main() -> None:
     rows = []
     for quantize in args.quantize.split(","):
         t = Translator.load(args.model, device="cpu", quantize=quantize)
-        sources = t.encode_sources(texts)
+        sources = [s.ids for s in t.sources(texts)]
         for beam in map(int, args.beams.split(",")):
             for batch in map(int, args.batch_sizes.split(",")):
                 row = {"quantize": quantize, "precision": t.precision, **measure(t, sources, refs, beam, batch)}

@@ -16,7 +16,7 @@ import torch
 
 from seq2seq.data.corpus import Pair, check_length_filter, within_max_len
 from seq2seq.data.tokenizer import Tokenizer
-from seq2seq.data.vocab import BOS, EOS, PAD, Vocab
+from seq2seq.data.vocab import BOS, EOS, EOS_TOKEN, PAD, Vocab
 from seq2seq.errors import DataError
 
 Example = tuple[list[int], list[int]]  # (source ids ending in SOURCE_END, target ids without specials)
@@ -46,6 +46,26 @@ class Encoder:
     def source_ids(self, text: str) -> list[int]:
         """The text as a source the model reads: its ids followed by <eos>."""
         return with_source_end(self.ids(text))
+
+    def source(self, text: str, max_len: int) -> "Source":
+        """A source line as a translation reads it, tokenized once: its ids (at most `max_len` tokens, then <eos>),
+        their tokens and the length it had before truncation."""
+        ids = self.ids(text)
+        kept = ids[:max_len]
+        return Source(text, with_source_end(kept), [*(self.vocab.itos[i] for i in kept), EOS_TOKEN], len(ids))
+
+
+class Source(NamedTuple):
+    """One input line on its way to a translation (`Encoder.source`)."""
+
+    text: str  # the line as given
+    ids: list[int]  # token ids as the model reads them: truncated to the limit, <eos> last
+    tokens: list[str]  # the tokens of `ids` as the model saw them (unknown ones as <unk>), <eos> last
+    length: int  # tokens in the line before truncation, <eos> not counted
+
+    @property
+    def truncated(self) -> bool:
+        return self.length > len(self.ids) - len(SOURCE_END)
 
 
 def encode_pairs(pairs: Sequence[Pair], src: Encoder, tgt: Encoder, max_len: int | None = None) -> list[Example]:

@@ -17,6 +17,7 @@ from seq2seq.files import dump_json
 from seq2seq.data.report import unknown_warning
 from seq2seq.data.tokenizer import JOINER
 from seq2seq.decode.translator import Translator
+from seq2seq.data.batch import Source
 from seq2seq.data.vocab import EOS_TOKEN
 
 log = logging.getLogger("seq2seq")
@@ -68,17 +69,18 @@ class TranslateOptions:
 
 def translate_results(translator: Translator, texts: Sequence[str], options: TranslateOptions, progress: bool) -> list[Result]:
     """Decode `texts` (the best hypothesis each, with the attention when `options` shows it) into Results."""
+    sources = translator.sources(texts)
     hyps = translator.hypotheses(
-        texts, options.batch_size, return_attention=options.with_attention, progress=progress, beam_size=options.beam_size
+        sources, options.batch_size, return_attention=options.with_attention, progress=progress, beam_size=options.beam_size
     )
-    return make_results(translator, texts, hyps)
+    return make_results(translator, sources, hyps)
 
 
 def nbest_blocks(translator: Translator, texts: Sequence[str], options: TranslateOptions) -> list[str]:
     """Per text, its `options.nbest` best translations: one JSON object holding `nbest`, or `score<TAB>translation`
     lines and an empty line (an empty text: no translations)."""
     out = []
-    for text, block in zip(texts, translator.nbest(texts, options.nbest, options.beam_size, options.batch_size)):
+    for text, block in zip(texts, translator.nbest(translator.sources(texts), options.nbest, options.beam_size, options.batch_size)):
         if options.as_json:
             out.append(dump_json({"input": text, "nbest": [{"output": o, "score": sc} for sc, o in block]}) + "\n")
         else:
@@ -86,22 +88,21 @@ def nbest_blocks(translator: Translator, texts: Sequence[str], options: Translat
     return out
 
 
-def make_results(translator: Translator, texts: Sequence[str], hyps: Sequence[Hypothesis]) -> list[Result]:
-    """Pair each text with its hypothesis (decoded with or without attention)."""
-    src_vocab, tgt_vocab = translator.src.vocab, translator.tgt.vocab
+def make_results(translator: Translator, sources: Sequence[Source], hyps: Sequence[Hypothesis]) -> list[Result]:
+    """Pair each source (`Translator.sources`) with its hypothesis (decoded with or without attention)."""
+    tgt_vocab = translator.tgt.vocab
     out, unknown_lines = [], []
-    for line, (text, hyp) in enumerate(zip(texts, hyps), start=1):
+    for line, (source, hyp) in enumerate(zip(sources, hyps), start=1):
+        text = source.text
         if not text.strip():
             out.append(Result(text, "", 0.0, [], [], None if hyp.attention is None else []))
             continue
         tokens = tgt_vocab.decode(hyp.ids)
-        # the tokens the model read: a long input was truncated to decode.max_src_len (see Translator.encode_sources)
-        src_tokens = src_vocab.decode(translator.src.ids(text)[: translator.cfg.decode.max_src_len]) + [EOS_TOKEN]
         attention = None if hyp.attention is None else hyp.attention.float().tolist()
-        warning = unknown_warning(translator.src.ids(text))
+        warning = unknown_warning(source.ids)
         if warning is not None:
             unknown_lines.append(line)
-        out.append(Result(text, translator.detokenize(hyp.ids), hyp.score, tokens, src_tokens, attention, warning))
+        out.append(Result(text, translator.detokenize(hyp.ids), hyp.score, tokens, source.tokens, attention, warning))
     if unknown_lines:
         log.warning(
             "warning: most tokens of %d input line(s) are unknown to the model's source vocabulary (line %s%s): "

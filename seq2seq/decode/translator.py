@@ -18,7 +18,7 @@ import torch
 from seq2seq.model.checkpoint import Checkpoint, resolve_model_path
 from seq2seq.config import Config, DecodeConfig
 from seq2seq.config import replace as config_replace
-from seq2seq.data.batch import Encoder, with_source_end
+from seq2seq.data.batch import Encoder, Source
 from seq2seq.device import autocast, resolve_device, resolve_precision
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.model.network import Seq2Seq
@@ -93,42 +93,38 @@ class Translator:
         changes = {name: value for name, value in (("beam_size", beam_size), ("batch_size", batch_size)) if value is not None}
         return dataclasses.replace(self.cfg.decode, **changes)
 
-    def encode_sources(self, texts: Sequence[str]) -> list[list[int]]:
-        """Source ids, each ending in <eos> (`data.with_source_end`); inputs longer than decode.max_src_len tokens are truncated (warned)."""
-        limit = self.cfg.decode.max_src_len
-        sources, long_lines = [], []
-        for i, text in enumerate(texts):
-            ids = self.src.ids(text)
-            if len(ids) > limit:
-                long_lines.append(i + 1)
-                ids = ids[:limit]
-            sources.append(with_source_end(ids))
-        if long_lines:
+    def sources(self, texts: Sequence[str], warn_truncated: bool = True) -> list[Source]:
+        """Each text as the model reads it, tokenized once (`Encoder.source`): ids ending in <eos>, truncated to
+        decode.max_src_len tokens. `warn_truncated`: log one warning naming the truncated lines (the server
+        reports truncation in each answer instead: line numbers of a merged batch would mean nothing)."""
+        sources = [self.src.source(text, self.cfg.decode.max_src_len) for text in texts]
+        long_lines = [i for i, source in enumerate(sources, start=1) if source.truncated]
+        if warn_truncated and long_lines:
             log.warning(
                 "warning: %d input line(s) longer than decode.max_src_len=%d tokens were truncated (line %s%s)",
-                len(long_lines), limit, ", ".join(map(str, long_lines[:5])), ", ..." if len(long_lines) > 5 else "",
+                len(long_lines), self.cfg.decode.max_src_len, ", ".join(map(str, long_lines[:5])), ", ..." if len(long_lines) > 5 else "",
             )
         return sources
 
     def hypotheses(
-        self, texts: Sequence[str], batch_size: int | None = None, return_attention: bool = False, progress: bool = False,
+        self, sources: Sequence[Source], batch_size: int | None = None, return_attention: bool = False, progress: bool = False,
         beam_size: int | None = None,
     ) -> list[Hypothesis]:
-        """The best hypothesis per text (`progress`: a progress bar on stderr).
+        """The best hypothesis per source (`sources`' result; `progress`: a progress bar on stderr).
 
         beam_size / batch_size None: those of the model's decode config (beam 1: greedy).
         """
         with autocast(self.device, self.precision):
             nbests = decode(
-                self.model, self.encode_sources(texts), self.decode_config(beam_size, batch_size), self.device,
+                self.model, [s.ids for s in sources], self.decode_config(beam_size, batch_size), self.device,
                 return_attention=return_attention, progress=progress,
             )
         return [hyps[0] for hyps in nbests]
 
     def nbest(
-        self, texts: Sequence[str], nbest: int, beam_size: int | None = None, batch_size: int | None = None
+        self, sources: Sequence[Source], nbest: int, beam_size: int | None = None, batch_size: int | None = None
     ) -> list[list[tuple[float, str]]]:
-        """The `nbest` best (score, translation) pairs per text, best first; an empty text gives none.
+        """The `nbest` best (score, translation) pairs per source (`sources`' result), best first; an empty text gives none.
 
         beam_size None: the larger of decode.beam_size and `nbest`; it must be at least `nbest`.
         """
@@ -136,10 +132,10 @@ class Translator:
         if nbest > beam:
             raise ConfigError(f"--nbest {nbest} needs a beam at least as large (--beam {beam})")
         with autocast(self.device, self.precision):
-            results = decode(self.model, self.encode_sources(texts), self.decode_config(beam, batch_size), self.device, nbest=nbest)
+            results = decode(self.model, [s.ids for s in sources], self.decode_config(beam, batch_size), self.device, nbest=nbest)
         return [
-            [(h.score, self.detokenize(h.ids)) for h in hyps] if text.strip() else []
-            for text, hyps in zip(texts, results)
+            [(h.score, self.detokenize(h.ids)) for h in hyps] if source.text.strip() else []
+            for source, hyps in zip(sources, results)
         ]
 
     def detokenize(self, ids: Sequence[int]) -> str:
@@ -149,5 +145,5 @@ class Translator:
 
     def translate(self, texts: Sequence[str], batch_size: int | None = None, beam_size: int | None = None) -> list[str]:
         """One output line per input text, in input order (an empty input gives an empty output)."""
-        hyps = self.hypotheses(texts, batch_size, beam_size=beam_size)
+        hyps = self.hypotheses(self.sources(texts), batch_size, beam_size=beam_size)
         return [self.detokenize(h.ids) if text.strip() else "" for text, h in zip(texts, hyps)]

@@ -42,14 +42,15 @@ def decode_texts(t: Translator, texts: list[str], settings: Settings, batch_size
     """Translate `texts` with `settings` in one call of the Translator, which batches them by `batch_size`."""
     from seq2seq.decode.results import Result, make_results
 
-    lengths = [len(t.src.ids(text)) if text.strip() else 0 for text in texts]
+    # Each answer says whether its sentence was truncated (Decoded.src_length): no log line naming lines of a merged batch.
+    sources = t.sources(texts, warn_truncated=False)
     if settings.nbest == 1:
-        hyps = t.hypotheses(texts, batch_size, return_attention=settings.attention, beam_size=settings.beam)
-        return [Decoded(r, [(r.score, r.output)], n) for r, n in zip(make_results(t, texts, hyps), lengths)]
+        hyps = t.hypotheses(sources, batch_size, return_attention=settings.attention, beam_size=settings.beam)
+        return [Decoded(r, [(r.score, r.output)], s.length) for r, s in zip(make_results(t, sources, hyps), sources)]
     out = []
-    for text, block, n in zip(texts, t.nbest(texts, settings.nbest, settings.beam, batch_size), lengths):
+    for source, block in zip(sources, t.nbest(sources, settings.nbest, settings.beam, batch_size)):
         score, output = block[0] if block else (0.0, "")
-        out.append(Decoded(Result(text, output, score, [], [], None), block, n))
+        out.append(Decoded(Result(source.text, output, score, [], [], None), block, source.length))
     return out
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from seq2seq.decode.results import Result, TranslateOptions, display_token, make_results, nbest_blocks
+from seq2seq.decode.results import Result, TranslateOptions, display_token, make_results, nbest_blocks, translate_results
 from seq2seq.data.tokenizer import JOINER
 from tests.decode.test_translator import tiny_translator
 
@@ -50,7 +50,8 @@ def test_nbest_blocks_are_score_tab_translation_lines_then_an_empty_line() -> No
 def test_an_empty_input_has_an_empty_result_and_a_long_one_the_tokens_the_model_read() -> None:
     t = tiny_translator(max_src_len=5)
     texts = ["", "a b zzz", "x " * 9]
-    results = make_results(t, texts, t.hypotheses(texts, return_attention=True))
+    sources = t.sources(texts)
+    results = make_results(t, sources, t.hypotheses(sources, return_attention=True))
     assert results[0] == Result("", "", 0.0, [], [], [])
     assert results[1].src_tokens == ["a", "b", "<unk>", "<eos>"]
     assert results[2].src_tokens == ["x"] * 5 + ["<eos>"]  # truncated to decode.max_src_len, as decoded
@@ -59,3 +60,28 @@ def test_an_empty_input_has_an_empty_result_and_a_long_one_the_tokens_the_model_
 
 def test_display_token_drops_the_joiner_and_shows_a_space() -> None:
     assert [display_token(t) for t in (JOINER + ",", "(" + JOINER, " ", JOINER, "word")] == [",", "(", "␣", JOINER, "word"]
+
+
+class CountingTokenizer:
+    """A word tokenizer that counts the lines it tokenizes."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer, self.calls = tokenizer, 0
+
+    def tokenize(self, text: str) -> list[str]:
+        self.calls += 1
+        return self.tokenizer.tokenize(text)
+
+
+def counting_translator(max_src_len: int = 250):
+    t = tiny_translator(max_src_len)
+    counter = CountingTokenizer(t.src.tokenizer)
+    return dataclasses.replace(t, src=dataclasses.replace(t.src, tokenizer=counter)), counter
+
+
+def test_a_source_is_tokenized_once_on_its_way_to_a_translation() -> None:
+    t, counter = counting_translator()
+    texts = ["a b", "der die das", "x c"]
+    results = translate_results(t, texts, dataclasses.replace(OPTIONS, nbest=1, attention_terminal=True), progress=False)
+    assert counter.calls == len(texts)
+    assert [r.src_tokens for r in results] == [["a", "b", "<eos>"], ["der", "die", "das", "<eos>"], ["x", "c", "<eos>"]]

@@ -57,7 +57,9 @@ def test_long_inputs_are_truncated_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="seq2seq"):
         outputs = translator.translate(lines)
     assert len(outputs) == 4 and outputs[1] == ""
-    assert [len(ids) for ids in translator.encode_sources(lines)] == [21, 1, 4, 21]  # <eos> included
+    sources = translator.sources(lines, warn_truncated=False)
+    assert [len(s.ids) for s in sources] == [21, 1, 4, 21]  # <eos> included
+    assert [s.length for s in sources] == [6000, 0, 3, 21] and [s.truncated for s in sources] == [True, False, False, True]
     warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("2 input line(s) longer than decode.max_src_len=20 tokens were truncated (line 1, 4)" in w for w in warning)
 

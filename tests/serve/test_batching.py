@@ -224,3 +224,22 @@ def test_an_exception_in_decoding_reaches_its_caller_and_the_batcher_goes_on():
         counted = run.batcher.batches, run.batcher.sentences
     assert [d.result.output for d in answer] == [translated("r1s0", GREEDY)]
     assert len(decode.calls) == 2 and counted == (1, 1)  # the failed batch is not counted as decoded
+
+
+def test_decode_texts_tokenizes_each_sentence_once_and_logs_no_line_numbers_of_a_merged_batch(caplog):
+    """The server reports truncation in each answer (src_length); the translator's warning, which numbers the lines
+    of the merged batch, is not asked for (no log filter by function name)."""
+    import logging
+
+    from seq2seq.serve.batching import decode_texts
+    from tests.decode.test_results import counting_translator
+
+    t, counter = counting_translator(max_src_len=3)
+    texts = ["a b c der die", "", "x"]
+    for settings in (Settings(beam=1, nbest=1, attention=True), Settings(beam=2, nbest=2, attention=False)):
+        counter.calls = 0
+        with caplog.at_level(logging.WARNING, logger="seq2seq"):
+            decoded = decode_texts(t, texts, settings, batch_size=2)
+        assert counter.calls == len(texts)
+        assert [d.src_length for d in decoded] == [5, 0, 1]
+        assert not [r for r in caplog.records if "truncated" in r.getMessage()]
