@@ -90,7 +90,7 @@ def main() -> None:
     cfg = load_config(ROOT / "configs" / "bench_reference.yaml", [f"data.train={args.data / 'train'}", f"train.precision={args.precision}"])
     d, t = cfg.data, cfg.train
     device = resolve_device("cpu")
-    pairs = load_corpus(d.train, d.format, d.src_lang, d.tgt_lang, "train")
+    pairs = load_corpus(d, "train")
     tok = Tokenizer(level=d.level, lowercase=d.lowercase)
     src_vocab, tgt_vocab = build_vocabs(pairs, tok, d.min_freq, d.max_size, d.shared_vocab, tgt_tokenizer=tok)
     examples = encode_pairs(pairs, Encoder(tok, src_vocab), Encoder(tok, tgt_vocab), max_len=d.max_len)

@@ -72,7 +72,7 @@ def child(args: argparse.Namespace) -> None:
         keep_freed_memory()
     precision = resolve_precision(t.precision, device)
     torch.manual_seed(t.seed)
-    pairs = load_corpus(d.train, d.format, d.src_lang, d.tgt_lang, "train")
+    pairs = load_corpus(d, "train")
     if d.level in SUBWORD_LEVELS:
         src_tok, tgt_tok = train_tokenizers(d, pairs)
     else:

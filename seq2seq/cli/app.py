@@ -50,7 +50,9 @@ def train(
     overrides: Optional[List[str]] = SetOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the run directory from its last.pt."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start again, replacing a run already in the run directory."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or info lines."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress bars or info lines (warnings stay). Bars are drawn only on a terminal."
+    ),
 ) -> None:
     """Train a model; writes runs/<config stem>/ (config, vocabularies, best.pt, last.pt, metrics, log).
 
@@ -80,12 +82,11 @@ def train(
         raise typer.Exit(EXIT_CODE) from None
     if not is_main():  # under torchrun, rank 0 reports
         return
-    best = result.best_scores or {}
-    typer.echo(
-        f"trained {result.progress.step} steps in {result.progress.elapsed:.0f} s; "
-        f"best val BLEU {best.get('val_bleu', float('nan')):.2f}; model: {result.run_dir}",
-        err=True,
-    )
+    from seq2seq.training.validate import metric_label
+
+    p = result.progress  # the run's figures, over all its sessions
+    best = "none yet" if p.best_score is None else f"{p.best_score:.2f}"
+    typer.echo(f"trained {p.step} steps in {p.elapsed:.0f} s; best val {metric_label(p.metric)} {best}; model: {result.run_dir}", err=True)
 
 
 @app.command("build-vocab")
@@ -96,10 +97,10 @@ def build_vocab(config: Path = ConfigOpt, overrides: Optional[List[str]] = SetOp
     """
     cfg = load_config_arg(config, overrides)
     from seq2seq.training.rundir import RunFiles, default_run_dir, load_or_build_vocabs
-    from seq2seq.training.trainer import setup_logging
+    from seq2seq.training.logs import setup_logging
 
     files = RunFiles(default_run_dir(cfg, config))
-    setup_logging(None)
+    setup_logging()
     if files.src_vocab.exists() or files.tgt_vocab.exists():
         raise ConfigError(f"{files.root} already holds vocabularies; remove them or use another train.run_dir")
     src, tgt = load_or_build_vocabs(cfg, files)

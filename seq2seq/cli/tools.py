@@ -129,10 +129,10 @@ def preprocess(
     """
     from seq2seq.training.preprocess import preprocess as run_preprocess
     from seq2seq.training.rundir import default_run_dir
-    from seq2seq.training.trainer import setup_logging
+    from seq2seq.training.logs import setup_logging
 
     cfg = load_config_arg(config, overrides)
-    setup_logging(None, quiet)
+    setup_logging(quiet)
     result = run_preprocess(cfg, default_run_dir(cfg, config), workers=workers, quiet=quiet)
     typer.echo(
         f"{result.root}: {result.n_examples} examples of {result.n_pairs} pairs, "

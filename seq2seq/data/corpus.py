@@ -18,10 +18,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from seq2seq.data.tokenizer import normalize_whitespace
 from seq2seq.errors import DataError
+
+if TYPE_CHECKING:
+    from seq2seq.config import DataConfig
 
 log = logging.getLogger("seq2seq")
 
@@ -224,9 +227,15 @@ def drop_empty(pairs: Iterable[Pair], name: str, where: str) -> list[Pair]:
     return kept
 
 
-def load_corpus(spec: str, fmt: str, src_lang: str, tgt_lang: str, name: str) -> list[Pair]:
-    """Read a corpus and drop every pair with an empty side (as a pair, never one side only)."""
+SPLITS = ("train", "valid", "test")  # the corpora a DataConfig names
+
+
+def load_corpus(data_cfg: DataConfig, split: str) -> list[Pair]:
+    """The config's `split` corpus ("train", "valid" or "test"), every pair with an empty side dropped (as a pair)."""
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
+    spec = getattr(data_cfg, split)
     if not spec:
-        raise DataError(f"data.{name}: no corpus given in the config")
-    paths = corpus_paths(spec, fmt, src_lang, tgt_lang)
-    return drop_empty(iter_pairs(paths), name, corpus_name(paths))
+        raise DataError(f"data.{split}: no corpus given in the config")
+    paths = corpus_paths(spec, data_cfg.format, data_cfg.src_lang, data_cfg.tgt_lang)
+    return drop_empty(iter_pairs(paths), split, corpus_name(paths))

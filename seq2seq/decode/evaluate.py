@@ -145,7 +145,7 @@ def load_split(data_cfg: DataConfig, split: str, src: Path | None, ref: Path | N
     spec = data_cfg.valid if split == "val" else data_cfg.test
     if not spec:
         raise DataError(f"data.{key}: the model's config names no {split} corpus (use --src/--ref)")
-    return load_corpus(spec, data_cfg.format, data_cfg.src_lang, data_cfg.tgt_lang, split)
+    return load_corpus(data_cfg, key)
 
 
 def evaluate(

@@ -151,9 +151,8 @@ def run_bench(
         # An emulated bf16 kernel takes about a minute per training step of the reference model: say so, measure nothing in it.
         return {**hardware, "skipped": f"bf16 is emulated on this CPU ({describe_cpu()}): nothing measured in bf16; use precision auto or fp32"}
     torch.manual_seed(t.seed)
-    train_pairs = load_corpus(d.train, d.format, d.src_lang, d.tgt_lang, "train")
-    eval_spec = d.test or d.valid
-    eval_pairs = load_corpus(eval_spec, d.format, d.src_lang, d.tgt_lang, "test" if d.test else "valid") if eval_spec else train_pairs
+    train_pairs = load_corpus(d, "train")
+    eval_pairs = load_corpus(d, "test" if d.test else "valid") if d.test or d.valid else train_pairs
     if any(level in SUBWORD_LEVELS for level in d.levels):
         src_tok, tgt_tok = train_tokenizers(d, train_pairs)
     else:

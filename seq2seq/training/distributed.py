@@ -140,6 +140,23 @@ def any_rank(flag: bool, ctx: DistContext) -> bool:
     return bool(all_reduce_sum(torch.tensor([float(flag)], device=ctx.device), ctx).item() > 0)
 
 
+def from_main(value: float, ctx: DistContext) -> float:
+    """Rank 0's `value` on every rank (the others pass anything), so that all take the same decisions from it."""
+    if not ctx.enabled:
+        return value
+    box = torch.tensor([value if ctx.is_main else 0.0], dtype=torch.float64, device=ctx.device)
+    return float(all_reduce_sum(box, ctx).item())
+
+
+def gather_objects(obj: object, ctx: DistContext) -> list[object]:
+    """Every rank's `obj`, in rank order, on every rank (pickled; for small things at checkpoint time)."""
+    if not ctx.enabled:
+        return [obj]
+    out: list[object] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def global_sums(loss_sum: torch.Tensor, n_tokens: int, ctx: DistContext) -> tuple[torch.Tensor, int]:
     """This rank's summed token loss and real token count -> the sums over all ranks (loss detached).
 
@@ -166,7 +183,10 @@ def wrap(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
 
 
 def seed_rank(seed: int, step: int, ctx: DistContext) -> None:
-    """Give each rank its own dropout / teacher-forcing randomness (after the shared initialization)."""
+    """Give each rank its own dropout / teacher-forcing randomness (after the shared initialization).
+
+    At the start of a run; on a resume only when the number of processes changed (otherwise each rank's own
+    saved generator state is restored, and the resumed run continues exactly)."""
     if ctx.enabled:
         torch.manual_seed(seed + 1_000_003 * ctx.rank + step)
 

@@ -1,4 +1,5 @@
-"""Resuming a run from its last.pt, exactly: weights, optimizer, progress and RNG, after any crash.
+"""Resuming a run from its last.pt, exactly: weights, optimizer, progress and the random generators (every rank's
+under DDP), after any crash.
 
 A run may have been killed at any moment. What it wrote after its last checkpoint belongs to steps that
 will be trained again and is dropped (metrics records past the checkpoint's step: `metrics.MetricsLogger`;
@@ -8,6 +9,7 @@ is checked against the checkpoint before it is trusted.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -59,10 +61,27 @@ def restore(
         if key in training:
             _load(target, training[key], key, where)
     progress = training["progress"]
-    if not isinstance(progress, dict) or not all(isinstance(v, (int, float)) for v in progress.values()):
+    if not isinstance(progress, dict) or not all(v is None or isinstance(v, (int, float, str)) for v in progress.values()):
         raise CheckpointError(f"{where}: the saved progress is malformed")
     try:
         set_rng(training["rng"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{where}: the saved random-generator state is malformed ({type(e).__name__})") from None
     return dict(progress)
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's random generators: Python's, torch's CPU one and, where present, CUDA's."""
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` saved (a checkpoint stores Python's state tuple as lists)."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -173,7 +173,7 @@ def load_or_build_vocabs(
     if files.src_vocab.exists() and files.tgt_vocab.exists():
         return Vocab.load(files.src_vocab), Vocab.load(files.tgt_vocab)
     if train_pairs is None:
-        train_pairs = load_corpus(cfg.data.train, cfg.data.format, cfg.data.src_lang, cfg.data.tgt_lang, "train")
+        train_pairs = load_corpus(cfg.data, "train")
     ensure_dir(files.root)
     # The config first: vocabularies found without it could come from a run with other data settings.
     atomic_write_text(files.config, dump_config(cfg))

@@ -1,7 +1,8 @@
-"""What changes over training time: the learning-rate schedule and early stopping, both driven by validation BLEU.
+"""What changes over training time: the learning-rate schedule and early stopping, both driven by the validation
+score of `train.metric` (higher is better, except for the error rates cer and wer).
 
 Each keeps its state in a plain dict (`state_dict` / `load_state_dict`) that goes into the checkpoint, so that a
-resumed run continues the same curve and the same patience count.
+resumed run continues the same curve (its horizon included) and the same patience count.
 """
 
 from __future__ import annotations
@@ -13,18 +14,27 @@ from seq2seq.config import TrainConfig, choices
 from seq2seq.errors import ConfigError
 
 SCHEDULES = choices("train", "schedule")  # config.py holds the choices
+LOWER_IS_BETTER = ("cer", "wer")  # error rates; every other train.metric is better higher
+
+
+def improves(score: float, best: float | None, metric: str) -> bool:
+    """Is `score` better than `best` (None: nothing yet, so yes) for `metric`?"""
+    if best is None:
+        return True
+    return score < best if metric in LOWER_IS_BETTER else score > best
 
 
 class Patience:
-    """Counts validations since the metric last improved (higher is better; the first value always improves)."""
+    """Counts validations since the metric last improved (the first value always improves)."""
 
-    def __init__(self) -> None:
+    def __init__(self, metric: str = "bleu") -> None:
+        self.metric = metric
         self.best: float | None = None
         self.bad: int = 0  # validations in a row without improvement
 
     def update(self, metric: float) -> bool:
         """Record one validation; True when it improved on the best so far."""
-        if self.best is None or metric > self.best:
+        if improves(metric, self.best, self.metric):
             self.best, self.bad = metric, 0
             return True
         self.bad += 1
@@ -40,14 +50,13 @@ class Patience:
 class EarlyStopping:
     """Stop once `patience` validations in a row brought no better metric (patience None: never)."""
 
-    def __init__(self, patience: int | None):
+    def __init__(self, patience: int | None, metric: str = "bleu"):
         self.patience = patience
-        self.counter = Patience()
+        self.counter = Patience(metric)
 
-    def update(self, metric: float) -> bool:
-        """Record one validation; True when training should stop now."""
+    def update(self, metric: float) -> None:
+        """Record one validation (`stopped` tells whether training should stop now)."""
         self.counter.update(metric)
-        return self.stopped
 
     @property
     def stopped(self) -> bool:
@@ -64,12 +73,15 @@ class LRSchedule:
     """The learning rate for update `step` (1-based): linear warmup over `warmup_steps`, then the schedule's curve.
 
     constant: lr. plateau: lr * scale, the scale multiplied by `factor` (floored at min_lr) after `patience`
-    validations without a better BLEU. warmup_inverse_sqrt: lr * sqrt(warmup_steps / step).
+    validations without a better score. warmup_inverse_sqrt: lr * sqrt(warmup_steps / step).
     warmup_cosine: from lr down to min_lr along half a cosine between warmup_steps and decay_steps, then min_lr.
+    `decay_steps` (the horizon) is saved with the state: a resumed run keeps the curve it started on, even when
+    train.epochs or train.max_steps, from which the horizon was planned, changed.
     """
 
     def __init__(
-        self, kind: str, lr: float, warmup_steps: int, min_lr: float, factor: float, patience: int, decay_steps: int | None
+        self, kind: str, lr: float, warmup_steps: int, min_lr: float, factor: float, patience: int, decay_steps: int | None,
+        metric: str = "bleu",
     ):
         if kind not in SCHEDULES:
             raise ConfigError(f"train.schedule: {kind!r} is not one of {', '.join(SCHEDULES)}")
@@ -81,7 +93,7 @@ class LRSchedule:
             )
         self.kind, self.lr, self.warmup_steps, self.min_lr = kind, lr, warmup_steps, min_lr
         self.factor, self.decay_steps = factor, decay_steps
-        self.plateau = Patience()
+        self.plateau = Patience(metric)
         self.patience = patience
         self.scale = 1.0  # plateau only: product of the reductions so far
 
@@ -90,7 +102,7 @@ class LRSchedule:
         """`default_decay_steps` is the planned number of updates, used when train.decay_steps is unset."""
         return cls(
             t.schedule, t.lr, t.warmup_steps, t.min_lr, t.plateau_factor, t.plateau_patience,
-            t.decay_steps or default_decay_steps,
+            t.decay_steps or default_decay_steps, t.metric,
         )
 
     def lr_at(self, step: int) -> float:
@@ -108,7 +120,7 @@ class LRSchedule:
         return cosine * warm
 
     def on_validation(self, metric: float) -> bool:
-        """Record a validation BLEU; True when the plateau schedule lowered the learning rate."""
+        """Record a validation score; True when the plateau schedule lowered the learning rate."""
         if self.kind != "plateau":
             return False
         self.plateau.update(metric)
@@ -119,8 +131,10 @@ class LRSchedule:
         return False
 
     def state_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "scale": self.scale, "plateau": self.plateau.state_dict()}
+        return {"kind": self.kind, "scale": self.scale, "plateau": self.plateau.state_dict(), "decay_steps": self.decay_steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.scale = float(state["scale"])
+        if state.get("decay_steps") is not None:
+            self.decay_steps = int(state["decay_steps"])
         self.plateau.load_state_dict(state["plateau"])

@@ -1,46 +1,46 @@
-"""The training loop: build -> step -> validate -> stop.
+"""The training loop, read top to bottom: `train` builds (machine, corpora, data, model, optimizer, schedule, run
+files, resumed state), then `loop` runs step -> log -> validate -> keep best -> save -> stop, then `finish`.
 
 One update (`train_step`): teacher-forced logits for the shifted targets of a Batch (the shift is made in
-`data/batch.collate`), the masked loss per real target token (`model/loss.masked_nll`, divided here), backward, clip, optimizer step.
-Around it, `Trainer` validates (BLEU on the validation set, best.pt and last.pt), keeps the k best checkpoints,
-and stops on max_steps, max_time, early stopping or a signal; every checkpoint lets a run resume exactly.
+`data/batch.collate`), the masked loss per real target token (`model/loss.masked_nll`, divided here), backward, clip,
+optimizer step. Everything a resume needs is in the checkpoint (`Progress`, the optimizer, the schedule, early
+stopping, the k best and every rank's random generators), so a run killed and resumed ends as the run never
+interrupted, under DDP too (with the same number of processes).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
-from tqdm import tqdm
 
-from seq2seq.training import distributed
-from seq2seq.data import shards
-from seq2seq.model.checkpoint import Checkpoint, record_default_model
-from seq2seq.config import Config, TrainConfig, dump_config
-from seq2seq.data.batch import Batch, BucketSampler, Encoder, collate, encode_pairs, example_lengths
-from seq2seq.data.corpus import Pair, load_corpus
-from seq2seq.device import autocast, choose_precision, keep_freed_memory, resolve_device, resolve_precision
+from seq2seq.config import Config, TrainConfig
+from seq2seq.data.batch import Batch, collate
+from seq2seq.device import autocast, choose_precision
 from seq2seq.errors import DataError
-from seq2seq.decode.evaluate import evaluate
-from seq2seq.model.fast_bahdanau import bahdanau_steps, pays
-from seq2seq.files import atomic_write_text
-from seq2seq.training.interrupt import StopRequest, TrainingInterrupted
+from seq2seq.model.checkpoint import Checkpoint, record_default_model
 from seq2seq.model.loss import masked_nll
-from seq2seq.training.metrics import MetricsLogger
 from seq2seq.model.network import Seq2Seq, count_parameters
-from seq2seq.training.resume import restore
-from seq2seq.training.rundir import (
-    RunFiles, ensure_dir, load_or_build_tokenizers, load_or_build_vocabs, prepare_run_dir, remove_stale_run_files,
+from seq2seq.training import distributed
+from seq2seq.training.build import (
+    Data, Machine, build_data, build_model, build_schedule, make_optimizer, read_corpora, setup_machine,
 )
-from seq2seq.training.schedule import EarlyStopping, LRSchedule
-from seq2seq.data.tokenizer import Tokenizer
-from seq2seq.data.vocab import Vocab
+from seq2seq.training.interrupt import StopRequest, TrainingInterrupted
+from seq2seq.training.logs import attach_log_file, bars_wanted, epoch_bar, format_interval, setup_logging
+from seq2seq.training.metrics import MetricsLogger, read_metrics
+from seq2seq.training.resume import restore, rng_state, set_rng_state
+from seq2seq.training.rundir import RunFiles, ensure_dir, prepare_run_dir, remove_stale_run_files
+from seq2seq.training.schedule import LOWER_IS_BETTER, EarlyStopping, LRSchedule, improves
+from seq2seq.training.validate import (
+    KeptBest, best_record, metric_label, metric_value, validation_record, validation_scores,
+)
+
+__all__ = ["Progress", "TrainResult", "make_optimizer", "train", "train_step"]
 
 log = logging.getLogger("seq2seq")
 
@@ -52,7 +52,8 @@ class Progress:
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0  # batches of `epoch` already trained on
-    best_bleu: float = -1.0
+    metric: str = "bleu"  # train.metric, which best_score is of
+    best_score: float | None = None  # the run's best validation score (None: no validation yet)
     elapsed: float = 0.0  # seconds of training, over all sessions of this run
     world_size: int = 1  # processes that trained it (`step` counts their joint updates)
     bad_steps: int = 0  # non-finite losses in a row, up to now
@@ -63,15 +64,8 @@ class Progress:
 @dataclass
 class TrainResult:
     run_dir: Path
-    progress: Progress
-    best_scores: dict[str, Any] | None
-
-
-def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW when train.weight_decay is set, else Adam, at train.lr."""
-    if t.weight_decay > 0:
-        return torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=t.lr)
+    progress: Progress  # progress.best_score: the run's best, over all its sessions
+    best_scores: dict[str, Any] | None  # the validation record of that best (rank 0; None before any validation)
 
 
 def train_step(
@@ -88,7 +82,7 @@ def train_step(
 
     `forward_model` is `model` or its DDP wrapper. The loss is divided by the real target tokens of all ranks.
     Returns (finite, summed loss over all ranks, their real token count); a non-finite loss or gradient
-    norm updates nothing (every rank sees the same global figures, so all skip together).
+    norm updates nothing, with clipping on or off (every rank sees the same global figures, so all skip together).
     """
     with autocast(device, precision):
         logits = forward_model(batch.src, batch.src_lengths, batch.tgt_in, t.teacher_forcing_ratio)  # (B, T, V)
@@ -111,6 +105,26 @@ def train_step(
     return finite, total_sum, total_tokens
 
 
+@dataclass
+class Run:
+    """What `train` built, handed to the loop: a record, not an object with behaviour."""
+
+    cfg: Config
+    files: RunFiles
+    machine: Machine
+    data: Data
+    model: Seq2Seq
+    forward_model: torch.nn.Module  # `model`, or its DDP wrapper; validation and checkpoints use `model`
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    early: EarlyStopping
+    progress: Progress
+    kept: KeptBest
+    metrics: MetricsLogger | None  # rank 0 only
+    bars: bool  # progress bars: rank 0, not --quiet, stderr a terminal
+    stop_request: StopRequest | None
+
+
 def train(
     cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = False, quiet: bool = False,
     stop_request: StopRequest | None = None,
@@ -121,11 +135,105 @@ def train(
     `stop_request.requested` turns true (a signal), the current step ends, last.pt is written and
     TrainingInterrupted is raised.
     """
-    return Trainer(cfg, RunFiles(Path(run_dir)), resume, overwrite, quiet, stop_request).run()
+    t, files = cfg.train, RunFiles(Path(run_dir))
+    machine = setup_machine(t)
+    dist = machine.dist
+    setup_logging(quiet or not dist.is_main, buffer=True)
+    corpora = read_corpora(cfg, files)
+    # The inputs are good: now the run directory may be made, and the log lines so far go into its train.log.
+    distributed.on_main(lambda: (prepare_run_dir(files, cfg, resume, overwrite), ensure_dir(files.root), remove_stale_run_files(files)), dist)
+    attach_log_file(files.log if dist.is_main else None)
+    if not dist.is_main:
+        log.setLevel(logging.ERROR)
+    random.seed(t.seed)
+    torch.manual_seed(t.seed)
+    bars = bars_wanted(quiet, dist.is_main)
+    data = build_data(cfg, files, corpora, dist, progress=bars)
+    model = build_model(cfg, data, machine)
+    optimizer = make_optimizer(model, t)
+    schedule = build_schedule(t, len(data.sampler.batches(0)))
+    early = EarlyStopping(t.patience, t.metric)
+    if resume:
+        progress, kept = resume_state(cfg, files, machine, data, model, optimizer, schedule, early)
+    else:
+        progress, kept = Progress(metric=t.metric, world_size=dist.world_size), []
+        distributed.seed_rank(t.seed, 0, dist)  # each rank its own dropout, after the shared initialization
+    metrics = MetricsLogger(files.metrics, files.tensorboard if t.tensorboard else None, progress.step if resume else None) if dist.is_main else None
+    run = Run(
+        cfg, files, machine, data, model, distributed.wrap(model, dist), optimizer, schedule, early, progress,
+        KeptBest(files, t.keep_best, t.metric, kept), metrics, bars, stop_request,
+    )
+    log_setup(run)
+    resumed_at = progress.step if resume else None
+    reason = loop(run)
+    return finish(run, reason, resumed_at)
 
 
-class _Window:
-    """Training loss and tokens/s since the last log line."""
+def loop(run: Run) -> str:
+    """Train until a stop condition holds; returns its config key (train.epochs, max_steps, max_time, patience)."""
+    p, t, data, machine = run.progress, run.cfg.train, run.data, run.machine
+    started = time.monotonic() - p.elapsed
+    window = Window()
+    run.model.train()
+    while p.epoch < t.epochs:
+        batches = data.sampler.batches(p.epoch)
+        bar = epoch_bar(len(batches), p.batch_in_epoch, p.epoch, t.epochs, run.bars)
+        for index in batches[p.batch_in_epoch :]:
+            reason = stop_reason(run)  # before every update: a resumed run may have stopped already
+            if reason is not None:
+                bar.close()
+                return reason
+            # step
+            batch = collate([data.examples[i] for i in index]).to(machine.device)
+            for group in run.optimizer.param_groups:
+                group["lr"] = run.schedule.lr_at(p.step + 1)
+            finite, loss_sum, n_tokens = train_step(
+                run.forward_model, run.model, run.optimizer, batch, t, machine.device, machine.precision, machine.dist
+            )
+            count_update(run, finite, loss_sum, n_tokens, window)
+            p.step += 1
+            p.batch_in_epoch += 1
+            p.elapsed = time.monotonic() - started
+            bar.update(1)
+            # log
+            if p.step % 10 == 0 or p.step % t.log_every == 0:
+                window = report(run, window, bar)
+            # validate -> keep best -> save
+            if t.valid_every and p.step % t.valid_every == 0:
+                validate_and_save(run)
+            # save on schedule or on a signal (all ranks stop at the same step, even if only some got it)
+            interrupted = distributed.any_rank(run.stop_request is not None and run.stop_request.requested, machine.dist)
+            if (interrupted or (t.save_every and p.step % t.save_every == 0)) and p.validated_at != p.step:
+                save_last(run)  # validate_and_save has just saved it otherwise
+            # stop on a signal
+            if interrupted:
+                bar.close()
+                distributed.barrier(machine.dist)  # the checkpoint is on disk before any rank exits
+                name = (run.stop_request and run.stop_request.signal_name) or "a signal"
+                raise TrainingInterrupted(name, p.step, run.files.last)
+        bar.close()
+        p.epoch += 1
+        p.batch_in_epoch = 0
+        if not t.valid_every and p.validated_at != p.step:
+            validate_and_save(run)  # the end of an epoch
+    return "train.patience" if run.early.stopped else "train.epochs"
+
+
+def stop_reason(run: Run) -> str | None:
+    """The one place the stop conditions are checked (all ranks agree on each)."""
+    p, t = run.progress, run.cfg.train
+    out_of_time = t.max_time is not None and p.elapsed >= t.max_time * 60
+    if t.max_time is not None and distributed.any_rank(out_of_time, run.machine.dist):  # clocks differ: all stop together
+        return "train.max_time"
+    if t.max_steps is not None and p.step >= t.max_steps:
+        return "train.max_steps"
+    if run.early.stopped:
+        return "train.patience"
+    return None
+
+
+class Window:
+    """Training loss and tokens/s since the last metrics record."""
 
     def __init__(self) -> None:
         self.start, self.loss, self.tokens = time.monotonic(), 0.0, 0
@@ -139,382 +247,191 @@ class _Window:
         return self.loss / max(self.tokens, 1), self.tokens / max(time.monotonic() - self.start, 1e-9)
 
 
-class Trainer:
-    """One run: `__init__` builds (data, vocabularies, model, optimizer, resumed state); `run` loops."""
-
-    def __init__(
-        self, cfg: Config, files: RunFiles, resume: bool, overwrite: bool, quiet: bool, stop_request: StopRequest | None
-    ):
-        self.cfg, self.t, self.files, self.quiet, self.stop_request = cfg, cfg.train, files, quiet, stop_request
-        self.dist = distributed.init(resolve_device(cfg.train.device))  # single process unless torchrun started us
-        setup_logging(None, quiet or not self.dist.is_main, buffer=True)
-        self.device = self.dist.device
-        if self.t.num_threads:
-            torch.set_num_threads(self.t.num_threads)
-        if self.device.type == "cpu":
-            keep_freed_memory()
-        self.precision = resolve_precision(self.t.precision, self.device)
-        self.shard_set = shards.open_shards(files.root, cfg)  # made by `seq2seq preprocess`; None: read the text
-        d = cfg.data
-        train_pairs = load_corpus(d.train, d.format, d.src_lang, d.tgt_lang, "train") if self.shard_set is None else None
-        self.valid_pairs = load_corpus(d.valid, d.format, d.src_lang, d.tgt_lang, "valid")
-        # The inputs are good: now the run directory may be made, and the log lines so far go into its train.log.
-        distributed.on_main(lambda: (prepare_run_dir(files, cfg, resume, overwrite), ensure_dir(files.root), remove_stale_run_files(files)), self.dist)
-        attach_log_file(files.log if self.dist.is_main else None)
-        if not self.dist.is_main:
-            log.setLevel(logging.ERROR)
-        random.seed(self.t.seed)
-        torch.manual_seed(self.t.seed)
-        self._build_data(train_pairs)
-        self._build_model(resume)
-
-    # ---- build ------------------------------------------------------------------------------------
-
-    def _build_data(self, train_pairs: list[Pair] | None) -> None:
-        cfg, files, shard_set = self.cfg, self.files, self.shard_set
-
-        def vocabs() -> tuple[Vocab, Vocab]:
-            if shard_set is not None:
-                shard_set.restore_vocabs(files.src_vocab, files.tgt_vocab)
-            return load_or_build_vocabs(cfg, files, train_pairs, self.quiet)
-
-        self.src_vocab, self.tgt_vocab = distributed.on_main(vocabs, self.dist)  # built once, by rank 0
-        if self.dist.is_main:
-            atomic_write_text(files.config, dump_config(cfg))
-
-        def tokenizers() -> tuple[dict[str, Any], dict[str, Any]]:
-            src_tok, tgt_tok = load_or_build_tokenizers(cfg, files)
-            return src_tok.to_dict(), tgt_tok.to_dict()
-
-        src_dict, tgt_dict = distributed.on_main(tokenizers, self.dist)  # rank 0's sentencepiece models reach every rank
-        self.src_tokenizer, self.tgt_tokenizer = Tokenizer.from_dict(src_dict), Tokenizer.from_dict(tgt_dict)
-        self.src_enc, self.tgt_enc = Encoder(self.src_tokenizer, self.src_vocab), Encoder(self.tgt_tokenizer, self.tgt_vocab)
-        if shard_set is not None:
-            shard_set.check_vocabs(self.src_vocab, self.tgt_vocab)
-            self.examples: Sequence[Any] = shard_set.dataset()
-            lengths = self.examples.lengths()
-            log.info("training data: %s (%d examples)", shard_set.files.root, len(self.examples))
-        else:
-            assert train_pairs is not None
-            self.examples = encode_pairs(train_pairs, self.src_enc, self.tgt_enc, max_len=cfg.data.max_len)
-            lengths = example_lengths(self.examples)
-        t = self.t
-        self.sampler = BucketSampler(
-            *lengths, batch_size=t.batch_size, max_tokens=t.max_tokens, seed=t.seed, rank=self.dist.rank, world_size=self.dist.world_size
-        )
-
-    def _build_model(self, resume: bool) -> None:
-        t = self.t
-        fast = pays(self.device, self.precision)  # the written rule: where the fast Bahdanau loop measurably pays
-        self.model = Seq2Seq(self.cfg.model, len(self.src_vocab), len(self.tgt_vocab), fast_decoder=bahdanau_steps if fast else None)
-        self.model.to(self.device)
-        self.optimizer = make_optimizer(self.model, t)
-        planned_steps = t.epochs * len(self.sampler.batches(0))
-        self.schedule = LRSchedule.from_config(t, min(planned_steps, t.max_steps or planned_steps))
-        self.early = EarlyStopping(t.patience)
-        self.kept: list[dict[str, Any]] = []  # the k best validations: {"step", "val_bleu"}, best first
-        self.progress = Progress()
-        if resume:
-            self._resume()
-        self.metrics = (
-            MetricsLogger(self.files.metrics, self.files.tensorboard if t.tensorboard else None, self.progress.step if resume else None)
-            if self.dist.is_main
-            else None
-        )
-        p = self.progress
-        p.batch_in_epoch = distributed.rescale_position(p.batch_in_epoch, p.world_size, self.dist.world_size)
-        p.world_size = self.dist.world_size
-        distributed.seed_rank(t.seed, p.step, self.dist)
-        self.forward_model = distributed.wrap(self.model, self.dist)  # DDP under torchrun; validation and checkpoints use `model`
-        log.info(
-            "training %s: %d parameters, %d pairs, device %s, %s; run directory %s",
-            self.cfg.model.attention, count_parameters(self.model), len(self.examples), self.device, self.precision, self.files.root,
-        )
-        log.info("precision %s: %s", self.precision, choose_precision(t.precision, self.device).reason)
-        if self.cfg.model.attention == "bahdanau":
-            log.info("decoder loop: %s", "the fast Bahdanau loop (measured faster on this device)" if self.model.fast_decoder else "the textbook loop")
-        if self.dist.enabled:
-            log.info("distributed: %d processes, each update takes one batch from each", self.dist.world_size)
-
-    def _resume(self) -> None:
-        last = self.files.last
-        ckpt = Checkpoint.read(last)
-        saved = restore(
-            ckpt, self.model, self.optimizer, self.src_vocab, self.tgt_vocab, _set_rng_state,
-            extras={"schedule": self.schedule, "early_stopping": self.early},
-        )
-        self.progress = Progress(**{k: v for k, v in saved.items() if k in Progress.__dataclass_fields__})
-        self.kept = [dict(k) for k in ckpt.training.get("kept_best", [])]
-        p = self.progress
-        log.info("resumed %s at step %d (epoch %d, batch %d)", last, p.step, p.epoch + 1, p.batch_in_epoch)
-
-    # ---- the loop ---------------------------------------------------------------------------------
-
-    def run(self) -> TrainResult:
-        self.best_record: dict[str, Any] | None = None
-        self.started = time.monotonic() - self.progress.elapsed
-        self.window = _Window()
-        self.model.train()
-        reason = "train.epochs"
-        for index in self._batches():
-            stop = self._stop_reason()  # before every update: a resumed run may have stopped already
-            if stop is not None:
-                reason = stop
-                break
-            self._step(index)
-            self._after_step()
-        self.bar.close()
-        if reason == "train.epochs" and self.early.stopped:  # the last epoch's validation stopped it
-            reason = "train.patience"
-        if reason in ("train.max_time", "train.max_steps"):
-            log.info("stopping: %s reached", reason)
-        elif reason == "train.patience":
-            log.info("stopping early: no better val BLEU in %d validations (train.patience)", self.t.patience)
-        if self.progress.validated_at != self.progress.step:
-            self._validate()
-        if self.metrics is not None:
-            self.metrics.close()
-        if self.dist.is_main:
-            record_default_model(self.files.root)
-        p = self.progress
-        log.info("done: %d steps in %.1f s, best val BLEU %.2f -> %s", p.step, p.elapsed, p.best_bleu, self.files.best)
-        return TrainResult(self.files.root, p, self.best_record)
-
-    def _batches(self):  # noqa: ANN202 (an iterator of index lists)
-        """The remaining batches of every epoch, in order; at the end of each epoch, its validation."""
-        p, t = self.progress, self.t
-        while p.epoch < t.epochs:
-            batches = self.sampler.batches(p.epoch)
-            self.bar = tqdm(
-                total=len(batches), initial=p.batch_in_epoch, desc=f"epoch {p.epoch + 1}/{t.epochs}",
-                disable=self.quiet or not self.dist.is_main, leave=False, dynamic_ncols=True, file=sys.stderr,
-            )
-            yield from batches[p.batch_in_epoch :]
-            self.bar.close()
-            p.epoch += 1
-            p.batch_in_epoch = 0
-            if not t.valid_every and p.validated_at != p.step:
-                self._validate()
-        self.bar = tqdm(disable=True)
-
-    def _stop_reason(self) -> str | None:
-        """The one place the stop conditions are checked (all ranks agree on each)."""
-        p, t = self.progress, self.t
-        out_of_time = t.max_time is not None and p.elapsed >= t.max_time * 60
-        if t.max_time is not None and distributed.any_rank(out_of_time, self.dist):  # clocks differ: all stop together
-            return "train.max_time"
-        if t.max_steps is not None and p.step >= t.max_steps:
-            return "train.max_steps"
-        if self.early.stopped:
-            return "train.patience"
-        return None
-
-    def _step(self, index: list[int]) -> None:
-        """One update on the examples `index`, with the bookkeeping around it."""
-        p, t = self.progress, self.t
-        batch = collate([self.examples[i] for i in index]).to(self.device)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.schedule.lr_at(p.step + 1)
-        finite, loss_sum, n_tokens = train_step(self.forward_model, self.model, self.optimizer, batch, t, self.device, self.precision, self.dist)
-        if finite:
-            p.bad_steps = 0
-            p.tgt_tokens += n_tokens
-            self.window.add(loss_sum.item(), n_tokens)
-        else:
-            p.bad_steps += 1
-            log.warning("step %d: non-finite loss or gradient, update skipped (%d in a row)", p.step + 1, p.bad_steps)
-            if p.bad_steps >= t.max_bad_steps:
-                last_good = f"the last good checkpoint is {self.files.last}" if self.files.last.exists() else "no checkpoint was saved"
-                raise DataError(
-                    f"training diverged: {p.bad_steps} non-finite losses in a row (train.max_bad_steps); {last_good} (try a lower train.lr)"
-                )
-        p.step += 1
-        p.batch_in_epoch += 1
-        p.elapsed = time.monotonic() - self.started
-        self.bar.update(1)
-        if p.step % 10 == 0 or p.step % t.log_every == 0:
-            self._report()
-
-    def _report(self) -> None:
-        """The progress bar's figures every 10 updates; a metrics record every train.log_every."""
-        p, t = self.progress, self.t
-        loss, rate = self.window.figures()
-        postfix = {"loss": f"{loss:.3f}", "tok_s": f"{rate:,.0f}"}
-        if t.max_time is not None:
-            postfix["max_time_in"] = tqdm.format_interval(max(t.max_time * 60 - p.elapsed, 0))
-        self.bar.set_postfix(postfix)
-        if p.step % t.log_every == 0 and self.metrics is not None:
-            self.metrics.log({
-                "step": p.step, "epoch": p.epoch + 1, "train_loss": loss, "lr": self.optimizer.param_groups[0]["lr"],
-                "tokens_per_s": rate, "tgt_tokens": p.tgt_tokens, "elapsed": p.elapsed,
-            })
-            self.window = _Window()
-
-    def _after_step(self) -> None:
-        """Validation every train.valid_every; last.pt every train.save_every and when a signal came."""
-        p, t = self.progress, self.t
-        if t.valid_every and p.step % t.valid_every == 0:
-            self._validate()
-        # all ranks stop at the same step, even if the signal reached only some of them
-        interrupted = distributed.any_rank(self.stop_request is not None and self.stop_request.requested, self.dist)
-        if interrupted or (t.save_every and p.step % t.save_every == 0):
-            if p.validated_at != p.step and self.dist.is_main:  # _validate has just saved it otherwise
-                self.checkpoint_state().write(self.files.last)
-            if interrupted:
-                self.bar.close()
-                distributed.barrier(self.dist)  # the checkpoint is on disk before any rank exits
-                name = (self.stop_request and self.stop_request.signal_name) or "a signal"
-                raise TrainingInterrupted(name, p.step, self.files.last)
-
-    # ---- validate ---------------------------------------------------------------------------------
-
-    def _validate(self) -> None:
-        """Validation BLEU; rank 0 decodes, writes best.pt / last.pt / ckpt-STEP.pt, and shares the score."""
-        p = self.progress
-        p.validated_at = p.step
-        if not self.dist.is_main:  # rank 0 validates and writes; the others wait for it
-            distributed.barrier(self.dist)
-            bleu = self._share_bleu(0.0)
-            self.schedule.on_validation(bleu)
-            self.early.update(bleu)
-            return
-        greedy = replace(self.cfg.decode, beam_size=1)  # validation decodes greedily, whatever decode.beam_size says
-        scores = evaluate(
-            self.model, self.valid_pairs, self.src_enc, self.tgt_enc, self.device, self.precision, greedy, progress=not self.quiet
-        )
-        # At the end of an epoch `p.epoch` already counts it: the record names the epoch just trained.
-        epoch = p.epoch + 1 if p.batch_in_epoch else p.epoch
-        record = {
-            "step": p.step, "epoch": epoch, "val_loss": scores.loss, "val_ppl": scores.ppl,
-            "val_bleu": scores.bleu, "val_chrf": scores.chrf, "tgt_tokens": p.tgt_tokens,
-        }
-        improved = scores.bleu > p.best_bleu
-        if improved:
-            p.best_bleu = scores.bleu
-        if self.schedule.on_validation(scores.bleu):
-            log.info("step %d: val BLEU on a plateau (train.plateau_patience): learning rate now %.3g", p.step, self.schedule.lr_at(p.step + 1))
-        self.early.update(scores.bleu)
-        log.info(
-            "step %d: val loss %.4f ppl %.2f BLEU %.2f chrF %.2f%s",
-            p.step, scores.loss, scores.ppl, scores.bleu, scores.chrf, " (best)" if improved else "",
-        )
-        record["elapsed"] = p.elapsed
-        assert self.metrics is not None
-        self.metrics.log(record)
-        self._keep_if_among_best(record)
-        state = self.checkpoint_state()
-        if improved:
-            replace(state, scores=record).write(self.files.best)
-        state.write(self.files.last)
-        distributed.barrier(self.dist)
-        self._share_bleu(scores.bleu)
-        if self.best_record is None or record["val_bleu"] > self.best_record["val_bleu"]:
-            self.best_record = record
-
-    def _share_bleu(self, bleu: float) -> float:
-        """Rank 0's validation BLEU on every rank, so that all take the same schedule and early-stopping steps."""
-        if not self.dist.enabled:
-            return bleu
-        value = torch.tensor([bleu if self.dist.is_main else 0.0], dtype=torch.float64, device=self.dist.device)
-        return float(distributed.all_reduce_sum(value, self.dist).item())
-
-    def _keep_if_among_best(self, record: dict[str, Any]) -> None:
-        """train.keep_best > 1: save ckpt-STEP.pt when this validation is among the k best; drop the one it displaces."""
-        k, kept = self.t.keep_best, self.kept
-        if k < 2 or (len(kept) >= k and record["val_bleu"] <= kept[-1]["val_bleu"]):
-            return
-        replace(self.model_state(), scores=record).write(self.files.kept(self.progress.step))
-        kept.append({"step": self.progress.step, "val_bleu": record["val_bleu"]})
-        kept.sort(key=lambda r: -r["val_bleu"])  # stable: on a tie the earlier step stays ahead
-        for dropped in kept[k:]:
-            self.files.kept(dropped["step"]).unlink(missing_ok=True)
-        del kept[k:]
-
-    # ---- checkpoints ------------------------------------------------------------------------------
-
-    def model_state(self) -> Checkpoint:
-        """What decoding needs: weights, config, vocabularies and tokenizers."""
-        return Checkpoint(
-            self.cfg, self.src_vocab, self.tgt_vocab, self.src_tokenizer, self.tgt_tokenizer, self.model.state_dict(), self.progress.step
-        )
-
-    def checkpoint_state(self) -> Checkpoint:
-        """What resuming needs besides: optimizer, progress, random generators, schedule, early stopping, the k best."""
-        return replace(self.model_state(), training={
-            "optimizer": self.optimizer.state_dict(),
-            "progress": asdict(self.progress),
-            "rng": _rng_state(),
-            "schedule": self.schedule.state_dict(),
-            "early_stopping": self.early.state_dict(),
-            "kept_best": [dict(k) for k in self.kept],
-        })
-
-
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# ---- logging ------------------------------------------------------------------------------------
-
-
-class _TqdmHandler(logging.Handler):
-    """Log lines on stderr through tqdm, so that progress bars stay intact."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        tqdm.write(self.format(record), file=sys.stderr)
-
-
-class _Buffer(logging.Handler):
-    """Holds log records until the run's train.log exists (see `attach_log_file`)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-FILE_FORMAT = "%(asctime)s %(levelname)s %(message)s"
-
-
-def setup_logging(log_file: Path | None, quiet: bool = False, buffer: bool = False) -> None:
-    """Log lines to stderr (through tqdm) and to `log_file`; `buffer`: keep them for `attach_log_file` instead."""
-    log.setLevel(logging.INFO)
-    for handler in list(log.handlers):
-        log.removeHandler(handler)
-        handler.close()
-    console = _TqdmHandler(logging.WARNING if quiet else logging.INFO)
-    console.setFormatter(logging.Formatter("%(message)s"))
-    log.addHandler(console)
-    if log_file is not None:
-        attach_log_file(log_file)
-    elif buffer:
-        log.addHandler(_Buffer())
-    log.propagate = False
-
-
-def attach_log_file(log_file: Path | None) -> None:
-    """From now on log into `log_file` too, starting with the lines buffered so far (None: drop them)."""
-    buffered = [h for h in log.handlers if isinstance(h, _Buffer)]
-    for handler in buffered:
-        log.removeHandler(handler)
-    if log_file is None:
+def count_update(run: Run, finite: bool, loss_sum: torch.Tensor, n_tokens: int, window: Window) -> None:
+    """Count a made update, or a skipped one: train.max_bad_steps of them in a row stop the run (DataError)."""
+    p = run.progress
+    if finite:
+        p.bad_steps = 0
+        p.tgt_tokens += n_tokens
+        window.add(loss_sum.item(), n_tokens)
         return
-    file_handler = logging.FileHandler(log_file, encoding="utf-8")
-    file_handler.setFormatter(logging.Formatter(FILE_FORMAT))
-    log.addHandler(file_handler)
-    for handler in buffered:
-        for record in handler.records:
-            file_handler.handle(record)
+    p.bad_steps += 1
+    log.warning("step %d: non-finite loss or gradient, update skipped (%d in a row)", p.step + 1, p.bad_steps)
+    if p.bad_steps >= run.cfg.train.max_bad_steps:
+        last = run.files.last
+        last_good = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was saved"
+        raise DataError(
+            f"training diverged: {p.bad_steps} non-finite losses in a row (train.max_bad_steps); {last_good} (try a lower train.lr)"
+        )
+
+
+def report(run: Run, window: Window, bar: Any) -> Window:
+    """The bar's figures every 10 updates; a metrics record every train.log_every, which starts a new window."""
+    p, t = run.progress, run.cfg.train
+    loss, rate = window.figures()
+    postfix = {"loss": f"{loss:.3f}", "tok_s": f"{rate:,.0f}"}
+    if t.max_time is not None:
+        postfix["max_time_in"] = format_interval(max(t.max_time * 60 - p.elapsed, 0))
+    bar.set_postfix(postfix)
+    if p.step % t.log_every != 0 or run.metrics is None:
+        return window
+    run.metrics.log({
+        "step": p.step, "epoch": p.epoch + 1, "train_loss": loss, "lr": run.optimizer.param_groups[0]["lr"],
+        "tokens_per_s": rate, "tgt_tokens": p.tgt_tokens, "elapsed": p.elapsed,
+    })
+    return Window()
+
+
+def validate_and_save(run: Run) -> None:
+    """Validate -> log -> keep best -> save. Rank 0 scores the validation set (train.metric), writes the record,
+    best.pt on a new best, ckpt-STEP.pt among the k best and last.pt; every rank takes the same schedule and
+    early-stopping steps from rank 0's score."""
+    p, t, d, machine = run.progress, run.cfg.train, run.data, run.machine
+    p.validated_at = p.step
+    record, score = None, 0.0
+    if machine.dist.is_main:
+        scores = validation_scores(run.model, d.valid_pairs, d.src_enc, d.tgt_enc, machine.device, machine.precision, run.cfg.decode, run.bars)
+        score = metric_value(scores, t.metric)
+        epoch = p.epoch + 1 if p.batch_in_epoch else p.epoch  # at an epoch's end `p.epoch` counts it already
+        record = validation_record(scores, p.step, epoch, p.tgt_tokens, p.elapsed)
+    score = distributed.from_main(score, machine.dist)
+    improved = improves(score, p.best_score, t.metric)
+    if improved:
+        p.best_score = score
+    label = metric_label(t.metric)
+    if run.schedule.on_validation(score):
+        log.info("step %d: val %s on a plateau (train.plateau_patience): learning rate now %.3g", p.step, label, run.schedule.lr_at(p.step + 1))
+    run.early.update(score)
+    if record is not None and run.metrics is not None:
+        extra = "" if t.metric in ("bleu", "chrf") else f" {label} {score:.2f}"
+        log.info(
+            "step %d: val loss %.4f ppl %.2f BLEU %.2f chrF %.2f%s%s",
+            p.step, record["val_loss"], record["val_ppl"], record["val_bleu"], record["val_chrf"], extra, " (best)" if improved else "",
+        )
+        run.metrics.log(record)
+        run.kept.offer(p.step, score, replace(model_state(run), scores=record))
+    state = checkpoint_state(run)  # gathers every rank's random generators; None on the other ranks
+    if state is not None:
+        if improved:
+            replace(state, scores=record).write(run.files.best)
+        state.write(run.files.last)
+    distributed.barrier(machine.dist)
+
+
+def model_state(run: Run) -> Checkpoint:
+    """What decoding needs: weights, config, vocabularies and tokenizers."""
+    d = run.data
+    return Checkpoint(run.cfg, d.src_vocab, d.tgt_vocab, d.src_tokenizer, d.tgt_tokenizer, run.model.state_dict(), run.progress.step)
+
+
+def checkpoint_state(run: Run) -> Checkpoint | None:
+    """What resuming needs besides (rank 0; None on the others, whose random generators it gathers): optimizer,
+    progress, every rank's random generators, schedule, early stopping, the k best."""
+    rngs = distributed.gather_objects(rng_state(), run.machine.dist)  # in rank order
+    if not run.machine.dist.is_main:
+        return None
+    training = {
+        "optimizer": run.optimizer.state_dict(),
+        "progress": asdict(run.progress),
+        "rng": rngs[0],
+        "schedule": run.schedule.state_dict(),
+        "early_stopping": run.early.state_dict(),
+        "kept_best": run.kept.state(),
+    }
+    if len(rngs) > 1:
+        training["rng_ranks"] = rngs  # under DDP: each rank's own dropout and teacher-forcing draws
+    return replace(model_state(run), training=training)
+
+
+def save_last(run: Run) -> None:
+    state = checkpoint_state(run)
+    if state is not None:
+        state.write(run.files.last)
+
+
+def resume_state(
+    cfg: Config, files: RunFiles, machine: Machine, data: Data, model: Seq2Seq, optimizer: torch.optim.Optimizer,
+    schedule: LRSchedule, early: EarlyStopping,
+) -> tuple[Progress, list[dict[str, Any]]]:
+    """Load last.pt into the model, optimizer, schedule, early stopping and random generators; returns the progress
+    and the k best so far. Every rank restores its own generators when the number of processes is the same."""
+    t, dist = cfg.train, machine.dist
+    ckpt = Checkpoint.read(files.last)
+    ranks = ckpt.training.get("rng_ranks")
+    exact = (len(ranks) if isinstance(ranks, list) else 1) == dist.world_size
+    planned = schedule.decay_steps
+    saved = restore(
+        ckpt, model, optimizer, data.src_vocab, data.tgt_vocab,
+        lambda rng: set_rng_state(ranks[dist.rank] if dist.enabled and exact else rng),  # type: ignore[index]
+        extras={"schedule": schedule, "early_stopping": early},
+    )
+    p = progress_from(saved, t.metric)
+    p.batch_in_epoch = distributed.rescale_position(p.batch_in_epoch, p.world_size, dist.world_size)
+    if not exact:  # other processes than saved: their generators cannot continue the saved ones
+        distributed.seed_rank(t.seed, p.step, dist)
+        log.info("%d process(es) resume a run of %d: random generators seeded afresh", dist.world_size, p.world_size)
+    p.world_size = dist.world_size
+    log.info("resumed %s at step %d (epoch %d, batch %d)", files.last, p.step, p.epoch + 1, p.batch_in_epoch)
+    if schedule.kind == "warmup_cosine" and planned is not None and schedule.decay_steps is not None and planned > schedule.decay_steps:
+        log.info(
+            "this run goes on past its learning-rate schedule (planned over %d updates): from update %d on the "
+            "learning rate stays at train.min_lr %g", schedule.decay_steps, schedule.decay_steps + 1, t.min_lr,
+        )
+    return p, list(ckpt.training.get("kept_best", []))
+
+
+def progress_from(saved: dict[str, Any], metric: str) -> Progress:
+    """The saved progress; one written before train.metric had `best_bleu` (-1: none yet) and followed BLEU."""
+    fields = {k: v for k, v in saved.items() if k in Progress.__dataclass_fields__}
+    if "best_bleu" in saved and "best_score" not in saved:
+        fields["best_score"] = saved["best_bleu"] if saved["best_bleu"] >= 0 else None
+        fields["metric"] = "bleu"
+    fields.setdefault("metric", metric)
+    return Progress(**fields)
+
+
+def log_setup(run: Run) -> None:
+    cfg, m, t = run.cfg, run.machine, run.cfg.train
+    log.info(
+        "training %s: %d parameters, %d pairs, device %s, %s; run directory %s",
+        cfg.model.attention, count_parameters(run.model), len(run.data.examples), m.device, m.precision, run.files.root,
+    )
+    log.info("precision %s: %s", m.precision, choose_precision(t.precision, m.device).reason)
+    if cfg.model.attention == "bahdanau":
+        fast = run.model.uses_fast_bahdanau(m.device)
+        log.info("decoder loop for training: %s", "the fast Bahdanau loop" if fast else "the textbook loop")
+    if m.dist.enabled:
+        log.info("distributed: %d processes, each update takes one batch from each", m.dist.world_size)
+    better = "lower" if t.metric in LOWER_IS_BETTER else "higher"
+    log.info("best.pt follows val %s (train.metric; %s is better)", metric_label(t.metric), better)
+
+
+FINISHED = {
+    "train.epochs": "train.epochs: {t.epochs} trained",
+    "train.max_steps": "train.max_steps: {t.max_steps} updates made",
+    "train.max_time": "train.max_time: its {t.max_time:g} min are spent",
+    "train.patience": "train.patience: early stopping ended it",
+}
+
+
+def finish(run: Run, reason: str, resumed_at: int | None) -> TrainResult:
+    """Say why training stopped, validate the last weights if not yet, and report the run's best."""
+    p, t, files = run.progress, run.cfg.train, run.files
+    label = metric_label(t.metric)
+    if resumed_at is not None and p.step == resumed_at:  # a warning: --quiet shows it
+        log.warning("the run in %s is finished (%s): nothing was trained", files.root, FINISHED[reason].format(t=t))
+    elif reason in ("train.max_time", "train.max_steps"):
+        log.info("stopping: %s reached", reason)
+    elif reason == "train.patience":
+        log.info("stopping early: no better val %s in %d validations (train.patience)", label, t.patience)
+    if p.validated_at != p.step:
+        validate_and_save(run)
+    if run.metrics is not None:
+        run.metrics.close()
+    best = None
+    if run.machine.dist.is_main:
+        record_default_model(files.root)
+        best = best_record(read_metrics(files.metrics), t.metric, p.step) if files.metrics.exists() else None
+    shown = "none yet" if p.best_score is None else f"{p.best_score:.2f}"
+    log.info("done: %d steps in %.1f s, best val %s %s -> %s", p.step, p.elapsed, label, shown, files.best)
+    return TrainResult(files.root, p, best)

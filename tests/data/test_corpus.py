@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from seq2seq.config import DataConfig
 from seq2seq.data.corpus import decode_lines, iter_pairs, load_corpus, read_lines, read_pairs
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import build_vocabs
@@ -95,8 +96,9 @@ def test_crlf_and_bom_read_as_the_clean_file(tmp_path, style):
         assert list(iter_pairs(paths, chunk_size=1)) == expected
     assert read_lines(tmp_path / "d.en") == read_lines(tmp_path / "clean.en") == decode_lines((tmp_path / "d.en").read_bytes(), "-")
     tok = Tokenizer()
-    assert build_vocabs(load_corpus(str(tmp_path / "d"), "parallel", "en", "de", "train"), tok, 1, None, True) == build_vocabs(
-        load_corpus(clean, "parallel", "en", "de", "train"), tok, 1, None, True
+    corpora = (DataConfig(train=train, format="parallel", src_lang="en", tgt_lang="de") for train in (str(tmp_path / "d"), clean))
+    assert build_vocabs(load_corpus(next(corpora), "train"), tok, 1, None, True) == build_vocabs(
+        load_corpus(next(corpora), "train"), tok, 1, None, True
     )
 
 
@@ -110,7 +112,7 @@ def test_line_end_rules_exactly():
 def test_pair_with_an_empty_side_is_dropped_as_a_pair(tmp_path, caplog):
     prefix = write_corpus(tmp_path, "e", [("a", "x"), ("", "y"), ("b", ""), ("c", "z")])
     with caplog.at_level(logging.INFO, logger="seq2seq"):
-        pairs = load_corpus(prefix, "parallel", "en", "de", "train")
+        pairs = load_corpus(DataConfig(train=prefix, src_lang="en", tgt_lang="de"), "train")
     assert pairs == [("a", "x"), ("c", "z")]  # alignment kept: never one side only
     assert "dropped 2 of 4" in caplog.text
 

@@ -55,7 +55,7 @@ def test_shards_give_the_text_paths_examples_and_batches(tmp_path: Path, fmt: st
     cfg = make_config(tmp_path, write_corpus(tmp_path, fmt))
     d = cfg.data
     result = preprocess(cfg, tmp_path / "run", workers=workers, quiet=True, chunk_size=4)  # several chunks, out of order
-    pairs = load_corpus(d.train, d.format, d.src_lang, d.tgt_lang, "train")
+    pairs = load_corpus(d, "train")
     src_vocab, tgt_vocab = build_vocabs(pairs, tokenizer_for(cfg), d.min_freq, d.max_size, d.shared_vocab)
     examples = encode_pairs(pairs, Encoder(tokenizer_for(cfg), src_vocab), Encoder(tokenizer_for(cfg), tgt_vocab), d.max_len)
     assert 0 < len(examples) < len(pairs) < len(SRC)  # both filters dropped something
@@ -124,7 +124,7 @@ def test_shards_tokenize_each_side_at_its_level(tmp_path: Path) -> None:
     assert "H" in src_vocab.stoi and "Hello," not in src_vocab.stoi  # characters
     assert "Hello," not in tgt_vocab.stoi and "Hallo," in tgt_vocab.stoi and "Hallo" not in tgt_vocab.stoi  # whitespace pieces
     d = cfg.data
-    pairs = load_corpus(d.train, d.format, d.src_lang, d.tgt_lang, "train")
+    pairs = load_corpus(d, "train")
     src_tok, tgt_tok = plain_tokenizers(d)
     examples = encode_pairs(pairs, Encoder(src_tok, src_vocab), Encoder(tgt_tok, tgt_vocab), d.max_len)
     dataset = shards.dataset()

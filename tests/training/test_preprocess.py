@@ -36,7 +36,7 @@ def test_preprocess_reports_bad_corpora(tmp_path: Path) -> None:
         preprocess(cfg, tmp_path / "run", workers=2, quiet=True, chunk_size=4)
     (tmp_path / "train.de").write_bytes(b"\n".join(t.encode() for t in TGT[:5]) + b"\n\xff\n" + b"\n".join(t.encode() for t in TGT[6:]))
     with pytest.raises(DataError) as from_text:
-        load_corpus(cfg.data.train, cfg.data.format, cfg.data.src_lang, cfg.data.tgt_lang, "train")
+        load_corpus(cfg.data, "train")
     with pytest.raises(DataError) as from_preprocess:
         preprocess(cfg, tmp_path / "run", workers=2, quiet=True, chunk_size=4)
     offset = len("\n".join(TGT[:5]).encode()) + 1  # of the bad byte, in the file: the same text on both paths

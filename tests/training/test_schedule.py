@@ -84,22 +84,35 @@ def test_cosine_decays_over_the_planned_steps_by_default() -> None:
     assert s.lr_at(200) == pytest.approx(0.0, abs=1e-12) and s.lr_at(105) == pytest.approx(5e-4)
 
 
+def stopped_after(stop: EarlyStopping, scores: list[float]) -> list[bool]:
+    """`stop.stopped` after each validation score in turn."""
+    flags = []
+    for score in scores:
+        stop.update(score)
+        flags.append(stop.stopped)
+    return flags
+
+
 @pytest.mark.parametrize("patience", [1, 2, 3])
 def test_early_stopping_stops_after_patience_validations_without_gain(patience: int) -> None:
     stream = [20.0, 21.0, 21.0, 22.5, 22.0, 22.5, 22.4, 22.5, 22.1, 30.0]
-    stop = EarlyStopping(patience)
-    stopped_at = next((i for i, bleu in enumerate(stream) if stop.update(bleu)), None)
+    stopped_at = stopped_after(EarlyStopping(patience), stream).index(True)
     # Without gain after 22.5 (index 3): indices 4, 5, 6, ... ; equal is no gain.
     assert stopped_at == {1: 2, 2: 5, 3: 6}[patience]
-    assert stop.stopped
+
+
+def test_error_rates_improve_downwards() -> None:
+    """train.metric cer or wer: a lower score is the gain, for early stopping as for the plateau schedule."""
+    assert stopped_after(EarlyStopping(2, "cer"), [30.0, 25.0, 26.0, 24.0, 24.0, 24.5]) == [False] * 5 + [True]
+    assert stopped_after(EarlyStopping(2, "chrf"), [30.0, 25.0, 26.0]) == [False, False, True]
+    plateau = LRSchedule("plateau", 1.0, 0, 0.0, 0.5, 1, None, metric="wer")
+    assert [plateau.on_validation(x) for x in (40.0, 35.0, 36.0)] == [False, False, True]
 
 
 def test_early_stopping_off_never_stops_and_state_round_trips() -> None:
-    never = EarlyStopping(None)
-    assert not any(never.update(1.0) for _ in range(50))
+    assert not any(stopped_after(EarlyStopping(None), [1.0] * 50))
     a = EarlyStopping(3)
-    for bleu in [5, 6, 6]:
-        a.update(bleu)
+    stopped_after(a, [5, 6, 6])
     b = EarlyStopping(3)
     b.load_state_dict(a.state_dict())
-    assert [b.update(x) for x in [6, 6, 6]] == [a.update(x) for x in [6, 6, 6]] == [False, True, True]
+    assert stopped_after(b, [6, 6, 6]) == stopped_after(a, [6, 6, 6]) == [False, True, True]

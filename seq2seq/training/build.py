@@ -1,0 +1,131 @@
+"""What a run is built from, one small function each, each returning what it built: the machine (processes, device,
+precision), the corpora, the data (vocabularies, tokenizers, examples, batches), the model and the schedule.
+`trainer.train` calls them in order and then loops."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from seq2seq.config import Config, TrainConfig, dump_config
+from seq2seq.data import shards
+from seq2seq.data.batch import BucketSampler, Encoder, encode_pairs, example_lengths
+from seq2seq.data.corpus import Pair, load_corpus
+from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.data.vocab import Vocab
+from seq2seq.device import keep_freed_memory, resolve_device, resolve_precision
+from seq2seq.files import atomic_write_text
+from seq2seq.model.network import Seq2Seq
+from seq2seq.training import distributed
+from seq2seq.training.rundir import RunFiles, load_or_build_tokenizers, load_or_build_vocabs
+from seq2seq.training.schedule import LRSchedule
+
+log = logging.getLogger("seq2seq")
+
+
+@dataclass(frozen=True)
+class Machine:
+    """Where this process trains: its place among the processes, its device and its precision."""
+
+    dist: distributed.DistContext
+    device: torch.device
+    precision: str
+
+
+def setup_machine(t: TrainConfig) -> Machine:
+    """Join the process group under torchrun; threads, the allocator and the precision as configured."""
+    dist = distributed.init(resolve_device(t.device))  # a single process unless torchrun started us
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    if dist.device.type == "cpu":
+        keep_freed_memory()
+    return Machine(dist, dist.device, resolve_precision(t.precision, dist.device))
+
+
+@dataclass(frozen=True)
+class Corpora:
+    """The inputs, read before anything is written: a wrong path leaves no run directory behind."""
+
+    shard_set: shards.Shards | None  # made by `seq2seq preprocess`; None: the training text is read
+    train_pairs: list[Pair] | None  # None when the shards hold the training data
+    valid_pairs: list[Pair]
+
+
+def read_corpora(cfg: Config, files: RunFiles) -> Corpora:
+    shard_set = shards.open_shards(files.root, cfg)
+    train_pairs = load_corpus(cfg.data, "train") if shard_set is None else None
+    return Corpora(shard_set, train_pairs, load_corpus(cfg.data, "valid"))
+
+
+@dataclass(frozen=True)
+class Data:
+    """Vocabularies, tokenizers and their encoders; the training examples and their batches; the validation pairs."""
+
+    src_vocab: Vocab
+    tgt_vocab: Vocab
+    src_tokenizer: Tokenizer
+    tgt_tokenizer: Tokenizer
+    src_enc: Encoder
+    tgt_enc: Encoder
+    examples: Sequence[Any]  # (source ids, target ids) pairs, in memory or memory-mapped from shards
+    sampler: BucketSampler
+    valid_pairs: list[Pair]
+
+
+def build_data(cfg: Config, files: RunFiles, corpora: Corpora, dist: distributed.DistContext, progress: bool) -> Data:
+    """Vocabularies and tokenizers (built once, by rank 0, and handed to every rank), examples and batches."""
+    shard_set, train_pairs = corpora.shard_set, corpora.train_pairs
+
+    def vocabs() -> tuple[Vocab, Vocab]:
+        if shard_set is not None:
+            shard_set.restore_vocabs(files.src_vocab, files.tgt_vocab)
+        return load_or_build_vocabs(cfg, files, train_pairs, not progress)
+
+    src_vocab, tgt_vocab = distributed.on_main(vocabs, dist)
+    if dist.is_main:
+        atomic_write_text(files.config, dump_config(cfg))
+
+    def tokenizers() -> tuple[dict[str, Any], dict[str, Any]]:
+        src_tok, tgt_tok = load_or_build_tokenizers(cfg, files)
+        return src_tok.to_dict(), tgt_tok.to_dict()
+
+    src_dict, tgt_dict = distributed.on_main(tokenizers, dist)  # rank 0's sentencepiece models reach every rank
+    src_tokenizer, tgt_tokenizer = Tokenizer.from_dict(src_dict), Tokenizer.from_dict(tgt_dict)
+    src_enc, tgt_enc = Encoder(src_tokenizer, src_vocab), Encoder(tgt_tokenizer, tgt_vocab)
+    examples: Sequence[Any]
+    if shard_set is not None:
+        shard_set.check_vocabs(src_vocab, tgt_vocab)
+        examples = shard_set.dataset()
+        lengths = examples.lengths()  # type: ignore[attr-defined]
+        log.info("training data: %s (%d examples)", shard_set.files.root, len(examples))
+    else:
+        assert train_pairs is not None
+        examples = encode_pairs(train_pairs, src_enc, tgt_enc, max_len=cfg.data.max_len)
+        lengths = example_lengths(examples)
+    t = cfg.train
+    sampler = BucketSampler(
+        *lengths, batch_size=t.batch_size, max_tokens=t.max_tokens, seed=t.seed, rank=dist.rank, world_size=dist.world_size
+    )
+    return Data(src_vocab, tgt_vocab, src_tokenizer, tgt_tokenizer, src_enc, tgt_enc, examples, sampler, corpora.valid_pairs)
+
+
+def build_model(cfg: Config, data: Data, machine: Machine) -> Seq2Seq:
+    """The network on its device (it picks its Bahdanau training loop itself: `Seq2Seq.uses_fast_bahdanau`)."""
+    return Seq2Seq(cfg.model, len(data.src_vocab), len(data.tgt_vocab)).to(machine.device)
+
+
+def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW when train.weight_decay is set, else Adam, at train.lr."""
+    if t.weight_decay > 0:
+        return torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=t.lr)
+
+
+def build_schedule(t: TrainConfig, batches_per_epoch: int) -> LRSchedule:
+    """The learning-rate schedule, its horizon planned from train.epochs and train.max_steps (a resume keeps the
+    horizon it saved: see LRSchedule)."""
+    planned = t.epochs * batches_per_epoch
+    return LRSchedule.from_config(t, min(planned, t.max_steps or planned))

@@ -1,0 +1,96 @@
+"""Validation and the best checkpoints: score the validation set, read train.metric from the scores, and keep the k
+best validations as ckpt-STEP.pt (best.pt itself is written by the loop, which knows the run's best).
+
+The metric is higher-is-better (bleu, chrf, exact_match) or an error rate (cer, wer), lower-is-better:
+`schedule.improves` is the one place that decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Sequence
+
+import torch
+
+from seq2seq.config import DecodeConfig
+from seq2seq.data.batch import Encoder
+from seq2seq.data.corpus import Pair
+from seq2seq.decode.evaluate import Scores, evaluate
+from seq2seq.errors import ConfigError
+from seq2seq.model.checkpoint import Checkpoint
+from seq2seq.model.network import Seq2Seq
+from seq2seq.training.rundir import RunFiles
+from seq2seq.training.schedule import LOWER_IS_BETTER, improves
+
+METRIC_LABELS = {"bleu": "BLEU", "chrf": "chrF", "exact_match": "exact match", "cer": "CER", "wer": "WER"}
+EXTRA_SCORES = ("exact_match", "cer", "wer")  # recorded when decode/evaluate computes them
+
+
+def metric_label(metric: str) -> str:
+    """How the log and the CLI name a metric: `bleu` -> `BLEU`."""
+    return METRIC_LABELS.get(metric, metric)
+
+
+def validation_scores(
+    model: Seq2Seq, pairs: Sequence[Pair], src: Encoder, tgt: Encoder, device: torch.device, precision: str,
+    decode_cfg: DecodeConfig, progress: bool,
+) -> Scores:
+    """Greedy decoding of the validation set, whatever decode.beam_size says (a beam would cost k times as much)."""
+    return evaluate(model, pairs, src, tgt, device, precision, replace(decode_cfg, beam_size=1), progress=progress)
+
+
+def metric_value(scores: Scores, metric: str) -> float:
+    """The score of `metric` (train.metric) in `scores`."""
+    value = getattr(scores, metric, None)
+    if value is None:
+        raise ConfigError(f"train.metric: {metric} is not computed by this version's evaluation")
+    return float(value)
+
+
+def validation_record(scores: Scores, step: int, epoch: int, tgt_tokens: int, elapsed: float) -> dict[str, Any]:
+    """The metrics.jsonl record of one validation (`epoch`: the one just trained, 1-based)."""
+    record: dict[str, Any] = {
+        "step": step, "epoch": epoch, "val_loss": scores.loss, "val_ppl": scores.ppl,
+        "val_bleu": scores.bleu, "val_chrf": scores.chrf,
+    }
+    for name in EXTRA_SCORES:
+        if getattr(scores, name, None) is not None:
+            record[f"val_{name}"] = getattr(scores, name)
+    record["tgt_tokens"], record["elapsed"] = tgt_tokens, elapsed
+    return record
+
+
+def best_record(records: list[dict[str, Any]], metric: str, up_to: int) -> dict[str, Any] | None:
+    """The first validation record up to step `up_to` with the best `val_<metric>` (None: no validation yet)."""
+    best = None
+    for record in records:
+        value = record.get(f"val_{metric}")
+        if isinstance(value, (int, float)) and record["step"] <= up_to:
+            if best is None or improves(value, best[f"val_{metric}"], metric):
+                best = record
+    return best
+
+
+class KeptBest:
+    """train.keep_best > 1: the k best validations as ckpt-STEP.pt (weights only), best first; on a tie the
+    earlier step stays ahead. The list travels in the checkpoint ("kept_best": [{"step", "score"}])."""
+
+    def __init__(self, files: RunFiles, k: int, metric: str, kept: Sequence[dict[str, Any]] = ()):
+        self.files, self.k, self.metric = files, k, metric
+        # checkpoints written before train.metric kept {"step", "val_bleu"}
+        self.kept = [{"step": int(r["step"]), "score": float(r.get("score", r.get("val_bleu", 0.0)))} for r in kept]
+
+    def offer(self, step: int, score: float, state: Checkpoint) -> None:
+        """Save `state` as ckpt-STEP.pt when `score` is among the k best; drop the one it displaces."""
+        if self.k < 2 or (len(self.kept) >= self.k and not improves(score, self.kept[-1]["score"], self.metric)):
+            return
+        state.write(self.files.kept(step))
+        self.kept.append({"step": step, "score": score})
+        sign = 1.0 if self.metric in LOWER_IS_BETTER else -1.0
+        self.kept.sort(key=lambda r: sign * r["score"])  # stable: on a tie the earlier step stays ahead
+        for dropped in self.kept[self.k :]:
+            self.files.kept(dropped["step"]).unlink(missing_ok=True)
+        del self.kept[self.k :]
+
+    def state(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.kept]
