@@ -96,7 +96,7 @@ def fake_state(step: int) -> dict:
     """A minimal checkpoint dict (not a model's): what save_checkpoint and load_checkpoint need, its weight `step`."""
     return {
         "config": {}, "src_vocab": list(SPECIALS), "tgt_vocab": list(SPECIALS), "tokenizer": {"level": "word", "lowercase": False},
-        "model": {"w": torch.full((3,), float(step))}, "step": step,
+        "tgt_tokenizer": {"level": "word", "lowercase": False}, "model": {"w": torch.full((3,), float(step))}, "step": step,
     }
 
 

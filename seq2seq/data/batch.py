@@ -95,9 +95,6 @@ class Batch(NamedTuple):
         non_blocking = device.type == "cuda"
         return Batch(*(t.to(device, non_blocking=non_blocking) for t in self))
 
-    def pin_memory(self) -> "Batch":
-        return Batch(*(t.pin_memory() for t in self))
-
 
 def pad(seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad id sequences with PAD. Returns ids (B, L) and lengths (B,)."""
@@ -149,7 +146,6 @@ class BucketSampler:
         tgt_lengths: Sequence[int],
         batch_size: int,
         max_tokens: int | None = None,
-        shuffle: bool = True,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
@@ -159,7 +155,6 @@ class BucketSampler:
         self.tgt_lengths = np.asarray(tgt_lengths, dtype=np.int64)
         self.batch_size = batch_size
         self.max_tokens = max_tokens
-        self.shuffle = shuffle
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
@@ -169,7 +164,7 @@ class BucketSampler:
         n = len(self.src_lengths)
         if n == 0:
             return []
-        noise = np.fromiter((rng.random() for _ in range(n)), dtype=np.float64, count=n) if self.shuffle else np.arange(n)
+        noise = np.fromiter((rng.random() for _ in range(n)), dtype=np.float64, count=n)
         order = np.lexsort((noise, self.src_lengths, self.tgt_lengths))  # by target length, then source length, then noise
         if self.max_tokens is None:
             starts = list(range(0, n, self.batch_size))
@@ -182,8 +177,7 @@ class BucketSampler:
                 count += 1
                 longest = max(longest, size)
         batches: list[list[int]] = [part.tolist() for part in np.split(order, starts[1:])]
-        if self.shuffle:
-            rng.shuffle(batches)
+        rng.shuffle(batches)
         if self.world_size > 1:
             if len(batches) < self.world_size:
                 raise DataError(f"the training data makes {len(batches)} batches, fewer than the {self.world_size} processes: use a smaller batch size")

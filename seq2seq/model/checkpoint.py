@@ -6,8 +6,7 @@ of plain tensors, dicts, lists, strings and numbers (nothing is ever unpickled):
     format, format_version       "seq2seq-checkpoint", 1
     config                       the resolved Config, as `config_to_dict` writes it
     src_vocab, tgt_vocab         the token lists of both vocabularies
-    tokenizer, tgt_tokenizer     `Tokenizer.to_dict()` of each side (a sentencepiece model as a uint8 tensor);
-                                 files written before per-side subword models hold only `tokenizer`, for both
+    tokenizer, tgt_tokenizer     `Tokenizer.to_dict()` of each side (a sentencepiece model as a uint8 tensor)
     model                        the Seq2Seq state_dict
     step                         updates trained
     scores                       best.pt and ckpt-STEP.pt: the validation record that chose them
@@ -44,9 +43,9 @@ if TYPE_CHECKING:
 FORMAT = "seq2seq-checkpoint"
 FORMAT_VERSION = 1
 DEFAULT_MODEL_FILE = Path("runs") / "latest"  # holds the path of the last trained run directory
-REQUIRED_KEYS = ("config", "src_vocab", "tgt_vocab", "tokenizer", "model", "step")
+REQUIRED_KEYS = ("config", "src_vocab", "tgt_vocab", "tokenizer", "tgt_tokenizer", "model", "step")
 RESUME_KEYS = ("optimizer", "progress", "rng")  # a checkpoint without them decodes but cannot resume a run
-_LAYOUT_KEYS = ("format", "format_version", *REQUIRED_KEYS, "tgt_tokenizer", "scores", "averaged_from")
+_LAYOUT_KEYS = ("format", "format_version", *REQUIRED_KEYS, "scores", "averaged_from")
 
 
 @dataclass(eq=False)  # identity: comparing weights tensor by tensor is no `==`
@@ -81,8 +80,7 @@ class Checkpoint:
             config = config_from_dict(state["config"])
             src_vocab, tgt_vocab = Vocab(state["src_vocab"]), Vocab(state["tgt_vocab"])
             src_tokenizer = Tokenizer.from_dict(state["tokenizer"])
-            # Checkpoints before per-side subword models hold one tokenizer for both sides.
-            tgt_tokenizer = Tokenizer.from_dict(state["tgt_tokenizer"]) if "tgt_tokenizer" in state else src_tokenizer
+            tgt_tokenizer = Tokenizer.from_dict(state["tgt_tokenizer"])
             step = int(state["step"])
         except (ConfigError, DataError, KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{where}: inconsistent checkpoint: {e}") from None

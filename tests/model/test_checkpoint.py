@@ -124,13 +124,13 @@ def test_a_checkpoint_reads_and_writes_the_layout_unchanged(tmp_path):
     assert not model.training and all(torch.equal(v, ckpt.weights[k]) for k, v in model.state_dict().items())
 
 
-def test_an_old_checkpoint_with_one_tokenizer_uses_it_for_both_sides(tmp_path):
+def test_a_checkpoint_without_a_target_tokenizer_is_refused_by_name(tmp_path):
+    """Format version 1 holds both sides' tokenizers; no shim reads a file with one as if it were another layout."""
     state = trained_state(with_training=False)
     del state["tgt_tokenizer"]
     save_checkpoint(tmp_path / "old.pt", state)
-    ckpt = Checkpoint.read(tmp_path / "old.pt")
-    assert ckpt.tgt_tokenizer == ckpt.src_tokenizer and ckpt.training == {} and ckpt.scores is None
-    assert load_checkpoint(tmp_path / "old.pt").keys() == state.keys() | {"format", "format_version"}
+    with pytest.raises(CheckpointError, match="old.pt: checkpoint lacks tgt_tokenizer"):
+        Checkpoint.read(tmp_path / "old.pt")
 
 
 @pytest.mark.parametrize(

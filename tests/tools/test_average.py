@@ -28,7 +28,7 @@ def checkpoint(path: Path, seed: int, vocab: list[str] | None = None) -> dict:
     tgt = vocab or list(SPECIALS) + [f"t{i}" for i in range(21)]
     state = {
         "config": config_to_dict(cfg), "src_vocab": src, "tgt_vocab": tgt, "tokenizer": Tokenizer().to_dict(),
-        "model": model.state_dict(), "step": seed,
+        "tgt_tokenizer": Tokenizer().to_dict(), "model": model.state_dict(), "step": seed,
     }
     save_checkpoint(path, state)
     return state
