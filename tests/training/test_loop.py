@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from seq2seq.config import load_config
+from seq2seq.model.checkpoint import Checkpoint
 from seq2seq.training.metrics import read_metrics
 from seq2seq.training.schedule import LRSchedule
 from seq2seq.training.trainer import train
@@ -54,3 +55,20 @@ def test_no_progress_bar_frames_when_stderr_is_not_a_terminal(tmp_path, monkeypa
     err = capsys.readouterr().err
     assert "\r" not in err  # no bar refreshes (pytest's stderr is no terminal)
     assert "step 3: val loss" in err and "done:" in err  # the plain log lines stay
+
+
+@pytest.mark.parametrize("metric", ["chrf", "cer"])
+def test_best_and_the_k_best_follow_train_metric(tmp_path, monkeypatch, metric):
+    """best.pt is the first validation with the best val_<metric>, ckpt-STEP.pt the k best: highest chrF, lowest CER."""
+    monkeypatch.chdir(tmp_path)
+    config = write_tiny_setup(tmp_path, epochs=5, n=80)
+    run = tmp_path / "run"
+    keys = [f"train.metric={metric}", "train.valid_every=2", "train.max_steps=10", "train.keep_best=2", "train.lr=0.03"]
+    result = train(load_config(config, keys), run, quiet=True)
+    validations = [r for r in read_metrics(run / "metrics.jsonl") if f"val_{metric}" in r]
+    sign = 1 if metric == "cer" else -1
+    ranked = sorted(validations, key=lambda r: sign * r[f"val_{metric}"])  # stable: the earlier step first on a tie
+    assert len({r[f"val_{metric}"] for r in validations}) > 1  # the scores moved: the choice means something
+    assert Checkpoint.read(run / "best.pt").scores["step"] == ranked[0]["step"] == result.best_scores["step"]
+    assert result.progress.best_score == ranked[0][f"val_{metric}"] and result.progress.metric == metric
+    assert sorted(p.name for p in run.glob("ckpt-*.pt")) == sorted(f"ckpt-{r['step']}.pt" for r in ranked[:2])
