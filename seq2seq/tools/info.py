@@ -34,9 +34,11 @@ def describe(path: Path) -> dict[str, Any]:
     cfg = ckpt.config
     progress = ckpt.training.get("progress") if isinstance(ckpt.training.get("progress"), dict) else {}
     scores = ckpt.scores
-    best_bleu = scores.get("val_bleu") if scores else progress.get("best_bleu")
     metric = getattr(cfg.train, "metric", "bleu")  # what best.pt follows (train.metric)
-    best = scores.get(f"val_{metric}") if scores else (best_bleu if metric == "bleu" else None)
+    # last.pt holds no scores: its progress has the run's best (best_score; best_bleu before train.metric)
+    run_best = progress.get("best_score", progress.get("best_bleu"))
+    best_bleu = scores.get("val_bleu") if scores else (run_best if metric == "bleu" else None)
+    best = scores.get(f"val_{metric}") if scores else run_best
     return finite_or_null({
         "path": str(path),
         "architecture": architecture(cfg),
