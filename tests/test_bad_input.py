@@ -229,5 +229,8 @@ def test_translate_keeps_every_line_whatever_it_holds(trained: Path):
     outputs = out.split("\n")[:-1]
     assert [o == "" for o in outputs[1:3]] == [True, True] and outputs[0] and outputs[-1]
     assert proc.stderr.splitlines() == [
-        "warning: 1 input line(s) longer than decode.max_src_len=250 tokens were truncated (line 12)"
+        "warning: 1 input line(s) longer than decode.max_src_len=250 tokens were truncated (line 12)",
+        # control characters and NUL are no words of the vocabulary (data/report.unknown_warning)
+        "warning: most tokens of 7 input line(s) are unknown to the model's source vocabulary (line 4, 5, 6, 7, 10, ...): "
+        "is the input written and tokenized as in training?",
     ]
