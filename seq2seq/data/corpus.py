@@ -163,16 +163,36 @@ def read_parallel_files(src_path: Path, tgt_path: Path) -> list[Pair]:
 
 
 def corpus_paths(spec: str, fmt: str, src_lang: str, tgt_lang: str) -> list[Path]:
-    """The files behind a corpus spec: [PREFIX.SRC, PREFIX.TGT] (each possibly .gz) or [TSV]."""
+    """The files behind a corpus spec: [PREFIX.SRC, PREFIX.TGT] (each possibly .gz) or [TSV].
+
+    A missing file where the spec looks like the other format is a DataError with a hint (`format_hint`).
+    """
     if fmt == "tsv":
-        return [Path(spec)]
-    paths = []
-    for lang in (src_lang, tgt_lang):
-        path = Path(f"{spec}.{lang}")
-        if not path.exists() and Path(f"{path}.gz").exists():
-            path = Path(f"{path}.gz")
-        paths.append(path)
+        paths = [Path(spec)]
+    else:
+        paths = []
+        for lang in (src_lang, tgt_lang):
+            path = Path(f"{spec}.{lang}")
+            if not path.exists() and Path(f"{path}.gz").exists():
+                path = Path(f"{path}.gz")
+            paths.append(path)
+    missing = next((path for path in paths if not path.exists()), None)
+    hint = format_hint(spec, fmt, src_lang, tgt_lang) if missing is not None else None
+    if hint is not None:
+        raise DataError(f"{missing}: file not found; {hint}")
     return paths
+
+
+def format_hint(spec: str, fmt: str, src_lang: str, tgt_lang: str) -> str | None:
+    """What to set when `spec` looks like a corpus of the other format than `fmt` (None: it does not)."""
+    if fmt != "tsv" and (Path(spec).is_file() or spec.endswith((".tsv", ".tsv.gz"))):
+        return f"{spec} looks like a TSV file, and data.format is {fmt}: set data.format: tsv (or --set data.format=tsv)"
+    if fmt == "tsv" and any(Path(f"{spec}.{lang}{gz}").exists() for lang in (src_lang, tgt_lang) for gz in ("", ".gz")):
+        return (
+            f"{spec}.{src_lang} / {spec}.{tgt_lang} look like parallel files, and data.format is tsv: "
+            "set data.format: parallel (or --set data.format=parallel)"
+        )
+    return None
 
 
 def corpus_name(paths: Sequence[str | Path]) -> str:

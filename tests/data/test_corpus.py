@@ -128,3 +128,21 @@ def test_reading_keeps_every_line(lines, crlf):
         # only the line end goes (and, with \n endings, a \r just before it; a BOM opening the file)
         stripped = wrote[:-1] if not crlf and wrote.endswith("\r") else wrote
         assert got in (stripped, stripped.removeprefix("\ufeff"))
+
+
+def test_a_path_of_the_other_format_gets_a_hint(tmp_path) -> None:
+    from seq2seq.data.corpus import corpus_paths
+
+    (tmp_path / "good.tsv").write_text("a\tb\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"good.tsv.src: file not found; .*good.tsv looks like a TSV file.*data.format: tsv"):
+        corpus_paths(str(tmp_path / "good.tsv"), "parallel", "src", "tgt")
+    with pytest.raises(DataError, match="looks like a TSV file"):  # by its name, even where it does not exist
+        corpus_paths(str(tmp_path / "other.tsv.gz"), "parallel", "src", "tgt")
+    (tmp_path / "par.en").write_text("a\n", encoding="utf-8")
+    (tmp_path / "par.de").write_text("b\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"par: file not found; .*par.en / .*par.de look like parallel files.*data.format: parallel"):
+        corpus_paths(str(tmp_path / "par"), "tsv", "en", "de")
+    # the right format, or no sign of the other one: no error here (a missing file is open_corpus's to name)
+    assert corpus_paths(str(tmp_path / "par"), "parallel", "en", "de") == [tmp_path / "par.en", tmp_path / "par.de"]
+    assert corpus_paths(str(tmp_path / "good.tsv"), "tsv", "en", "de") == [tmp_path / "good.tsv"]
+    assert corpus_paths(str(tmp_path / "nothing"), "parallel", "en", "de") == [tmp_path / "nothing.en", tmp_path / "nothing.de"]
