@@ -91,7 +91,8 @@ def train(
 
 @app.command("build-vocab")
 def build_vocab(config: Path = ConfigOpt, overrides: Optional[List[str]] = SetOpt) -> None:
-    """Build the source and target vocabularies into the run directory (train does this when they are missing).
+    """Build the source and target vocabularies into the run directory (train does this when they are missing), and
+    print the data report: pairs read and dropped, unknown tokens in the validation data, length-ratio outliers, leakage.
 
     Example: seq2seq build-vocab --config configs/demo.yaml
     """
@@ -105,6 +106,11 @@ def build_vocab(config: Path = ConfigOpt, overrides: Optional[List[str]] = SetOp
         raise ConfigError(f"{files.root} already holds vocabularies; remove them or use another train.run_dir")
     src, tgt = load_or_build_vocabs(cfg, files)
     typer.echo(f"{files.src_vocab}: {len(src)} types; {files.tgt_vocab}: {len(tgt)} types")
+    from seq2seq.data.report import Side, corpus_report
+    from seq2seq.training.rundir import load_or_build_tokenizers
+
+    src_tok, tgt_tok = load_or_build_tokenizers(cfg, files)
+    typer.echo("data report:\n" + "".join(f"  {line}\n" for line in corpus_report(cfg.data, Side(src_tok, src), Side(tgt_tok, tgt))), nl=False)
 
 
 @app.command("eval")
