@@ -135,12 +135,14 @@ CASES = [
     Case("unknown-command", ["trian", "--config", "tiny.yaml"], ("No such command 'trian'",)),
     Case("input-is-directory", ["translate", "--model", "run", "--input", "run"], ("run: is a directory, expected a text file",)),
     Case("input-not-utf8", ["translate", "--model", "run", "--input", "in.txt"], ("in.txt:2: not valid UTF-8 (byte 0xff",), lambda d: write(d / "in.txt", b"fine\nbad \xff\n")),
-    Case("text-and-input", ["translate", "--model", "run", "--input", "toy.en", "hi"], ("'--input'", "give TEXT or --input, not both")),
-    Case("eval-unknown-split", ["eval", "--model", "run", "--split", "train"], ("'--split'", "'train' is not one of val, test")),
-    Case("eval-src-without-ref", ["eval", "--model", "run", "--src", "toy.en"], ("--src and --ref go together",)),
+    Case("text-and-input", ["translate", "--model", "run", "--input", "toy.en", "hi"], ("error: give TEXT or --input, not both",)),
+    Case("eval-unknown-split", ["eval", "--model", "run", "--split", "train"], ("error: --split: 'train' is not one of val, test",)),
+    Case("eval-src-without-ref", ["eval", "--model", "run", "--src", "toy.en"], ("error: --src and --ref go together: give both to score a file, or neither to score --split",)),
     Case("eval-misaligned", ["eval", "--model", "run", "--src", "mis.en", "--ref", "mis.de"], ("misaligned corpus: mis.en has 3 lines but mis.de has 2",), lambda d: corpus(d, "mis", ["a", "b", "c"], ["x", "y"])),
-    Case("eval-output-is-directory", ["eval", "--model", "run", "--output", "run"], ("'--output' / '-o'", "run is a directory, expected a file name")),
-    Case("eval-output-dir-missing", ["eval", "--model", "run", "--output", "no/such/dir/hyp.txt"], ("'--output' / '-o'", "directory no/such/dir does not exist")),
+    Case("eval-output-is-directory", ["eval", "--model", "run", "--output", "run"], ("error: --output: run is a directory, expected a file name",)),
+    Case("eval-output-dir-missing", ["eval", "--model", "run", "--output", "no/such/dir/hyp.txt"], ("error: --output: directory no/such/dir does not exist",)),
+    Case("nbest-above-beam", ["translate", "--model", "run", "--beam", "2", "--nbest", "3", "hi"], ("error: --nbest 3 needs --beam 3 or more",)),
+    Case("nbest-with-attention", ["translate", "--model", "run", "--nbest", "2", "--attention", "-", "hi"], ("error: --attention shows one translation per input; leave out --nbest",)),
 ]
 
 

@@ -133,11 +133,11 @@ def evaluate(
     from seq2seq.model.checkpoint import resolve_model_path
 
     if split not in ("val", "test"):
-        raise typer.BadParameter(f"{split!r} is not one of val, test", param_hint="'--split'")
+        raise ConfigError(f"--split: {split!r} is not one of val, test")
     if (src is None) != (ref is None):
-        raise typer.BadParameter("--src and --ref go together", param_hint="'--src' / '--ref'")
+        raise ConfigError("--src and --ref go together: give both to score a file, or neither to score --split")
     if output is not None:
-        _check_output_path(output, "'--output' / '-o'")  # now, not after the decoding
+        _check_output_path(output, "--output")  # now, not after the decoding
     check_quantize(quantize)
     resolve_model_path(model)  # a wrong --model fails before torch is imported (seconds)
     from seq2seq.decode.evaluate import evaluate as run_eval, load_split
@@ -168,17 +168,17 @@ def evaluate(
     typer.echo(f"loss / ppl   {scores.loss:.4f} / {scores.ppl:.2f}  (per real target token)")
 
 
-def _check_output_path(path: Path, hint: str) -> None:
-    """Fail before the work, not after it, when `path` cannot be written."""
+def _check_output_path(path: Path, option: str) -> None:
+    """Fail before the work, not after it, when `path` (given as `option`) cannot be written."""
     if path.is_dir():
-        raise typer.BadParameter(f"{path} is a directory, expected a file name", param_hint=hint)
+        raise ConfigError(f"{option}: {path} is a directory, expected a file name")
     if not path.parent.is_dir():
-        raise typer.BadParameter(f"directory {path.parent} does not exist", param_hint=hint)
+        raise ConfigError(f"{option}: directory {path.parent} does not exist")
 
 
 def _read_inputs(texts: Optional[List[str]], input_file: Optional[Path]) -> list[str]:
     if texts and input_file is not None:
-        raise typer.BadParameter("give TEXT or --input, not both", param_hint="'--input'")
+        raise ConfigError("give TEXT or --input, not both")
     if texts:
         return [line for text in texts for line in (text.split("\n") if text else [""])]
     from seq2seq.data.corpus import decode_lines, read_lines
@@ -237,9 +237,9 @@ def translate(
     interactive = not texts and input_file is None and sys.stdin.isatty()
     lines = [] if interactive else _read_inputs(texts, input_file)
     if beam is not None and nbest > beam:
-        raise typer.BadParameter(f"--nbest {nbest} needs --beam {nbest} or more", param_hint="'--nbest'")
+        raise ConfigError(f"--nbest {nbest} needs --beam {nbest} or more")
     if nbest > 1 and attention is not None:
-        raise typer.BadParameter("--attention shows one translation per input; leave out --nbest", param_hint="'--nbest'")
+        raise ConfigError("--attention shows one translation per input; leave out --nbest")
     from seq2seq.model.export_format import is_export
 
     if is_export(model):  # an export (seq2seq export) decodes on onnxruntime; torch is never imported
