@@ -182,7 +182,8 @@ class RequestLog:
             self.state.batcher.open_requests -= 1
             self.state.requests += 1
             ms = (time.perf_counter() - start) * 1000
-            log.info("%s %s %s %d sentences %.1f ms", scope["method"], scope["path"], info["status"], info["sentences"], ms)
+            n = info["sentences"]
+            log.info("%s %s %s %d %s %.1f ms", scope["method"], scope["path"], info["status"], n, "sentence" if n == 1 else "sentences", ms)
 
 
 def build_app(state: ServeState) -> Starlette:

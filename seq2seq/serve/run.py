@@ -97,6 +97,10 @@ def _setup_logging() -> None:
     log.propagate = False
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def _url(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
@@ -150,4 +154,7 @@ def serve(
     )
     server.run(sockets=[sock])
     how = signal.Signals(stopped_by[0]).name if stopped_by else "the server"
-    log.info("stopped by %s after %d requests (%d sentences in %d batches)", how, state.requests, batcher.sentences, batcher.batches)
+    log.info(
+        "stopped by %s after %s (%s in %s)", how, _count(state.requests, "request", "requests"),
+        _count(batcher.sentences, "sentence", "sentences"), _count(batcher.batches, "batch", "batches"),
+    )

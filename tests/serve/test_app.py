@@ -416,11 +416,13 @@ def test_quantize_int8_is_passed_to_the_translator(tiny_run: Path):
         assert translate(s.port, {"text": ["I love you"]})[0]["output"]
     finally:
         assert s.stop() == 0, s.stderr()
+    assert s.lines[-1].endswith("after 2 requests (1 sentence in 1 batch)"), s.stderr()  # singular where it is one
 
 
 @needs_extra
 def test_every_request_was_logged_and_none_failed_inside(server: Server):
     health(server.port)
-    logged = [line for line in server.lines if re.fullmatch(r"(GET|POST|DELETE) \S+ \d{3} \d+ sentences \d+\.\d ms", line)]
+    logged = [line for line in server.lines if re.fullmatch(r"(GET|POST|DELETE) \S+ \d{3} (1 sentence|\d+ sentences) \d+\.\d ms", line)]
     assert len(logged) >= len(BAD_REQUESTS) + 10, server.stderr()
+    assert any(re.match(r"POST /translate 200 1 sentence \d", line) for line in logged), server.stderr()  # not "1 sentences"
     assert "Traceback" not in server.stderr() and not any(" 500 " in line for line in logged), server.stderr()
