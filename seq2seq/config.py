@@ -309,7 +309,8 @@ def read_yaml(path: str | Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         line = e.object.count(b"\n", 0, e.start) + 1
-        raise ConfigError(f"{path}:{line}: not valid UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
+        column = e.start - e.object.rfind(b"\n", 0, e.start)  # 1-based, in bytes, as data/corpus.decode_lines says it
+        raise ConfigError(f"{path}:{line}:{column}: not valid UTF-8 (byte 0x{e.object[e.start]:02x})") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
     try:

@@ -7,7 +7,7 @@ as a stream (`read_chunks` + `chunk_pairs`, which `seq2seq preprocess` runs on a
 - a UTF-8 byte order mark opening a file is dropped;
 - nothing else splits a line: a lone `\\r`, `\\x0b`, `\\x1c`, U+0085, U+2028 ... stay inside it (in a corpus
   they are whitespace, collapsed like spaces);
-- the bytes must be strict UTF-8; an error names `file:line` and the byte's offset in the file.
+- the bytes must be strict UTF-8; an error names `file:line:column` of the bad byte (the column counted in bytes).
 """
 
 from __future__ import annotations
@@ -50,17 +50,18 @@ def open_corpus(path: str | Path) -> IO[bytes]:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
-def decode_lines(raw: bytes, name: str, first_line: int = 1, offset: int = 0) -> list[str]:
+def decode_lines(raw: bytes, name: str, first_line: int = 1) -> list[str]:
     """Whole lines of a file, as bytes -> their texts without the line ends: the one place for the rules above.
 
-    `raw` is a whole file (stdin, say) or lines of one starting at line `first_line` (1-based) and byte
-    `offset`; they number the lines and place the bad byte in the file for the one-line error.
+    `raw` is a whole file (stdin, say) or whole lines of one starting at line `first_line` (1-based), which
+    numbers the lines for the one-line error.
     """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = first_line + raw.count(b"\n", 0, e.start)
-        raise DataError(f"{name}:{line}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {offset + e.start})") from None
+        column = e.start - raw.rfind(b"\n", 0, e.start)  # 1-based, in bytes from the line's start
+        raise DataError(f"{name}:{line}:{column}: not valid UTF-8 (byte 0x{raw[e.start]:02x})") from None
     if first_line == 1:
         text = text.removeprefix(BOM)
     # Split on "\n" only: str.splitlines() also splits on \r, \x1c, \u2028 ... and would misalign corpora.
@@ -76,12 +77,11 @@ class Lines:
 
     name: str  # the file, for errors
     first: int  # 1-based number of the first line
-    offset: int  # byte offset of the first line in the file
     raw: list[bytes]
 
     def decoded(self) -> list[str]:
         """(len(raw),) the lines' texts."""
-        return decode_lines(b"".join(self.raw), self.name, self.first, self.offset)
+        return decode_lines(b"".join(self.raw), self.name, self.first)
 
 
 Chunk = tuple[Lines, ...]  # the same lines of each file of a corpus: (TSV,) or (source, target)
@@ -103,9 +103,9 @@ def read_chunks(paths: Sequence[str | Path], chunk_size: int = CHUNK_LINES) -> I
     paths = [Path(p) for p in paths]
     with ExitStack() as stack:
         files = [_raw_lines(stack.enter_context(open_corpus(p)), p) for p in paths]
-        first, offsets = 1, [0] * len(paths)
+        first = 1
         while True:
-            chunk = tuple(Lines(str(p), first, o, list(islice(f, chunk_size))) for p, f, o in zip(paths, files, offsets))
+            chunk = tuple(Lines(str(p), first, list(islice(f, chunk_size))) for p, f in zip(paths, files))
             if len({len(lines.raw) for lines in chunk}) > 1:
                 n = [first - 1 + len(lines.raw) + sum(1 for _ in f) for lines, f in zip(chunk, files)]
                 raise DataError(f"misaligned corpus: {paths[0]} has {n[0]} lines but {paths[1]} has {n[1]}")
@@ -113,7 +113,6 @@ def read_chunks(paths: Sequence[str | Path], chunk_size: int = CHUNK_LINES) -> I
                 return
             yield chunk
             first += len(chunk[0].raw)
-            offsets = [o + sum(map(len, lines.raw)) for o, lines in zip(offsets, chunk)]
 
 
 def count_lines(path: Path) -> int | None:

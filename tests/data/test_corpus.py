@@ -41,16 +41,16 @@ def test_misaligned_corpus_names_both_files_and_counts(tmp_path):
 
 
 @pytest.mark.parametrize("chunk_size", [1, 2, 1000])
-def test_non_utf8_names_file_line_and_offset_in_memory_and_streaming_alike(tmp_path, chunk_size):
+def test_non_utf8_names_file_line_and_column_in_memory_and_streaming_alike(tmp_path, chunk_size):
     (tmp_path / "u.en").write_bytes(b"ok\nfine\nbad \xff byte\n")
     (tmp_path / "u.de").write_text("a\nb\nc\n", encoding="utf-8")
-    expected = f"{tmp_path / 'u.en'}:3: not valid UTF-8 (byte 0xff at offset 12)"  # 12: the byte's offset in the file
+    expected = f"{tmp_path / 'u.en'}:3:5: not valid UTF-8 (byte 0xff)"  # line 3, its 5th byte (as docs/training.md shows)
     with pytest.raises(DataError) as in_memory:
         read_pairs(str(tmp_path / "u"), "parallel", "en", "de")
     with pytest.raises(DataError) as streamed:
         list(iter_pairs([tmp_path / "u.en", tmp_path / "u.de"], chunk_size))
     assert str(in_memory.value) == str(streamed.value) == expected
-    with pytest.raises(DataError, match=r"^<stdin>:3: not valid UTF-8 \(byte 0xff at offset 12\)$"):
+    with pytest.raises(DataError, match=r"^<stdin>:3:5: not valid UTF-8 \(byte 0xff\)$"):
         decode_lines(b"ok\nfine\nbad \xff byte\n", "<stdin>")
 
 

@@ -39,6 +39,5 @@ def test_preprocess_reports_bad_corpora(tmp_path: Path) -> None:
         load_corpus(cfg.data, "train")
     with pytest.raises(DataError) as from_preprocess:
         preprocess(cfg, tmp_path / "run", workers=2, quiet=True, chunk_size=4)
-    offset = len("\n".join(TGT[:5]).encode()) + 1  # of the bad byte, in the file: the same text on both paths
-    assert str(from_preprocess.value) == str(from_text.value) == f"{tmp_path / 'train.de'}:6: not valid UTF-8 (byte 0xff at offset {offset})"
+    assert str(from_preprocess.value) == str(from_text.value) == f"{tmp_path / 'train.de'}:6:1: not valid UTF-8 (byte 0xff)"
     assert open_shards(tmp_path / "run", cfg) is None  # no header is written for a failed run
