@@ -104,7 +104,7 @@ def build_vocab(config: Path = ConfigOpt, overrides: Optional[List[str]] = SetOp
     setup_logging()
     if files.src_vocab.exists() or files.tgt_vocab.exists():
         raise ConfigError(f"{files.root} already holds vocabularies; remove them or use another train.run_dir")
-    src, tgt = load_or_build_vocabs(cfg, files)
+    src, tgt = load_or_build_vocabs(cfg, files, quiet=not sys.stderr.isatty())  # a bar only on a terminal
     typer.echo(f"{files.src_vocab}: {len(src)} types; {files.tgt_vocab}: {len(tgt)} types")
     from seq2seq.data.report import Side, corpus_report
     from seq2seq.training.rundir import load_or_build_tokenizers
