@@ -33,7 +33,7 @@ import torch
 from seq2seq.config import Config, DecodeConfig, ModelConfig, TrainConfig
 from seq2seq.data.batch import BucketSampler, Encoder, Example, collate, decoder_steps, encode_pairs, example_lengths
 from seq2seq.data.vocab import build_vocabs
-from seq2seq.data.corpus import load_corpus
+from seq2seq.data.corpus import Pair, load_corpus
 from seq2seq.device import (
     NATIVE_BF16_FEATURES, autocast, choose_precision, cpu_capabilities, cpu_has_native_bf16, describe_cpu, keep_freed_memory,
     resolve_device, resolve_precision,
@@ -129,28 +129,20 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def run_bench(
-    cfg: Config, steps: int = 30, warmup: int = 5, decode_sentences: int = 1000, beam_size: int = 5,
-    decode_warmup: int = 64, decode_model: str | Path | None = None,
-) -> dict[str, Any]:
-    """Measure everything `seq2seq bench` prints; returns one flat dict.
+@dataclass(frozen=True)
+class BenchData:
+    """What the bench trains and decodes on, built from the config's data as `train` builds it."""
 
-    Decoding speed depends on how long the outputs are, so a model trained for a few steps (which rarely says
-    <eos>) decodes slower than a trained one: `decode_model` (a run directory or checkpoint) decodes with that
-    trained model and its own tokenizer instead, in the same precision.
-    """
-    t, d = cfg.train, cfg.data
-    if t.num_threads:
-        torch.set_num_threads(t.num_threads)
-    device = resolve_device(t.device)
-    if device.type == "cpu":
-        keep_freed_memory()
-    precision = resolve_precision(t.precision, device)
-    hardware = hardware_report(device, t.precision)
-    if device.type == "cpu" and precision == "bf16" and not cpu_has_native_bf16():
-        # An emulated bf16 kernel takes about a minute per training step of the reference model: say so, measure nothing in it.
-        return {**hardware, "skipped": f"bf16 is emulated on this CPU ({describe_cpu()}): nothing measured in bf16; use precision auto or fp32"}
-    torch.manual_seed(t.seed)
+    src_enc: Encoder
+    tgt_enc: Encoder
+    examples: list[Example]  # the encoded training pairs
+    batches: list[list[int]]  # the first epoch's bucketed batches
+    eval_pairs: list[Pair]  # the test split (else valid, else train): decoded for the decoding speeds
+
+
+def bench_data(cfg: Config) -> BenchData:
+    """Read the training corpus, build its tokenizers and vocabularies, encode and bucket it; read the eval pairs."""
+    d, t = cfg.data, cfg.train
     train_pairs = load_corpus(d, "train")
     eval_pairs = load_corpus(d, "test" if d.test else "valid") if d.test or d.valid else train_pairs
     if any(level in SUBWORD_LEVELS for level in d.levels):
@@ -163,6 +155,33 @@ def run_bench(
     if not examples:
         raise DataError("data.max_len: no training pair is short enough to benchmark")
     batches = BucketSampler(*example_lengths(examples), batch_size=t.batch_size, max_tokens=t.max_tokens, seed=t.seed).batches(0)
+    return BenchData(src_enc, tgt_enc, examples, batches, eval_pairs)
+
+
+def run_bench(
+    cfg: Config, steps: int = 30, warmup: int = 5, decode_sentences: int = 1000, beam_size: int = 5,
+    decode_warmup: int = 64, decode_model: str | Path | None = None,
+) -> dict[str, Any]:
+    """Measure everything `seq2seq bench` prints; returns one flat dict.
+
+    Decoding speed depends on how long the outputs are, so a model trained for a few steps (which rarely says
+    <eos>) decodes slower than a trained one: `decode_model` (a run directory or checkpoint) decodes with that
+    trained model and its own tokenizer instead, in the same precision.
+    """
+    t = cfg.train
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    device = resolve_device(t.device)
+    if device.type == "cpu":
+        keep_freed_memory()
+    precision = resolve_precision(t.precision, device)
+    hardware = hardware_report(device, t.precision)
+    if device.type == "cpu" and precision == "bf16" and not cpu_has_native_bf16():
+        # An emulated bf16 kernel takes about a minute per training step of the reference model: say so, measure nothing in it.
+        return {**hardware, "skipped": f"bf16 is emulated on this CPU ({describe_cpu()}): nothing measured in bf16; use precision auto or fp32"}
+    torch.manual_seed(t.seed)
+    data = bench_data(cfg)
+    src_vocab, tgt_vocab, examples, batches = data.src_enc.vocab, data.tgt_enc.vocab, data.examples, data.batches
     src_pad, tgt_pad = padding_fractions(examples, batches)
 
     model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab)).to(device)  # its Bahdanau loop as train's (model.bahdanau_loop)
@@ -171,13 +190,14 @@ def run_bench(
 
     parameters = count_parameters(model)
     model.eval()
-    sources = [src_enc.source_ids(s) for s, _ in eval_pairs[:decode_sentences]]
+    eval_texts = [s for s, _ in data.eval_pairs[:decode_sentences]]
+    sources = [data.src_enc.source_ids(s) for s in eval_texts]
     decode_precision = precision
     if decode_model is not None:
         from seq2seq.decode.translator import Translator
 
         trained = Translator.load(decode_model, device=str(device), precision=precision, quantize=cfg.decode.quantize)
-        model, sources = trained.model.eval(), [s.ids for s in trained.sources([s for s, _ in eval_pairs[:decode_sentences]])]
+        model, sources = trained.model.eval(), [s.ids for s in trained.sources(eval_texts)]
         decode_precision = trained.precision
     elif cfg.decode.quantize != "none":
         from seq2seq.model.quantize import quantize_for_decoding
