@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from seq2seq.config import Config, apply_overrides, config_from_dict, config_to_dict, load_config
+from seq2seq.config import Config, apply_overrides, config_from_dict, config_to_dict, load_config, replace
 from seq2seq.errors import ConfigError
 from seq2seq.training.rundir import default_run_dir
 from seq2seq.training.trainer import TrainResult
@@ -39,12 +39,16 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     quiet: bool = False,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train a model as `seq2seq train` does; returns the run directory, the final progress and the best scores.
 
     `run_dir` defaults to train.run_dir, else runs/<YAML file stem> (runs/default for a Config or mapping).
+    `init_from`: fine-tune this model (a run directory or a .pt), as `--init-from` does (sets train.init_from).
     """
     cfg = as_config(config, overrides)
+    if init_from is not None:
+        cfg = replace(cfg, "train", init_from=str(init_from))
     if run_dir is None:
         run_dir = default_run_dir(cfg, config if isinstance(config, (str, Path)) else None)
     return run_training(cfg, Path(run_dir), resume=resume, overwrite=overwrite, quiet=quiet)

@@ -97,6 +97,12 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     run_dir: Optional[str] = _opt(None, "where the run is written (null: runs/<config stem>)")
+    init_from: Optional[str] = _opt(
+        None,
+        "fine-tune: start a new run from this model (a run directory, i.e. its best.pt, or a .pt file): its weights, "
+        "vocabularies and tokenizers, with a fresh optimizer, schedule and step count, on this config's data. Model and "
+        "tokenization keys left at their defaults take the model's values; others must agree with it (null: train from scratch)",
+    )
     seed: int = _opt(1234, "one seed for data order, initialisation and dropout", min=0)
     device: str = _opt("auto", "`auto` (CUDA when present), `cpu` or `cuda`", choices=("auto", "cpu", "cuda"))
     precision: str = _opt("auto", "`fp32`, `bf16` (autocast; loss in fp32) or `auto`: bf16 where the hardware runs it natively (a CUDA device with bf16, a CPU with AVX512_BF16 or AMX-BF16), else fp32", choices=("auto", "fp32", "bf16"))

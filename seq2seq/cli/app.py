@@ -50,6 +50,11 @@ def train(
     overrides: Optional[List[str]] = SetOpt,
     resume: bool = typer.Option(False, "--resume", help="Continue the run in the run directory from its last.pt."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start again, replacing a run already in the run directory."),
+    init_from: Optional[str] = typer.Option(
+        None, "--init-from", metavar="MODEL",
+        help="Fine-tune: start a new run from this model (run directory or .pt): its weights, vocabularies and "
+        "tokenizers, a fresh optimizer and step count, the config's data (sets train.init_from).",
+    ),
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No progress bars or info lines (warnings stay). Bars are drawn only on a terminal."
     ),
@@ -57,10 +62,15 @@ def train(
     """Train a model; writes runs/<config stem>/ (config, vocabularies, best.pt, last.pt, metrics, log).
 
     Example: seq2seq train --config configs/demo.yaml --set train.epochs=5
+    Fine-tune: seq2seq train --config new-data.yaml --init-from runs/demo
     """
     if resume and overwrite:
         raise typer.BadParameter("--resume and --overwrite exclude each other", param_hint="'--resume' / '--overwrite'")
     cfg = load_config_arg(config, overrides)  # before importing torch (seconds): a typo fails at once
+    if init_from is not None:
+        from seq2seq.config import replace as replace_keys
+
+        cfg = replace_keys(cfg, "train", init_from=init_from)
     from seq2seq.training.distributed import is_main
     from seq2seq.training.interrupt import EXIT_CODE, StopRequest, TrainingInterrupted
     from seq2seq.training.rundir import default_run_dir

@@ -137,6 +137,12 @@ def _unknown_line(name: str, pairs: Sequence[Pair], src: Side, tgt: Side) -> str
     return f"{name}: unknown tokens under the vocabularies: {', '.join(parts)}"
 
 
+def unknown_line(name: str, pairs: Sequence[Pair], src: Side, tgt: Side) -> str:
+    """One report line: the unknown-token rate of `pairs` on each side under the vocabularies. For the training data
+    of a fine-tuning run, whose vocabularies were built on other data (`data_report` gives it for evaluation data)."""
+    return _unknown_line(name, pairs, src, tgt)
+
+
 def _ratio_line(train: Filtered) -> str | None:
     ratios = [(math.log(n_tgt / n_src), max(n_src, n_tgt), pair) for pair, n_src, n_tgt in train.kept]
     if not ratios:

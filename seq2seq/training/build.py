@@ -13,9 +13,11 @@ import torch
 from seq2seq.config import Config, TrainConfig, dump_config
 from seq2seq.data import shards
 from seq2seq.data.batch import BucketSampler, Encoder, encode_pairs, example_lengths
-from seq2seq.data.corpus import Pair, load_corpus
+from seq2seq.data.corpus import Pair, load_corpus, read_pairs
+from seq2seq.data.report import Side, corpus_report, data_report, unknown_line
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import Vocab
+from seq2seq.errors import DataError
 from seq2seq.device import keep_freed_memory, resolve_device, resolve_precision
 from seq2seq.files import atomic_write_text
 from seq2seq.model.network import Seq2Seq
@@ -110,6 +112,26 @@ def build_data(cfg: Config, files: RunFiles, corpora: Corpora, dist: distributed
         *lengths, batch_size=t.batch_size, max_tokens=t.max_tokens, seed=t.seed, rank=dist.rank, world_size=dist.world_size
     )
     return Data(src_vocab, tgt_vocab, src_tokenizer, tgt_tokenizer, src_enc, tgt_enc, examples, sampler, corpora.valid_pairs)
+
+
+def data_report_lines(cfg: Config, corpora: Corpora, data: Data, fine_tuning: bool = False) -> list[str]:
+    """The data report (data/report.py) under the run's vocabularies: pairs read and dropped, unknown tokens of the
+    validation (and test) data, length-ratio outliers, leakage. `fine_tuning`: the vocabularies are a trained
+    model's, so the unknown tokens of the training data too. With shards the training text is not read again: the
+    report covers the validation and test data only. A corpus the report cannot read is one line, not an error
+    (training reads what it needs itself)."""
+    d = cfg.data
+    src, tgt = Side(data.src_tokenizer, data.src_vocab), Side(data.tgt_tokenizer, data.tgt_vocab)
+    try:
+        if corpora.train_pairs is None:
+            splits = {name: read_pairs(spec, d.format, d.src_lang, d.tgt_lang) for name, spec in (("valid", d.valid), ("test", d.test)) if spec}
+            return data_report(splits, src, tgt, d.max_len)
+        lines = corpus_report(d, src, tgt, train=corpora.train_pairs)
+    except DataError as e:
+        return [f"not made: {e}"]
+    if fine_tuning:
+        lines.insert(1, unknown_line("train", corpora.train_pairs, src, tgt))
+    return lines
 
 
 def build_model(cfg: Config, data: Data, machine: Machine) -> Seq2Seq:

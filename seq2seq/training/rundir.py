@@ -97,7 +97,8 @@ def ensure_dir(path: Path) -> None:
 
 
 # Keys that do not change what is trained: a run may be resumed (or restarted before its first checkpoint) with others.
-FREE_KEYS = ("run_dir", "num_threads", "max_time", "max_steps", "epochs", "tensorboard", "save_every", "max_bad_steps")
+# init_from: a resume continues from the run's own last.pt and never reads it again.
+FREE_KEYS = ("run_dir", "num_threads", "max_time", "max_steps", "epochs", "tensorboard", "save_every", "max_bad_steps", "init_from")
 
 
 def config_differences(files: RunFiles, cfg: Config, sections: tuple[str, ...] | None = None) -> list[str]:

@@ -26,9 +26,9 @@ from seq2seq.errors import DataError
 from seq2seq.model.checkpoint import Checkpoint, record_default_model
 from seq2seq.model.loss import masked_nll
 from seq2seq.model.network import Seq2Seq, count_parameters
-from seq2seq.training import distributed
+from seq2seq.training import distributed, finetune
 from seq2seq.training.build import (
-    Data, Machine, build_data, build_model, build_schedule, make_optimizer, read_corpora, setup_machine,
+    Data, Machine, build_data, build_model, build_schedule, data_report_lines, make_optimizer, read_corpora, setup_machine,
 )
 from seq2seq.training.interrupt import StopRequest, TrainingInterrupted
 from seq2seq.training.logs import attach_log_file, bars_wanted, epoch_bar, format_interval, setup_logging
@@ -37,7 +37,7 @@ from seq2seq.training.resume import restore, rng_state, set_rng_state
 from seq2seq.training.rundir import RunFiles, ensure_dir, prepare_run_dir, remove_stale_run_files
 from seq2seq.training.schedule import LOWER_IS_BETTER, EarlyStopping, LRSchedule, improves
 from seq2seq.training.validate import (
-    KeptBest, best_record, metric_label, metric_value, validation_record, validation_scores,
+    KeptBest, best_record, degeneration, metric_label, metric_value, validation_record, validation_scores,
 )
 
 __all__ = ["Progress", "TrainResult", "make_optimizer", "train", "train_step"]
@@ -135,13 +135,17 @@ def train(
     `stop_request.requested` turns true (a signal), the current step ends, last.pt is written and
     TrainingInterrupted is raised.
     """
-    t, files = cfg.train, RunFiles(Path(run_dir))
-    machine = setup_machine(t)
+    files = RunFiles(Path(run_dir))
+    machine = setup_machine(cfg.train)
     dist = machine.dist
     setup_logging(quiet or not dist.is_main, buffer=True)
+    cfg, source = starting_point(cfg, files, resume)
+    t = cfg.train
     corpora = read_corpora(cfg, files)
     # The inputs are good: now the run directory may be made, and the log lines so far go into its train.log.
     distributed.on_main(lambda: (prepare_run_dir(files, cfg, resume, overwrite), ensure_dir(files.root), remove_stale_run_files(files)), dist)
+    if source is not None:
+        distributed.on_main(lambda: finetune.write_inherited(files, cfg, source), dist)
     attach_log_file(files.log if dist.is_main else None)
     if not dist.is_main:
         log.setLevel(logging.ERROR)
@@ -149,7 +153,12 @@ def train(
     torch.manual_seed(t.seed)
     bars = bars_wanted(quiet, dist.is_main)
     data = build_data(cfg, files, corpora, dist, progress=bars)
+    if dist.is_main:
+        for line in data_report_lines(cfg, corpora, data, fine_tuning=source is not None):
+            log.info("data report: %s", line)
     model = build_model(cfg, data, machine)
+    if source is not None:
+        finetune.load_weights(model, source)
     optimizer = make_optimizer(model, t)
     schedule = build_schedule(t, len(data.sampler.batches(0)))
     early = EarlyStopping(t.patience, t.metric)
@@ -167,6 +176,23 @@ def train(
     resumed_at = progress.step if resume else None
     reason = loop(run)
     return finish(run, reason, resumed_at)
+
+
+def starting_point(cfg: Config, files: RunFiles, resume: bool) -> tuple[Config, Checkpoint | None]:
+    """The config this run trains with, and the model it fine-tunes (train.init_from; None: from scratch).
+
+    A resumed run continues from its own last.pt: train.init_from is not read again, and a fine-tuning run takes the
+    model's keys from its own config.yaml."""
+    if resume:
+        if cfg.train.init_from is not None:
+            log.info("--resume: the run continues from its own last.pt; train.init_from is not read")
+        return finetune.resumed_config(cfg, files), None
+    if cfg.train.init_from is None:
+        return cfg, None
+    source = finetune.read_source(cfg.train.init_from, files)
+    cfg = finetune.inherit_config(cfg, source.config, source.path or cfg.train.init_from)
+    log.info("%s", finetune.describe(source))
+    return cfg, source
 
 
 def loop(run: Run) -> str:
@@ -288,12 +314,13 @@ def validate_and_save(run: Run) -> None:
     early-stopping steps from rank 0's score."""
     p, t, d, machine = run.progress, run.cfg.train, run.data, run.machine
     p.validated_at = p.step
-    record, score = None, 0.0
+    record, score, warning = None, 0.0, None
     if machine.dist.is_main:
         scores = validation_scores(run.model, d.valid_pairs, d.src_enc, d.tgt_enc, machine.device, machine.precision, run.cfg.decode, run.bars)
         score = metric_value(scores, t.metric)
         epoch = p.epoch + 1 if p.batch_in_epoch else p.epoch  # at an epoch's end `p.epoch` counts it already
         record = validation_record(scores, p.step, epoch, p.tgt_tokens, p.elapsed)
+        warning = degeneration(scores, d.valid_pairs)
     score = distributed.from_main(score, machine.dist)
     improved = improves(score, p.best_score, t.metric)
     if improved:
@@ -308,6 +335,8 @@ def validate_and_save(run: Run) -> None:
             "step %d: val loss %.4f ppl %.2f BLEU %.2f chrF %.2f%s%s",
             p.step, record["val_loss"], record["val_ppl"], record["val_bleu"], record["val_chrf"], extra, " (best)" if improved else "",
         )
+        if warning is not None:  # "the model outputs the same sentence for every input", said with its numbers
+            log.warning("step %d: %s", p.step, warning)
         run.metrics.log(record)
         run.kept.offer(p.step, score, replace(model_state(run), scores=record))
     state = checkpoint_state(run)  # gathers every rank's random generators; None on the other ranks

@@ -15,6 +15,7 @@ import torch
 from seq2seq.config import DecodeConfig
 from seq2seq.data.batch import Encoder
 from seq2seq.data.corpus import Pair
+from seq2seq.data.report import degeneration_warning
 from seq2seq.decode.evaluate import Scores, evaluate
 from seq2seq.errors import ConfigError
 from seq2seq.model.checkpoint import Checkpoint
@@ -45,6 +46,12 @@ def metric_value(scores: Scores, metric: str) -> float:
     if value is None:
         raise ConfigError(f"train.metric: {metric} is not computed by this version's evaluation")
     return float(value)
+
+
+def degeneration(scores: Scores, pairs: Sequence[Pair]) -> str | None:
+    """The warning when the validation outputs degenerate (most of them one sentence, or far shorter than the
+    references: data/report.degeneration_warning), from the hypotheses the scoring decoded; None when they do not."""
+    return degeneration_warning(scores.hypotheses, [tgt for _, tgt in pairs])
 
 
 def validation_record(scores: Scores, step: int, epoch: int, tgt_tokens: int, elapsed: float) -> dict[str, Any]:
