@@ -62,7 +62,8 @@ def train(
     """Train a model; writes runs/<config stem>/ (config, vocabularies, best.pt, last.pt, metrics, log).
 
     Example: seq2seq train --config configs/demo.yaml --set train.epochs=5
-    Fine-tune: seq2seq train --config new-data.yaml --init-from runs/demo
+
+    Fine-tuning example: seq2seq train --config new-data.yaml --init-from runs/demo
     """
     if resume and overwrite:
         raise typer.BadParameter("--resume and --overwrite exclude each other", param_hint="'--resume' / '--overwrite'")

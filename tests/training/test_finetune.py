@@ -80,7 +80,13 @@ def test_finetuning_from_a_pt_file_inherits_the_sentencepiece_model(bpe_run: Pat
     before = snapshot(bpe_run)
     model = tmp_path / "model.pt"
     shutil.copyfile(bpe_run / "best.pt", model)
-    train_quietly(new_data(tmp_path, max_steps=1, init_from=str(model)), tmp_path / "ft")
+    import seq2seq
+
+    threads = torch.get_num_threads()
+    try:  # through the Python API's init_from, as `train --init-from` does
+        seq2seq.train(new_data(tmp_path, max_steps=1), tmp_path / "ft", init_from=model, quiet=True)
+    finally:
+        torch.set_num_threads(threads)
     source, last = Checkpoint.read(model), Checkpoint.read(tmp_path / "ft" / "last.pt")
     assert last.config.data.level == "bpe" and last.config.data.vocab_size == source.config.data.vocab_size
     assert last.src_tokenizer.sp_model == source.src_tokenizer.sp_model is not None
