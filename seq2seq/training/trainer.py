@@ -153,9 +153,6 @@ def train(
     torch.manual_seed(t.seed)
     bars = bars_wanted(quiet, dist.is_main)
     data = build_data(cfg, files, corpora, dist, progress=bars)
-    if dist.is_main:
-        for line in data_report_lines(cfg, corpora, data, fine_tuning=source is not None):
-            log.info("data report: %s", line)
     model = build_model(cfg, data, machine)
     if source is not None:
         finetune.load_weights(model, source)
@@ -172,6 +169,9 @@ def train(
         cfg, files, machine, data, model, distributed.wrap(model, dist), optimizer, schedule, early, progress,
         KeptBest(files, t.keep_best, t.metric, kept), metrics, bars, stop_request,
     )
+    if dist.is_main:  # after everything that may refuse the run (a broken last.pt): its train.log stays as it was
+        for line in data_report_lines(cfg, corpora, data, fine_tuning=source is not None):
+            log.info("data report: %s", line)
     log_setup(run)
     resumed_at = progress.step if resume else None
     reason = loop(run)
