@@ -7,11 +7,23 @@ Every import counts, the lazy ones inside functions included (they are imports a
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "seq2seq"
+
+# What needs no torch imports no torch (CONVENTIONS; ARCHITECTURE.md names them): text -> ids, the text side of
+# results, and all that translating or serving an export runs (tests/runtime also runs that path with torch blocked).
+TORCH_FREE = [
+    "seq2seq.config", "seq2seq.files", "seq2seq.errors",
+    "seq2seq.data.tokenizer", "seq2seq.data.subword", "seq2seq.data.vocab", "seq2seq.data.corpus", "seq2seq.data.report",
+    "seq2seq.data.encoding", "seq2seq.data.results", "seq2seq.model.export_format",
+    "seq2seq.runtime.graphs", "seq2seq.runtime.search", "seq2seq.runtime.translator",
+    "seq2seq.serve.batching", "seq2seq.serve.requests", "seq2seq.cli.exported",
+]
 
 # Bottom to top, as ARCHITECTURE.md draws them. A module may import from its own group and from the groups
 # below it; within a group of packages, only from its own package (serve and tools know nothing of each other).
@@ -118,3 +130,16 @@ def test_the_checker_catches_an_upward_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from seq2seq.training.trainer import train_step\n")
     assert imports(bad) == [(2, "seq2seq.training.trainer", ["train_step"])]
+
+
+def torch_imported_by(modules: list[str]) -> bool:
+    """Whether importing `modules` in a fresh interpreter imports torch."""
+    code = f"import importlib, sys\nfor m in {modules!r}:\n    importlib.import_module(m)\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    return out.strip() == "True"
+
+
+def test_what_needs_no_torch_imports_no_torch() -> None:
+    pytest.importorskip("onnxruntime")  # runtime.graphs needs it (the runtime extra)
+    assert not torch_imported_by(TORCH_FREE)
+    assert torch_imported_by(["seq2seq.data.batch"])  # the check is not vacuous: batches are tensors

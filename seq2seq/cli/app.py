@@ -282,10 +282,11 @@ def translate(
 def _emit(t, lines: list[str], options, progress: bool) -> None:  # noqa: ANN001 (Translator, TranslateOptions: imported lazily)
     """Translate `lines` and print them on stdout (n-best blocks when options.nbest > 1); heatmaps go to images or stderr."""
     from seq2seq.cli.show import attention_image_path, save_attention_plot, terminal_heatmap
-    from seq2seq.decode.results import nbest_blocks, translate_results
+    from seq2seq.data.results import nbest_blocks
+    from seq2seq.decode.results import translate_results
 
     if options.nbest > 1:
-        sys.stdout.write("".join(nbest_blocks(t, lines, options)))
+        sys.stdout.write("".join(nbest_blocks(t, lines, options.nbest, options.beam_size, options.batch_size, options.as_json)))
         sys.stdout.flush()
         return
     results = translate_results(t, lines, options, progress)

@@ -24,12 +24,13 @@ def translate_export(
     t = ExportTranslator.load(Path(model), quantize=quantize)
 
     def emit(texts: list[str], bar: bool) -> None:
-        from seq2seq.runtime.results import make_results, nbest_blocks
+        from seq2seq.data.results import make_results, nbest_blocks
 
         if nbest > 1:
             sys.stdout.write("".join(nbest_blocks(t, texts, nbest, beam, batch_size, as_json)))
         else:
-            results = make_results(t, texts, t.hypotheses(texts, batch_size, progress=bar, beam_size=beam))
+            sources = t.sources(texts)
+            results = make_results(t, sources, t.hypotheses(sources, batch_size, progress=bar, beam_size=beam))
             sys.stdout.write("".join((r.to_json() if as_json else r.output) + "\n" for r in results))
         sys.stdout.flush()
 

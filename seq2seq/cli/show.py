@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from seq2seq.decode.results import Result, display_token
+from seq2seq.data.results import Result, display_token
 
 _LABEL_WIDTH = 12  # longest row label of the terminal heatmap
 _MAX_COLUMN = 8  # widest source column of the terminal heatmap

@@ -1,4 +1,4 @@
-"""Ids to batches: encoding (the source ends in <eos>), collate (the shift, padding, lengths), bucketed batches.
+"""Ids to batches: collate (the shift, padding, lengths), bucketed batches; the ids come from data/encoding.
 
 The shift between decoder input and labels happens in `collate` and nowhere else:
     tgt_in  = <bos> y1 .. yn
@@ -8,76 +8,16 @@ The shift between decoder input and labels happens in `collate` and nowhere else
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from typing import NamedTuple, Sequence, TypeVar
 
 import numpy as np
 import torch
 
-from seq2seq.data.corpus import Pair, check_length_filter, within_max_len
-from seq2seq.data.tokenizer import Tokenizer
-from seq2seq.data.vocab import BOS, EOS, EOS_TOKEN, PAD, Vocab
+# Text -> ids is data/encoding's (no torch: an export translates with it); its names are importable from here too,
+# for the callers that encode and batch alike.
+from seq2seq.data.encoding import SOURCE_END, Encoder, Example, encode_pairs  # noqa: F401
+from seq2seq.data.vocab import BOS, EOS, PAD
 from seq2seq.errors import DataError
-
-Example = tuple[list[int], list[int]]  # (source ids ending in SOURCE_END, target ids without specials)
-
-
-# ---- encoding ---------------------------------------------------------------------------------------------
-
-SOURCE_END: tuple[int, ...] = (EOS,)  # what every source ends with as the encoder reads it
-
-
-def with_source_end(ids: Sequence[int]) -> list[int]:
-    """A source's token ids as the model reads them: followed by SOURCE_END (<eos>)."""
-    return [*ids, *SOURCE_END]
-
-
-@dataclass(frozen=True)
-class Encoder:
-    """Text -> ids for one side (tokenizer + vocabulary)."""
-
-    tokenizer: Tokenizer
-    vocab: Vocab
-
-    def ids(self, text: str) -> list[int]:
-        """The text's token ids, no specials."""
-        return self.vocab.encode(self.tokenizer.tokenize(text))
-
-    def source_ids(self, text: str) -> list[int]:
-        """The text as a source the model reads: its ids followed by <eos>."""
-        return with_source_end(self.ids(text))
-
-    def source(self, text: str, max_len: int) -> "Source":
-        """A source line as a translation reads it, tokenized once: its ids (at most `max_len` tokens, then <eos>),
-        their tokens and the length it had before truncation."""
-        ids = self.ids(text)
-        kept = ids[:max_len]
-        return Source(text, with_source_end(kept), [*(self.vocab.itos[i] for i in kept), EOS_TOKEN], len(ids))
-
-
-class Source(NamedTuple):
-    """One input line on its way to a translation (`Encoder.source`)."""
-
-    text: str  # the line as given
-    ids: list[int]  # token ids as the model reads them: truncated to the limit, <eos> last
-    tokens: list[str]  # the tokens of `ids` as the model saw them (unknown ones as <unk>), <eos> last
-    length: int  # tokens in the line before truncation, <eos> not counted
-
-    @property
-    def truncated(self) -> bool:
-        return self.length > len(self.ids) - len(SOURCE_END)
-
-
-def encode_pairs(pairs: Sequence[Pair], src: Encoder, tgt: Encoder, max_len: int | None = None) -> list[Example]:
-    """Encode pairs; with `max_len` (training only) drop pairs whose either side has more tokens."""
-    examples = []
-    for s, t in pairs:
-        s_ids, t_ids = src.ids(s), tgt.ids(t)
-        if within_max_len(len(s_ids), len(t_ids), max_len):
-            examples.append((with_source_end(s_ids), t_ids))
-    check_length_filter(len(pairs), len(examples), max_len)
-    return examples
-
 
 # ---- batches ----------------------------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -18,13 +17,11 @@ import torch
 from seq2seq.model.checkpoint import Checkpoint, resolve_model_path
 from seq2seq.config import Config, DecodeConfig
 from seq2seq.config import replace as config_replace
-from seq2seq.data.batch import Encoder, Source
+from seq2seq.data.encoding import Encoder, Source, encode_sources
 from seq2seq.device import autocast, resolve_device, resolve_precision
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.model.network import Seq2Seq
 from seq2seq.decode.search import Hypothesis, decode
-
-log = logging.getLogger("seq2seq")
 
 
 def _check_finite(ckpt: Checkpoint) -> None:
@@ -94,17 +91,9 @@ class Translator:
         return dataclasses.replace(self.cfg.decode, **changes)
 
     def sources(self, texts: Sequence[str], warn_truncated: bool = True) -> list[Source]:
-        """Each text as the model reads it, tokenized once (`Encoder.source`): ids ending in <eos>, truncated to
-        decode.max_src_len tokens. `warn_truncated`: log one warning naming the truncated lines (the server
-        reports truncation in each answer instead: line numbers of a merged batch would mean nothing)."""
-        sources = [self.src.source(text, self.cfg.decode.max_src_len) for text in texts]
-        long_lines = [i for i, source in enumerate(sources, start=1) if source.truncated]
-        if warn_truncated and long_lines:
-            log.warning(
-                "warning: %d input line(s) longer than decode.max_src_len=%d tokens were truncated (line %s%s)",
-                len(long_lines), self.cfg.decode.max_src_len, ", ".join(map(str, long_lines[:5])), ", ..." if len(long_lines) > 5 else "",
-            )
-        return sources
+        """Each text as the model reads it, tokenized once (data/encoding.encode_sources): ids ending in <eos>,
+        truncated to decode.max_src_len tokens; `warn_truncated`: one warning naming the truncated lines."""
+        return encode_sources(self.src, texts, self.cfg.decode.max_src_len, warn_truncated)
 
     def hypotheses(
         self, sources: Sequence[Source], batch_size: int | None = None, return_attention: bool = False, progress: bool = False,

@@ -12,11 +12,11 @@ import asyncio
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import Callable, NamedTuple, Protocol, Sequence
 
-if TYPE_CHECKING:
-    from seq2seq.decode.results import Result
-    from seq2seq.decode.translator import Translator
+from seq2seq.data.encoding import Source
+from seq2seq.data.results import Decodes, Hypothesis, Result, make_results
+
 
 DEFAULT_WAIT_MS = 5.0  # how long a request may wait for others to share its decoding batch
 
@@ -35,18 +35,29 @@ class Decoded(NamedTuple):
     src_length: int  # source tokens before truncation to max_src_len, <eos> not counted
 
 
+class Serves(Decodes, Protocol):
+    """A translator the server decodes with: decode/translator.Translator, or an export's
+    runtime/translator.ExportTranslator (no torch); both make sources and results the same way."""
+
+    def hypotheses(
+        self, sources: Sequence[Source], batch_size: int | None = None, return_attention: bool = False, progress: bool = False,
+        beam_size: int | None = None,
+    ) -> Sequence[Hypothesis]: ...
+
+
 DecodeFn = Callable[[list[str], Settings], list[Decoded]]
 
 
-def decode_texts(t: Translator, texts: list[str], settings: Settings, batch_size: int) -> list[Decoded]:
-    """Translate `texts` with `settings` in one call of the Translator, which batches them by `batch_size`."""
-    from seq2seq.decode.results import Result, make_results
-
-    # Each answer says whether its sentence was truncated (Decoded.src_length): no log line naming lines of a merged batch.
+def decode_texts(t: Serves, texts: list[str], settings: Settings, batch_size: int) -> list[Decoded]:
+    """Translate `texts` with `settings` in one call of the translator (a checkpoint's or an export's), which
+    batches them by `batch_size`."""
+    # Each answer says whether its sentence was truncated (Decoded.src_length) and whether most of its tokens are
+    # unknown (Result.warning): no log line naming lines of a merged batch, which would mean nothing to any client.
     sources = t.sources(texts, warn_truncated=False)
     if settings.nbest == 1:
         hyps = t.hypotheses(sources, batch_size, return_attention=settings.attention, beam_size=settings.beam)
-        return [Decoded(r, [(r.score, r.output)], s.length) for r, s in zip(make_results(t, sources, hyps), sources)]
+        results = make_results(t, sources, hyps, warn_unknown=False)
+        return [Decoded(r, [(r.score, r.output)], s.length) for r, s in zip(results, sources)]
     out = []
     for source, block in zip(sources, t.nbest(sources, settings.nbest, settings.beam, batch_size)):
         score, output = block[0] if block else (0.0, "")

@@ -18,6 +18,7 @@ from seq2seq.serve.batching import Decoded, Settings
 
 if TYPE_CHECKING:
     from seq2seq.decode.translator import Translator
+    from seq2seq.runtime.translator import ExportTranslator
     from seq2seq.serve.batching import Batcher
 
 MODEL_ID = 0  # the id of the one model, as OpenNMT-py's clients name it
@@ -38,7 +39,7 @@ class Limits:
 class ServeState:
     """What the server serves and has done: the answers of /health and the defaults of requests come from here."""
 
-    translator: Translator
+    translator: Translator | ExportTranslator  # a checkpoint's, or an export's (no torch)
     batcher: Batcher
     limits: Limits
     beam: int  # the beam of requests that name none: --beam, else the model's decode.beam_size
@@ -207,6 +208,8 @@ def plain_translation(d: Decoded, settings: Settings, max_src_len: int) -> dict[
         obj["attention"] = [[round(w, 4) for w in row] for row in r.attention]
     obj["src_length"] = d.src_length
     obj["truncated"] = d.src_length > max_src_len
+    if r.warning is not None:  # most of the sentence's tokens are unknown (the server logs no line for it)
+        obj["warning"] = r.warning
     return obj
 
 

@@ -124,19 +124,17 @@ def serve(
     sock = listen(host, port)  # a busy port fails before torch is imported and the model loads
     from seq2seq.model.export_format import is_export
 
-    decode_fn = decode_texts
     if is_export(model):  # an export (seq2seq export) decodes on onnxruntime; torch is never imported
         from seq2seq.runtime.translator import ExportTranslator
-        from seq2seq.serve.exported import decode_export_texts
 
-        t, decode_fn = ExportTranslator.load(str(model), quantize=quantize), decode_export_texts
+        t = ExportTranslator.load(str(model), quantize=quantize)
     else:
         from seq2seq.decode.translator import Translator
 
         t = Translator.load(model, quantize=quantize)
     decode = t.cfg.decode
     batch = max_batch or decode.batch_size
-    batcher = Batcher(lambda texts, settings: decode_fn(t, texts, settings, batch), batch, wait_ms / 1000)
+    batcher = Batcher(lambda texts, settings: decode_texts(t, texts, settings, batch), batch, wait_ms / 1000)
     quantized = getattr(t, "quantize", decode.quantize)  # an export's is chosen at export time
     state = ServeState(t, batcher, Limits(max_src_len=decode.max_src_len), beam or decode.beam_size, quantized)
     config = uvicorn.Config(

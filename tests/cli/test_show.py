@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from seq2seq.cli.show import SHADES, terminal_heatmap
-from seq2seq.decode.results import Result
+from seq2seq.data.results import Result
 
 
 def test_terminal_heatmap_shades_follow_the_weights() -> None:

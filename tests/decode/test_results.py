@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 
-from seq2seq.decode.results import Result, TranslateOptions, display_token, make_results, nbest_blocks, translate_results
+from seq2seq.data.results import Result, display_token, make_results, nbest_blocks
+from seq2seq.decode.results import TranslateOptions, translate_results
 from seq2seq.data.tokenizer import JOINER
 from tests.decode.test_translator import tiny_translator
 
@@ -32,8 +34,8 @@ def test_json_holds_the_attention_only_when_asked_and_rows_name_their_tokens() -
 def test_nbest_blocks_are_score_tab_translation_lines_then_an_empty_line() -> None:
     t = tiny_translator()
     texts = ["a b", "", "der die"]
-    blocks = nbest_blocks(t, texts, OPTIONS)
-    as_json = [json.loads(b) for b in nbest_blocks(t, texts, dataclasses.replace(OPTIONS, as_json=True))]
+    blocks = nbest_blocks(t, texts, nbest=2, beam_size=3, batch_size=None, as_json=False)
+    as_json = [json.loads(b) for b in nbest_blocks(t, texts, nbest=2, beam_size=3, batch_size=None, as_json=True)]
     assert blocks[1] == "\n" and as_json[1] == {"input": "", "nbest": []}  # an empty input: no translations
     for text, block, obj in zip(texts, blocks, as_json):
         if not text:
@@ -85,3 +87,46 @@ def test_a_source_is_tokenized_once_on_its_way_to_a_translation() -> None:
     results = translate_results(t, texts, dataclasses.replace(OPTIONS, nbest=1, attention_terminal=True), progress=False)
     assert counter.calls == len(texts)
     assert [r.src_tokens for r in results] == [["a", "b", "<eos>"], ["der", "die", "das", "<eos>"], ["x", "c", "<eos>"]]
+
+
+class Recorded(logging.Handler):
+    """The messages logged to the "seq2seq" logger inside `with Recorded() as r:` (whatever its propagation)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def __enter__(self) -> "Recorded":
+        log = logging.getLogger("seq2seq")
+        self.level = log.level
+        log.setLevel(logging.WARNING)  # not higher, whatever an earlier test set (warnings are what is checked)
+        log.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        log = logging.getLogger("seq2seq")
+        log.removeHandler(self)
+        log.setLevel(self.level)
+
+
+def test_an_input_of_unknown_tokens_gets_a_warning_and_one_log_line_unless_told_not_to() -> None:
+    """The server merges requests into one batch: it turns the log line (whose line numbers would mean nothing to
+    any client) off and answers each sentence's warning instead."""
+    t = tiny_translator()
+    texts = ["a b", "zzz qqq www", "der die"]
+    sources = t.sources(texts)
+    hyps = t.hypotheses(sources)
+    with Recorded() as logged_lines:
+        logged = make_results(t, sources, hyps)
+    with Recorded() as quiet_lines:
+        quiet = make_results(t, sources, hyps, warn_unknown=False)
+    assert [r.warning is not None for r in logged] == [False, True, False]
+    assert "3 of 3 tokens" in logged[1].warning and json.loads(logged[1].to_json())["warning"] == logged[1].warning
+    assert logged_lines.messages == [
+        "warning: most tokens of 1 input line(s) are unknown to the model's source vocabulary (line 2): "
+        "is the input written and tokenized as in training?"
+    ]
+    assert quiet == logged and quiet_lines.messages == []

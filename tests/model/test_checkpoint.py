@@ -18,7 +18,7 @@ import seq2seq.model.checkpoint as checkpoint
 from seq2seq.config import Config, config_to_dict
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import SPECIALS, Vocab
-from seq2seq.decode.results import Result
+from seq2seq.data.results import Result
 from seq2seq.errors import CheckpointError
 from seq2seq.files import dump_json
 from seq2seq.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint

@@ -59,8 +59,8 @@ def test_nothing_of_the_export_path_imports_torch(no_torch_env: dict) -> None:
     code = (
         "import sys\n"
         "try:\n    import torch\nexcept ImportError:\n    pass\nelse:\n    raise SystemExit('torch imported')\n"
-        "import seq2seq.cli.app, seq2seq.cli.exported, seq2seq.runtime.translator, seq2seq.runtime.results\n"
-        "import seq2seq.serve.run, seq2seq.serve.exported, seq2seq.serve.requests\n"
+        "import seq2seq.cli.app, seq2seq.cli.exported, seq2seq.runtime.translator, seq2seq.data.results\n"
+        "import seq2seq.serve.run, seq2seq.serve.batching, seq2seq.serve.requests\n"
         "print('torch' in sys.modules and sys.modules['torch'] is not None)\n"
     )
     proc = run_without_torch(no_torch_env, "-c", code)
@@ -142,13 +142,13 @@ def test_serving_an_export_decodes_as_serving_the_checkpoint(exported: Path, exp
     from seq2seq.decode.translator import Translator
     from seq2seq.runtime.translator import ExportTranslator
     from seq2seq.serve.batching import Settings, decode_texts
-    from seq2seq.serve.exported import decode_export_texts
 
     texts = INPUTS[:6]
     torch_t, export_t = Translator.load(export_run, precision="fp32"), ExportTranslator.load(exported, threads=1)
     for settings in (Settings(1, 1, True), Settings(5, 3, False)):
-        theirs, ours = decode_texts(torch_t, texts, settings, 4), decode_export_texts(export_t, texts, settings, 4)
+        theirs, ours = decode_texts(torch_t, texts, settings, 4), decode_texts(export_t, texts, settings, 4)
         assert [d.result.output for d in ours] == [d.result.output for d in theirs]
         assert [[o for _, o in d.nbest] for d in ours] == [[o for _, o in d.nbest] for d in theirs]
         assert [d.src_length for d in ours] == [d.src_length for d in theirs]
         assert [d.result.tokens for d in ours] == [d.result.tokens for d in theirs]
+        assert [(d.result.src_tokens, d.result.warning) for d in ours] == [(d.result.src_tokens, d.result.warning) for d in theirs]

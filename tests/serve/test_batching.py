@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from seq2seq.decode.results import Result
+from seq2seq.data.results import Result
 from seq2seq.serve.batching import Batcher, Decoded, Settings
 
 GREEDY = Settings(beam=1, nbest=1, attention=False)
@@ -226,20 +226,20 @@ def test_an_exception_in_decoding_reaches_its_caller_and_the_batcher_goes_on():
     assert len(decode.calls) == 2 and counted == (1, 1)  # the failed batch is not counted as decoded
 
 
-def test_decode_texts_tokenizes_each_sentence_once_and_logs_no_line_numbers_of_a_merged_batch(caplog):
-    """The server reports truncation in each answer (src_length); the translator's warning, which numbers the lines
-    of the merged batch, is not asked for (no log filter by function name)."""
-    import logging
-
+def test_decode_texts_tokenizes_each_sentence_once_and_logs_no_line_numbers_of_a_merged_batch():
+    """The server reports truncation (src_length) and mostly unknown tokens (Result.warning) in each answer; the
+    translator's log lines, which number the lines of the merged batch, are not asked for."""
     from seq2seq.serve.batching import decode_texts
-    from tests.decode.test_results import counting_translator
+    from tests.decode.test_results import Recorded, counting_translator
 
     t, counter = counting_translator(max_src_len=3)
-    texts = ["a b c der die", "", "x"]
+    texts = ["a b c der die", "", "x", "zzz qqq"]
     for settings in (Settings(beam=1, nbest=1, attention=True), Settings(beam=2, nbest=2, attention=False)):
         counter.calls = 0
-        with caplog.at_level(logging.WARNING, logger="seq2seq"):
+        with Recorded() as logged:
             decoded = decode_texts(t, texts, settings, batch_size=2)
         assert counter.calls == len(texts)
-        assert [d.src_length for d in decoded] == [5, 0, 1]
-        assert not [r for r in caplog.records if "truncated" in r.getMessage()]
+        assert [d.src_length for d in decoded] == [5, 0, 1, 2]
+        assert logged.messages == []  # neither "truncated" nor "unknown to the model's source vocabulary"
+        if settings.nbest == 1:
+            assert [d.result.warning is not None for d in decoded] == [False, False, False, True]

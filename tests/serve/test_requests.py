@@ -10,7 +10,7 @@ from typing import Any, Callable
 import pytest
 
 from seq2seq.config import DecodeConfig
-from seq2seq.decode.results import Result
+from seq2seq.data.results import Result
 from seq2seq.serve.batching import Decoded, Settings
 from seq2seq.serve.requests import Limits, RequestError, parse_json, parse_onmt, parse_plain, plain_translation
 
@@ -151,3 +151,11 @@ def test_a_score_json_cannot_hold_is_null():
     got = plain_translation(_decoded(2, -math.inf), Settings(2, 2, False), LIMITS.max_src_len)
     assert got["score"] is None and got["nbest"] == [{"output": "x y", "score": None}]
     json.dumps(got, allow_nan=False)  # strict JSON: no Infinity
+
+
+def test_a_sentence_of_unknown_tokens_answers_its_warning():
+    """The server logs no line for it (the line numbers of a merged batch would mean nothing): each answer says it."""
+    d = _decoded(2, -1.5)
+    warned = d._replace(result=d.result._replace(warning="2 of 2 tokens of this input are unknown"))
+    assert plain_translation(warned, Settings(1, 1, False), LIMITS.max_src_len)["warning"] == "2 of 2 tokens of this input are unknown"
+    assert "warning" not in plain_translation(d, Settings(1, 1, False), LIMITS.max_src_len)
