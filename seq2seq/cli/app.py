@@ -157,7 +157,7 @@ def evaluate(
     t = Translator.load(model, quantize=quantize)
     pairs = load_split(t.cfg.data, split, src, ref)
     scores = run_eval(
-        t.model, pairs, t.src, t.tgt, t.device, t.precision, t.decode_config(beam, batch_size), progress=not quiet
+        t.model, pairs, t.src, t.tgt, t.device, t.precision, t.decode_config(beam, batch_size), progress=not quiet and sys.stderr.isatty()
     )
     if output is not None:
         from seq2seq.files import atomic_write_text

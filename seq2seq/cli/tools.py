@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -133,7 +134,7 @@ def preprocess(
 
     cfg = load_config_arg(config, overrides)
     setup_logging(quiet)
-    result = run_preprocess(cfg, default_run_dir(cfg, config), workers=workers, quiet=quiet)
+    result = run_preprocess(cfg, default_run_dir(cfg, config), workers=workers, quiet=quiet or not sys.stderr.isatty())  # no bar frames in a log file
     typer.echo(
         f"{result.root}: {result.n_examples} examples of {result.n_pairs} pairs, "
         f"{result.src_tokens} + {result.tgt_tokens} tokens in {result.seconds:.1f} s",

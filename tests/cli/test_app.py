@@ -65,6 +65,7 @@ def test_eval_json_is_batch_size_invariant(tiny_run: Path, fp32_model: Path):
     for key in ("bleu", "chrf", "ter", "loss", "ppl", "n_sentences", "n_tokens"):
         assert key in a
     assert a["n_sentences"] == 120 and a["n_tokens"] == b["n_tokens"]
+    assert "\r" not in one.stderr + many.stderr  # stderr is a pipe here: no progress-bar frames (issue 21, 1.7)
     assert abs(a["loss"] - b["loss"]) <= 1e-5 * abs(b["loss"])
     assert a["bleu"] == b["bleu"] and a["chrf"] == b["chrf"]
     assert a["bleu"] > 10  # it learned something in 3 tiny epochs
