@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import resource
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,18 +32,19 @@ from typing import Any, Sequence
 import torch
 
 from seq2seq.config import Config, DecodeConfig, ModelConfig, TrainConfig
-from seq2seq.data.batch import BucketSampler, Encoder, Example, collate, decoder_steps, encode_pairs, example_lengths
-from seq2seq.data.vocab import build_vocabs
+from seq2seq.data.batch import collate, decoder_steps
 from seq2seq.data.corpus import Pair, load_corpus
+from seq2seq.data.encoding import Encoder, Example
 from seq2seq.device import (
     NATIVE_BF16_FEATURES, autocast, choose_precision, cpu_capabilities, cpu_has_native_bf16, describe_cpu, keep_freed_memory,
     resolve_device, resolve_precision,
 )
-from seq2seq.errors import DataError
 from seq2seq.model.network import Seq2Seq, count_parameters
 from seq2seq.decode.search import Hypothesis, decode
-from seq2seq.data.subword import train_tokenizers
-from seq2seq.data.tokenizer import SUBWORD_LEVELS, plain_tokenizers
+from seq2seq.training.build import build_data, make_optimizer, read_corpora
+from seq2seq.training.distributed import DistContext
+from seq2seq.training.rundir import RunFiles
+from seq2seq.training.trainer import train_step
 
 
 @dataclass(frozen=True)
@@ -135,27 +137,23 @@ class BenchData:
 
     src_enc: Encoder
     tgt_enc: Encoder
-    examples: list[Example]  # the encoded training pairs
+    examples: Sequence[Example]  # the encoded training pairs
     batches: list[list[int]]  # the first epoch's bucketed batches
-    eval_pairs: list[Pair]  # the test split (else valid, else train): decoded for the decoding speeds
+    eval_pairs: list[Pair]  # the test split, else valid: decoded for the decoding speeds
 
 
-def bench_data(cfg: Config) -> BenchData:
-    """Read the training corpus, build its tokenizers and vocabularies, encode and bucket it; read the eval pairs."""
-    d, t = cfg.data, cfg.train
-    train_pairs = load_corpus(d, "train")
-    eval_pairs = load_corpus(d, "test" if d.test else "valid") if d.test or d.valid else train_pairs
-    if any(level in SUBWORD_LEVELS for level in d.levels):
-        src_tok, tgt_tok = train_tokenizers(d, train_pairs)
-    else:
-        src_tok, tgt_tok = plain_tokenizers(d)
-    src_vocab, tgt_vocab = build_vocabs(train_pairs, src_tok, d.min_freq, d.max_size, d.shared_vocab, tgt_tokenizer=tgt_tok)
-    src_enc, tgt_enc = Encoder(src_tok, src_vocab), Encoder(tgt_tok, tgt_vocab)
-    examples = encode_pairs(train_pairs, src_enc, tgt_enc, max_len=d.max_len)
-    if not examples:
-        raise DataError("data.max_len: no training pair is short enough to benchmark")
-    batches = BucketSampler(*example_lengths(examples), batch_size=t.batch_size, max_tokens=t.max_tokens, seed=t.seed).batches(0)
-    return BenchData(src_enc, tgt_enc, examples, batches, eval_pairs)
+def bench_data(cfg: Config, device: torch.device) -> BenchData:
+    """The training data as `train` builds it (training/build: read_corpora, then build_data's tokenizers,
+    vocabularies, length filter, examples and buckets), in a scratch run directory removed afterwards.
+
+    A scratch directory holds no shards, so the bench reads the training text even where `seq2seq preprocess` made
+    shards for a run: the vocabularies are built from the same text as the shards' (a run's own are not read)."""
+    with tempfile.TemporaryDirectory(prefix="seq2seq-bench-") as scratch:
+        files = RunFiles(Path(scratch))
+        corpora = read_corpora(cfg, files)
+        data = build_data(cfg, files, corpora, DistContext(device=device), progress=False)
+    eval_pairs = load_corpus(cfg.data, "test") if cfg.data.test else corpora.valid_pairs
+    return BenchData(data.src_enc, data.tgt_enc, data.examples, data.sampler.batches(0), eval_pairs)
 
 
 def run_bench(
@@ -180,7 +178,7 @@ def run_bench(
         # An emulated bf16 kernel takes about a minute per training step of the reference model: say so, measure nothing in it.
         return {**hardware, "skipped": f"bf16 is emulated on this CPU ({describe_cpu()}): nothing measured in bf16; use precision auto or fp32"}
     torch.manual_seed(t.seed)
-    data = bench_data(cfg)
+    data = bench_data(cfg, device)
     src_vocab, tgt_vocab, examples, batches = data.src_enc.vocab, data.tgt_enc.vocab, data.examples, data.batches
     src_pad, tgt_pad = padding_fractions(examples, batches)
 
@@ -258,10 +256,7 @@ def _train_speeds(
     precision: str, steps: int, warmup: int, flops: FlopCounts,
 ) -> tuple[float, float, float]:
     """(real target tokens/s, sentences/s, counted FLOP/s) of `steps` training steps, after `warmup` untimed ones."""
-    # the training loop's own optimizer and step, so the bench measures what train runs
-    from seq2seq.training.trainer import make_optimizer, train_step
-
-    optimizer = make_optimizer(model, t)
+    optimizer = make_optimizer(model, t)  # the training loop's own optimizer and step: the bench measures what train runs
     model.train()
     cycle = itertools.cycle(batches)
     for _ in range(warmup):

@@ -70,3 +70,22 @@ def test_bench_decodes_with_a_trained_model_when_given_one(tiny_run):
     assert result["decode_model"] == str(tiny_run / "runs" / "tiny") and result["decode_sentences"] == 30
     assert result["greedy_sentences_per_s"] > 0 and result["beam5_sentences_per_s"] > 0
     assert "model " + str(tiny_run / "runs" / "tiny") in format_table(result)
+
+
+def test_bench_builds_the_data_as_train_does_and_leaves_nothing_behind(tiny_run, tmp_path, monkeypatch):
+    """bench_data runs the trainer's build_data: the vocabularies the run wrote, the trainer's length filter."""
+    import tempfile
+
+    from seq2seq.data.vocab import Vocab
+    from seq2seq.tools.bench import bench_data
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the scratch run directory goes here, then away
+    cfg = load_config(tiny_run / "tiny.yaml", ["data.max_len=6"])
+    data = bench_data(cfg, torch.device("cpu"))
+    run = tiny_run / "runs" / "tiny"
+    assert data.src_enc.vocab.itos == Vocab.load(run / "src_vocab.json").itos
+    assert data.tgt_enc.vocab.itos == Vocab.load(run / "tgt_vocab.json").itos
+    assert data.examples and all(len(s) - 1 <= 6 and len(t) <= 6 for s, t in data.examples)
+    assert sorted(i for b in data.batches for i in b) == list(range(len(data.examples)))
+    assert list(tmp_path.iterdir()) == []
+    assert len(data.eval_pairs) == 120  # no test split: the validation sentences
