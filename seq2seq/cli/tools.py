@@ -84,12 +84,13 @@ def plot_curves(
     """
     from seq2seq.model.checkpoint import resolve_model_path
     from seq2seq.training.metrics import read_metrics
+    from seq2seq.training.rundir import RunFiles
     from seq2seq.tools.plot import check_image_path, plot_curves as draw_curves, pyplot
 
     run_dir = Path(model) if model is not None and Path(model).is_dir() else resolve_model_path(model).parent
     path = output if output is not None else run_dir / "curves.png"
     check_image_path(path)
-    records = read_metrics(run_dir / "metrics.jsonl")
+    records = read_metrics(RunFiles(run_dir).metrics)
     pyplot()
     draw_curves(records, path, f"{run_dir.resolve().name}: {max(r['step'] for r in records) if records else 0} steps")
     typer.echo(f"curves: {path}", err=True)

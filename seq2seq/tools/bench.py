@@ -157,10 +157,11 @@ def bench_data(cfg: Config, device: torch.device) -> BenchData:
 
 
 def run_bench(
-    cfg: Config, steps: int = 30, warmup: int = 5, decode_sentences: int = 1000, beam_size: int = 5,
-    decode_warmup: int = 64, decode_model: str | Path | None = None,
+    cfg: Config, *, steps: int, warmup: int, decode_sentences: int, beam_size: int = 5, decode_warmup: int = 64,
+    decode_model: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Measure everything `seq2seq bench` prints; returns one flat dict.
+    """Measure everything `seq2seq bench` prints; returns one flat dict. `steps`, `warmup` and `decode_sentences`
+    have their defaults in the command line (`seq2seq bench --help`) and only there.
 
     Decoding speed depends on how long the outputs are, so a model trained for a few steps (which rarely says
     <eos>) decodes slower than a trained one: `decode_model` (a run directory or checkpoint) decodes with that

@@ -57,7 +57,7 @@ def test_bench_measures_nothing_in_emulated_bf16(monkeypatch):
     device._warn_emulated_bf16.cache_clear()
     overrides = [f"data.{k}={TOY / v}" for k, v in (("train", "train"), ("valid", "val"), ("test", "test"))]
     cfg = load_config(ROOT / "configs" / "demo.yaml", overrides + ["train.precision=bf16", "train.device=cpu"])
-    result = run_bench(cfg, steps=3, warmup=1)
+    result = run_bench(cfg, steps=3, warmup=1, decode_sentences=10)
     assert "emulated" in result["skipped"] and "train_tokens_per_s" not in result
     assert result["precision"] == "bf16" and result["auto_precision"] == "fp32" and result["cpu_native_bf16"] is False
     assert "skipped" in format_table(result) and "auto picks fp32" in format_table(result)
