@@ -116,14 +116,14 @@ def trace_graphs(model: Seq2Seq) -> tuple[bytes, bytes]:
     src, src_lengths = _trace_inputs(model)
     batch, source = {0: "batch"}, {0: "batch", 1: "source"}
     encoder = _to_onnx(
-        _EncoderGraph(model), (src, src_lengths), (ENCODER_INPUTS, ENCODER_OUTPUTS),
+        _EncoderGraph(model).eval(), (src, src_lengths), (ENCODER_INPUTS, ENCODER_OUTPUTS),
         {"src": source, "src_lengths": batch, "states": source, "keys": source, "hidden": {1: "batch"}},
     )
     with torch.no_grad():
         enc = model.encode(src, src_lengths)
     prev = torch.tensor([2, 2])
     decoder = _to_onnx(
-        _DecoderGraph(model), (prev, enc.states, enc.keys, enc.src_pad_mask, enc.hidden), (DECODER_INPUTS, DECODER_OUTPUTS),
+        _DecoderGraph(model).eval(), (prev, enc.states, enc.keys, enc.src_pad_mask, enc.hidden), (DECODER_INPUTS, DECODER_OUTPUTS),
         {"prev": batch, "states": source, "keys": source, "src_pad_mask": source, "hidden": {1: "batch"},
          "log_probs": batch, "hidden_out": {1: "batch"}, "attention": source},
     )

@@ -28,7 +28,7 @@ def export_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     raw = {
         "data": {"train": write_corpus(work / "data", "train", pairs), "valid": write_corpus(work / "data", "val", pairs[:20]),
                  "src_lang": "en", "tgt_lang": "de"},
-        "model": {"emb_size": 16, "hidden_size": 24, "attention": "bahdanau", "enc_layers": 2, "dec_layers": 2, "dropout": 0.0},
+        "model": {"emb_size": 16, "hidden_size": 24, "attention": "bahdanau", "enc_layers": 2, "dec_layers": 2, "dropout": 0.3},
         "train": {"batch_size": 32, "max_steps": 12, "valid_every": 12, "lr": 0.01, "seed": 5, "precision": "fp32",
                   "run_dir": str(work / "run")},
         "decode": {"beam_size": 5, "length_penalty": 0.6, "min_len": 1, "max_len_a": 1.2, "max_len_b": 4, "batch_size": 16},
