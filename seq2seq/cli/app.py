@@ -336,6 +336,15 @@ def main() -> None:
     except (OSError, UnicodeError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except ModuleNotFoundError as e:  # a runtime-only install (the `runtime` extra) asked for what needs torch
+        if not e.name or e.name.split(".")[0] == "seq2seq":
+            raise
+        print(
+            f"error: this needs {e.name.split('.')[0]}, which is not installed here: without torch, `translate` and `serve` "
+            f"run an export (`seq2seq export`); for checkpoints and training install the full package (pip install torch -e .)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

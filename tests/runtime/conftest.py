@@ -14,7 +14,7 @@ from tests.conftest import ROOT, toy_pairs, train_here, write_corpus
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-BLOCK_TORCH = 'raise ImportError("torch is blocked in this test: the export path must not import it")\n'
+BLOCK_TORCH = 'raise ModuleNotFoundError("torch is blocked in this test: the export path must not import it", name="torch")\n'
 
 
 @pytest.fixture(scope="session")

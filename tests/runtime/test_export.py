@@ -152,3 +152,11 @@ def test_serving_an_export_decodes_as_serving_the_checkpoint(exported: Path, exp
         assert [d.src_length for d in ours] == [d.src_length for d in theirs]
         assert [d.result.tokens for d in ours] == [d.result.tokens for d in theirs]
         assert [(d.result.src_tokens, d.result.warning) for d in ours] == [(d.result.src_tokens, d.result.warning) for d in theirs]
+
+
+def test_a_checkpoint_without_torch_installed_is_one_line_and_exit_2(export_run: Path, no_torch_env: dict) -> None:
+    """A runtime-only install (no torch) given a checkpoint instead of an export: say what to do, no traceback."""
+    proc = run_without_torch(no_torch_env, "-m", "seq2seq", "translate", "--model", str(export_run), "hello")
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert "torch" in proc.stderr and "seq2seq export" in proc.stderr
