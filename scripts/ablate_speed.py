@@ -34,7 +34,8 @@ import torch
 
 from seq2seq.tools.bench import padding_fractions
 from seq2seq.config import TrainConfig, load_config
-from seq2seq.data.batch import BucketSampler, Encoder, collate, encode_pairs, example_lengths
+from seq2seq.data.batch import BucketSampler, collate, example_lengths
+from seq2seq.data.encoding import Encoder, encode_pairs
 from seq2seq.data.vocab import build_vocabs
 from seq2seq.data.corpus import load_corpus
 from seq2seq.device import autocast, resolve_device

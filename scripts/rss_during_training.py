@@ -54,7 +54,8 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from seq2seq.config import load_config
-    from seq2seq.data.batch import BucketSampler, Encoder, collate, encode_pairs, example_lengths
+    from seq2seq.data.batch import BucketSampler, collate, example_lengths
+    from seq2seq.data.encoding import Encoder, encode_pairs
     from seq2seq.data.vocab import build_vocabs
     from seq2seq.data.corpus import load_corpus
     from seq2seq.device import keep_freed_memory, resolve_device, resolve_precision

@@ -20,7 +20,7 @@ import torch
 from hypothesis import strategies as st
 
 from seq2seq.config import ModelConfig
-from seq2seq.data.batch import Example
+from seq2seq.data.encoding import Example
 from seq2seq.model.network import Seq2Seq
 from seq2seq.data.vocab import SPECIALS
 

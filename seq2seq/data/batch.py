@@ -13,9 +13,7 @@ from typing import NamedTuple, Sequence, TypeVar
 import numpy as np
 import torch
 
-# Text -> ids is data/encoding's (no torch: an export translates with it); its names are importable from here too,
-# for the callers that encode and batch alike.
-from seq2seq.data.encoding import SOURCE_END, Encoder, Example, encode_pairs  # noqa: F401
+from seq2seq.data.encoding import Example  # text -> ids is data/encoding's (no torch: an export translates with it)
 from seq2seq.data.vocab import BOS, EOS, PAD
 from seq2seq.errors import DataError
 

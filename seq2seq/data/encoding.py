@@ -42,6 +42,11 @@ class Encoder:
         """The text as a source the model reads: its ids followed by <eos>."""
         return with_source_end(self.ids(text))
 
+    def text(self, ids: Sequence[int]) -> str:
+        """Output ids as one line of text (specials dropped, detokenized). A line break inside an output would shift
+        every later line of a translated file, so any becomes a space."""
+        return self.tokenizer.detokenize(self.vocab.decode(ids)).replace("\r", " ").replace("\n", " ")
+
     def source(self, text: str, max_len: int) -> "Source":
         """A source line as a translation reads it, tokenized once: its ids (at most `max_len` tokens, then <eos>),
         their tokens and the length it had before truncation."""

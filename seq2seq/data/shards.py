@@ -10,7 +10,7 @@ cores (in chunks, results kept in corpus order) and writes into RUN_DIR/bin/:
     src_vocab.json tgt_vocab.json  the vocabularies the ids refer to
 
 Reading, decoding, both filters and building the vocabularies are data/corpus.py's and data/batch.py's (the functions
-the text path calls), so an example holds exactly what `data/batch.encode_pairs` makes from the raw text and training on
+the text path calls), so an example holds exactly what `data/encoding.encode_pairs` makes from the raw text and training on
 shards gives the very batches training on the text gives. What is here is the binary format and the
 fast pass that fills it. `ShardDataset` reads examples from memory maps on demand, so memory does not
 grow with the corpus. Validation data stays text: BLEU needs the raw references and validation sets are small.
@@ -32,7 +32,8 @@ import numpy as np
 from tqdm import tqdm
 
 from seq2seq.config import Config, config_to_dict
-from seq2seq.data.batch import SOURCE_END, Example, decoder_steps
+from seq2seq.data.batch import decoder_steps
+from seq2seq.data.encoding import SOURCE_END, Example
 from seq2seq.data.corpus import (
     Chunk, check_length_filter, check_nonempty, chunk_pairs, corpus_name, corpus_paths, count_lines, has_both_sides, read_chunks, within_max_len,
 )
@@ -315,7 +316,7 @@ def shard_vocabs(cfg: Config, src_path: Path, tgt_path: Path, tables: dict[str, 
 
 def write_side(out: ShardFiles, side: str, lengths: np.ndarray, remap: np.ndarray) -> int:
     """Write one side's ids and index from its provisional file; returns the tokens written."""
-    end = SOURCE_END if side == "src" else ()  # the ids `data/batch.encode_pairs` makes: sources end in <eos>
+    end = SOURCE_END if side == "src" else ()  # the ids `data/encoding.encode_pairs` makes: sources end in <eos>
     write_ids(out.provisional(side), lengths, remap, out.ids(side), end)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths + len(end), out=offsets[1:])
@@ -329,7 +330,7 @@ class ShardDataset:
     """Examples read on demand from memory-mapped shards: `dataset[i]` is (source ids, target ids).
 
     Memory holds the offsets (8 bytes per example and side) and whatever pages the OS caches, never
-    the corpus. Indexing returns the same lists `data/batch.encode_pairs` returns, so `collate` is unchanged.
+    the corpus. Indexing returns the same lists `data/encoding.encode_pairs` returns, so `collate` is unchanged.
     """
 
     def __init__(self, files: ShardFiles, header: dict[str, Any]):

@@ -14,7 +14,8 @@ import torch
 from rapidfuzz.distance import Levenshtein
 
 from seq2seq.config import DataConfig, DecodeConfig
-from seq2seq.data.batch import Encoder, Example, collate, encode_pairs
+from seq2seq.data.batch import collate
+from seq2seq.data.encoding import Encoder, Example, encode_pairs
 from seq2seq.data.corpus import Pair, drop_empty, load_corpus, read_parallel_files
 from seq2seq.data.tokenizer import normalize_whitespace
 from seq2seq.device import autocast

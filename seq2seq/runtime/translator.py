@@ -93,8 +93,7 @@ class ExportTranslator:
         ]
 
     def detokenize(self, ids: Sequence[int]) -> str:
-        text = self.tgt.tokenizer.detokenize(self.tgt.vocab.decode(ids))
-        return text.replace("\r", " ").replace("\n", " ")
+        return self.tgt.text(ids)
 
     def translate(self, texts: Sequence[str], batch_size: int | None = None, beam_size: int | None = None) -> list[str]:
         """One output line per input text, in input order (an empty input gives an empty output)."""

@@ -12,7 +12,8 @@ import torch
 
 from seq2seq.config import Config, TrainConfig, dump_config
 from seq2seq.data import shards
-from seq2seq.data.batch import BucketSampler, Encoder, encode_pairs, example_lengths
+from seq2seq.data.batch import BucketSampler, example_lengths
+from seq2seq.data.encoding import Encoder, encode_pairs
 from seq2seq.data.corpus import Pair, load_corpus, read_pairs
 from seq2seq.data.report import Side, corpus_report, data_report, unknown_line
 from seq2seq.data.tokenizer import Tokenizer

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import torch
 
 from seq2seq.config import DecodeConfig
-from seq2seq.data.batch import Encoder
+from seq2seq.data.encoding import Encoder
 from seq2seq.data.corpus import Pair
 from seq2seq.data.report import degeneration_warning
 from seq2seq.decode.evaluate import Scores, evaluate

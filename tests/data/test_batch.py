@@ -8,7 +8,9 @@ from collections import Counter
 import pytest
 import torch
 
-from seq2seq.data.batch import BucketSampler, Encoder, collate, decoder_steps, encode_pairs, example_lengths
+from seq2seq.data.batch import BucketSampler, collate, decoder_steps, example_lengths
+
+from seq2seq.data.encoding import Encoder, encode_pairs
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import BOS, EOS, PAD, Vocab
 from seq2seq.errors import DataError

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from seq2seq.config import DataConfig, DecodeConfig, ModelConfig
-from seq2seq.data.batch import Encoder, collate, encode_pairs, pad
+from seq2seq.data.batch import collate, pad
+from seq2seq.data.encoding import Encoder, encode_pairs
 from seq2seq.data.subword import train_tokenizers
 from seq2seq.data.tokenizer import SUBWORD_LEVELS, plain_tokenizers
 from seq2seq.data.vocab import build_vocabs

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from seq2seq.config import load_config
-from seq2seq.data.batch import BucketSampler, Encoder, collate, encode_pairs, example_lengths
+from seq2seq.data.batch import BucketSampler, collate, example_lengths
+from seq2seq.data.encoding import Encoder, encode_pairs
 from seq2seq.data.tokenizer import plain_tokenizers
 from seq2seq.data.vocab import Vocab, build_vocabs
 from seq2seq.data.corpus import load_corpus
@@ -102,7 +103,7 @@ def test_shards_from_another_vocabulary_are_refused(tmp_path: Path) -> None:
 def test_write_ids_remaps_and_appends_the_end_across_blocks(tmp_path: Path, block: int) -> None:
     import numpy as np
 
-    from seq2seq.data.batch import SOURCE_END
+    from seq2seq.data.encoding import SOURCE_END
     from seq2seq.data.shards import write_ids
 
     lengths = np.array([2, 0, 3, 1, 4], dtype=np.int64)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from seq2seq.config import Config, ModelConfig
-from seq2seq.data.batch import encode_pairs
+from seq2seq.data.encoding import encode_pairs
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import Vocab
 from seq2seq.decode.evaluate import DecodingSetup, Scores, bleu_chrf_ter, corpus_loss, error_rates, evaluate

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seq2seq.config import Config, ModelConfig, replace
-from seq2seq.data.batch import Encoder
+from seq2seq.data.encoding import Encoder
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import SPECIALS, Vocab
 from seq2seq.decode.translator import Translator

@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 from seq2seq.config import load_config
-from seq2seq.data.batch import BucketSampler, Encoder, collate, encode_pairs, example_lengths
+from seq2seq.data.batch import BucketSampler, collate, example_lengths
+from seq2seq.data.encoding import Encoder, encode_pairs
 from seq2seq.data.corpus import load_corpus
 from seq2seq.training.distributed import rescale_position
 from seq2seq.model.loss import masked_nll
