@@ -19,15 +19,13 @@ D encoder output, A attention size, L decoder layers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from seq2seq.model.masking import masked_softmax
-
-if TYPE_CHECKING:
-    from seq2seq.model.network import Decoder, EncoderOutput
 
 
 def _gru_gates(gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -115,10 +113,11 @@ class _DeferredLinearGrad(torch.autograd.Function):
 
 
 def bahdanau_steps(
-    decoder: Decoder, emb: torch.Tensor, enc: EncoderOutput, hidden: torch.Tensor
+    decoder: nn.Module, emb: torch.Tensor, enc: NamedTuple, hidden: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """`decoder._bahdanau_steps(emb, enc, hidden)`, faster: emb (B, T, E), hidden (L, B, H) -> GRU outputs
-    (B, T, H), contexts (B, T, D), the last hidden (L, B, H), attention (B, T, S).
+    (B, T, H), contexts (B, T, D), the last hidden (L, B, H), attention (B, T, S). `decoder` is the network's
+    Decoder and `enc` its EncoderOutput; this module names neither, so that the network can import it without a cycle.
 
     The loop runs inside the `_StepWeights` blocks, so the gradients they defer are complete when this returns.
     """
