@@ -10,12 +10,13 @@ heatmap of shaded blocks for the terminal, or drawn into image files (one per in
 from __future__ import annotations
 
 import logging
-from typing import Any, NamedTuple, Protocol, Sequence
+from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
 from seq2seq.data.encoding import Encoder, Source
 from seq2seq.data.report import unknown_warning
 from seq2seq.data.tokenizer import JOINER
 from seq2seq.data.vocab import EOS_TOKEN
+from seq2seq.errors import ConfigError
 from seq2seq.files import dump_json
 
 log = logging.getLogger("seq2seq")
@@ -101,6 +102,21 @@ def make_results(translator: Decodes, sources: Sequence[Source], hyps: Sequence[
             len(unknown_lines), ", ".join(map(str, unknown_lines[:5])), ", ..." if len(unknown_lines) > 5 else "",
         )
     return out
+
+
+def nbest_beam(nbest: int, beam_size: int | None, default_beam: int) -> int:
+    """The beam an n-best list is searched with: `beam_size`, else the larger of the model's and `nbest`."""
+    beam = beam_size or max(default_beam, nbest)
+    if nbest > beam:
+        raise ConfigError(f"--nbest {nbest} needs a beam at least as large (--beam {beam})")
+    return beam
+
+
+def nbest_texts(
+    sources: Sequence[Source], nbests: Sequence[Sequence[Hypothesis]], text: Callable[[Sequence[int]], str]
+) -> list[list[tuple[float, str]]]:
+    """(score, translation) pairs per source, best first, from the searches' n-best lists; an empty text gives none."""
+    return [[(h.score, text(h.ids)) for h in hyps] if source.text.strip() else [] for source, hyps in zip(sources, nbests)]
 
 
 def nbest_blocks(

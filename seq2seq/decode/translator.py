@@ -18,8 +18,9 @@ from seq2seq.model.checkpoint import Checkpoint, resolve_model_path
 from seq2seq.config import Config, DecodeConfig
 from seq2seq.config import replace as config_replace
 from seq2seq.data.encoding import Encoder, Source, encode_sources
+from seq2seq.data.results import nbest_beam, nbest_texts
 from seq2seq.device import autocast, resolve_device, resolve_precision
-from seq2seq.errors import CheckpointError, ConfigError
+from seq2seq.errors import CheckpointError
 from seq2seq.model.network import Seq2Seq
 from seq2seq.decode.search import Hypothesis, decode
 
@@ -117,15 +118,10 @@ class Translator:
 
         beam_size None: the larger of decode.beam_size and `nbest`; it must be at least `nbest`.
         """
-        beam = beam_size or max(self.cfg.decode.beam_size, nbest)
-        if nbest > beam:
-            raise ConfigError(f"--nbest {nbest} needs a beam at least as large (--beam {beam})")
+        beam = nbest_beam(nbest, beam_size, self.cfg.decode.beam_size)
         with autocast(self.device, self.precision):
             results = decode(self.model, [s.ids for s in sources], self.decode_config(beam, batch_size), self.device, nbest=nbest)
-        return [
-            [(h.score, self.detokenize(h.ids)) for h in hyps] if source.text.strip() else []
-            for source, hyps in zip(sources, results)
-        ]
+        return nbest_texts(sources, results, self.detokenize)
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.tgt.text(ids)

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 from seq2seq.config import Config, DecodeConfig, config_from_dict
 from seq2seq.data.encoding import Encoder, Source, encode_sources
+from seq2seq.data.results import nbest_beam, nbest_texts
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import Vocab
 from seq2seq.errors import CheckpointError, ConfigError, DataError
@@ -83,14 +84,9 @@ class ExportTranslator:
         self, sources: Sequence[Source], nbest: int, beam_size: int | None = None, batch_size: int | None = None
     ) -> list[list[tuple[float, str]]]:
         """The `nbest` best (score, translation) pairs per source (`sources`' result), best first; an empty text gives none."""
-        beam = beam_size or max(self.cfg.decode.beam_size, nbest)
-        if nbest > beam:
-            raise ConfigError(f"--nbest {nbest} needs a beam at least as large (--beam {beam})")
+        beam = nbest_beam(nbest, beam_size, self.cfg.decode.beam_size)
         results = decode(self.graphs, [s.ids for s in sources], self.decode_config(beam, batch_size), nbest=nbest)
-        return [
-            [(h.score, self.detokenize(h.ids)) for h in hyps] if source.text.strip() else []
-            for source, hyps in zip(sources, results)
-        ]
+        return nbest_texts(sources, results, self.detokenize)
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.tgt.text(ids)
