@@ -28,6 +28,7 @@ train: {epochs: 1, batch_size: 16, run_dir: run, num_threads: 1}
 """
 TRAIN = ["train", "--config", "tiny.yaml", "--quiet"]
 FRESH = ["--set", "train.run_dir=fresh"]  # data cases: a new run directory, so the run-dir guard does not answer first
+LEXICON = "cat\tK AE1 T\ndog\tD AO1 G\ndog\tD AA1 G\nbee\tB IY1\nowl\tAW1 L\n"  # 4 distinct sources
 
 
 def write(path: Path, data: str | bytes) -> None:
@@ -141,6 +142,17 @@ CASES = [
     Case("eval-misaligned", ["eval", "--model", "run", "--src", "mis.en", "--ref", "mis.de"], ("misaligned corpus: mis.en has 3 lines but mis.de has 2",), lambda d: corpus(d, "mis", ["a", "b", "c"], ["x", "y"])),
     Case("eval-output-is-directory", ["eval", "--model", "run", "--output", "run"], ("error: --output: run is a directory, expected a file name",)),
     Case("eval-output-dir-missing", ["eval", "--model", "run", "--output", "no/such/dir/hyp.txt"], ("error: --output: directory no/such/dir does not exist",)),
+    Case("eval-ref-line-count", ["eval", "--model", "run", "--src", "r.en", "--ref", "short.de", "--ref", "r.de"], ("misaligned corpus: r.en has 3 lines but short.de has 2",), lambda d: (corpus(d, "r", ["a", "b", "c"], ["x", "y", "z"]), write(d / "short.de", "x\ny\n"))),
+    Case("eval-data-and-src", ["eval", "--model", "run", "--data", "toy.tsv", "--src", "toy.en", "--ref", "toy.de"], ("--data scores a TSV file and --src/--ref parallel files: give one of them",)),
+    Case("eval-data-missing", ["eval", "--model", "run", "--data", "nosuch.tsv"], ("nosuch.tsv: file not found",)),
+    # -- split -----------------------------------------------------------------------------------------------
+    Case("split-fraction-over-1", ["split", "lex.tsv", "--valid", "1.5", "--test", "1"], ("--valid: the fraction 1.5 is not between 0 and 1",), lambda d: write(d / "lex.tsv", LEXICON)),
+    Case("split-fraction-zero", ["split", "lex.tsv", "--valid", "1", "--test", "0.0"], ("--test: the fraction 0.0 is not between 0 and 1",), lambda d: write(d / "lex.tsv", LEXICON)),
+    Case("split-takes-every-source", ["split", "lex.tsv", "--valid", "2", "--test", "0.5"], ("--valid and --test take 2 + 2 of the file's 4 distinct sources: none would be left for training",), lambda d: write(d / "lex.tsv", LEXICON)),
+    Case("split-missing-file", ["split", "nosuch.tsv", "--valid", "1", "--test", "1"], ("nosuch.tsv: file not found",)),
+    Case("split-line-without-tab", ["split", "lex.tsv", "--valid", "1", "--test", "1"], ("lex.tsv:3: expected source<TAB>target, found no tab",), lambda d: write(d / "lex.tsv", "a\tb\nc\td\ne f\n")),
+    Case("split-not-utf8", ["split", "lex.tsv", "--valid", "1", "--test", "1"], ("lex.tsv:2:4: not valid UTF-8 (byte 0xe9)",), lambda d: write(d / "lex.tsv", b"a\tb\ncaf\xe9\tx\n")),
+    Case("split-output-exists", ["split", "lex.tsv", "--valid", "1", "--test", "1"], ("val.tsv exists: add --overwrite to replace it",), lambda d: (write(d / "lex.tsv", LEXICON), write(d / "val.tsv", "kept\tas is\n"))),
     Case("nbest-above-beam", ["translate", "--model", "run", "--beam", "2", "--nbest", "3", "hi"], ("error: --nbest 3 needs --beam 3 or more",)),
     Case("nbest-with-attention", ["translate", "--model", "run", "--nbest", "2", "--attention", "-", "hi"], ("error: --attention shows one translation per input; leave out --nbest",)),
 ]

@@ -20,6 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seq2seq"
 TORCH_FREE = [
     "seq2seq.config", "seq2seq.files", "seq2seq.errors",
     "seq2seq.data.tokenizer", "seq2seq.data.subword", "seq2seq.data.vocab", "seq2seq.data.corpus", "seq2seq.data.report",
+    "seq2seq.data.references", "seq2seq.data.split",
     "seq2seq.data.encoding", "seq2seq.data.results", "seq2seq.model.export_format",
     "seq2seq.runtime.graphs", "seq2seq.runtime.search", "seq2seq.runtime.translator",
     "seq2seq.serve.batching", "seq2seq.serve.requests", "seq2seq.cli.exported",

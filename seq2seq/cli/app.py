@@ -128,8 +128,15 @@ def build_vocab(config: Path = ConfigOpt, overrides: Optional[List[str]] = SetOp
 def evaluate(
     model: Optional[str] = ModelOpt,
     split: str = typer.Option("val", "--split", metavar="val|test", help="Which corpus of the model's config to score: val or test."),
+    data: Optional[Path] = typer.Option(
+        None, "--data", metavar="FILE.tsv",
+        help="Score this TSV file instead of a split; lines that share a source are one item with several references.",
+    ),
     src: Optional[Path] = typer.Option(None, "--src", metavar="FILE", help="Score this source file instead of a split (needs --ref)."),
-    ref: Optional[Path] = typer.Option(None, "--ref", metavar="FILE", help="Reference translations of --src, line by line."),
+    ref: Optional[List[Path]] = typer.Option(
+        None, "--ref", metavar="FILE",
+        help="Reference translations of --src, line by line; repeat it for several references per line.",
+    ),
     beam: Optional[int] = BeamOpt,
     batch_size: Optional[int] = BatchOpt,
     quantize: Optional[str] = QuantizeOpt,
@@ -139,14 +146,23 @@ def evaluate(
 ) -> None:
     """Score a model: sacreBLEU BLEU, chrF and TER, exact match, CER and WER on detokenized output; loss and perplexity per real token.
 
-    Example: seq2seq eval --split test --json
+    Several references per source (TSV lines that share a source, or several --ref files) count an output right
+    when it matches any of them; the loss stays over every (source, reference) pair.
+
+    \b
+    Example:
+      seq2seq eval --split test --json
+      seq2seq eval --data lexicon-test.tsv
+      seq2seq eval --src test.en --ref test.de --ref test2.de
     """
     from seq2seq.model.checkpoint import resolve_model_path
 
     if split not in ("val", "test"):
         raise ConfigError(f"--split: {split!r} is not one of val, test")
-    if (src is None) != (ref is None):
+    if (src is None) != (not ref):
         raise ConfigError("--src and --ref go together: give both to score a file, or neither to score --split")
+    if data is not None and src is not None:
+        raise ConfigError("--data scores a TSV file and --src/--ref parallel files: give one of them")
     if output is not None:
         _check_output_path(output, "--output")  # now, not after the decoding
     check_quantize(quantize)
@@ -155,9 +171,9 @@ def evaluate(
     from seq2seq.decode.translator import Translator
 
     t = Translator.load(model, quantize=quantize)
-    pairs = load_split(t.cfg.data, split, src, ref)
+    eval_set = load_split(t.cfg.data, split, src, ref, data)
     scores = run_eval(
-        t.model, pairs, t.src, t.tgt, t.device, t.precision, t.decode_config(beam, batch_size), progress=not quiet and sys.stderr.isatty()
+        t.model, eval_set, t.src, t.tgt, t.device, t.precision, t.decode_config(beam, batch_size), progress=not quiet and sys.stderr.isatty()
     )
     if output is not None:
         from seq2seq.files import atomic_write_text
@@ -171,12 +187,44 @@ def evaluate(
     typer.echo(f"model        {t.path}")
     typer.echo(f"decoding     {scores.setup.describe()}")
     typer.echo(f"sentences    {scores.n_sentences}  (target tokens {scores.n_tokens})")
+    typer.echo(f"references   {scores.references} at most per sentence")
     typer.echo(f"BLEU         {scores.bleu:.2f}   {scores.signatures['bleu']}")
     typer.echo(f"chrF         {scores.chrf:.2f}   {scores.signatures['chrf']}")
     typer.echo(f"TER          {scores.ter:.2f}   {scores.signatures['ter']}")
-    typer.echo(f"exact match  {scores.exact_match:.2f}   (% of outputs equal to their reference)")
-    typer.echo(f"CER / WER    {scores.cer:.2f} / {scores.wer:.2f}   (% edit distance per reference character / token)")
+    typer.echo(f"exact match  {scores.exact_match:.2f}   (% of outputs equal to a reference)")
+    typer.echo(f"CER / WER    {scores.cer:.2f} / {scores.wer:.2f}   (% edit distance per reference character / token, the closest reference)")
     typer.echo(f"loss / ppl   {scores.loss:.4f} / {scores.ppl:.2f}  (per real target token)")
+
+
+@app.command()
+def split(
+    file: Path = typer.Argument(..., metavar="FILE.tsv", hidden=True, show_default=False),  # the docstring says what it is
+    valid: str = typer.Option(
+        ..., "--valid", metavar="N|FRACTION", help="Validation sources: a count (500) or a share of the distinct sources (0.05).",
+        show_default=False,
+    ),
+    test: str = typer.Option(
+        ..., "--test", metavar="N|FRACTION", help="Test sources: a count or a share of the distinct sources.", show_default=False
+    ),
+    seed: int = typer.Option(1, "--seed", metavar="S", help="Seed of the draw: the same file and seed give the same splits."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", metavar="DIR", help="Folder of train.tsv, val.tsv, test.tsv [default: the folder of FILE].", show_default=False
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace output files that exist already."),
+) -> None:
+    """Split one TSV file (source<TAB>target, plain or .gz) into train.tsv, val.tsv and test.tsv, grouped by source:
+    all lines of one source (several pronunciations or translations) land in one split, so none is tested on a
+    source it trained on. Lines keep their order; prints each split's lines, distinct sources and sources with
+    several targets.
+
+    Example: seq2seq split data/lexicon.tsv --valid 500 --test 0.1 --seed 3
+    """
+    from seq2seq.data.split import counts_table, parse_amount, split_file
+
+    valid_amount, test_amount = parse_amount(valid, "--valid"), parse_amount(test, "--test")
+    outputs, table = split_file(file, valid_amount, test_amount, seed, out, overwrite)
+    typer.echo("\n".join(counts_table(table)))
+    typer.echo("wrote " + ", ".join(str(path) for path in outputs.values()))
 
 
 def _check_output_path(path: Path, option: str) -> None:

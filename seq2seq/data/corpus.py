@@ -98,7 +98,8 @@ def _raw_lines(f: IO[bytes], path: Path) -> Iterator[bytes]:
 def read_chunks(paths: Sequence[str | Path], chunk_size: int = CHUNK_LINES) -> Iterator[Chunk]:
     """Stream one file, or several aligned ones, as chunks of `chunk_size` raw lines; memory stays one chunk.
 
-    Aligned files must have as many lines: else a DataError naming the first two files and their counts.
+    Aligned files must have as many lines: else a DataError naming the first file, the first file whose count
+    differs from it (`eval --ref A --ref B`: the wrong reference file) and their counts.
     """
     paths = [Path(p) for p in paths]
     with ExitStack() as stack:
@@ -108,7 +109,8 @@ def read_chunks(paths: Sequence[str | Path], chunk_size: int = CHUNK_LINES) -> I
             chunk = tuple(Lines(str(p), first, list(islice(f, chunk_size))) for p, f in zip(paths, files))
             if len({len(lines.raw) for lines in chunk}) > 1:
                 n = [first - 1 + len(lines.raw) + sum(1 for _ in f) for lines, f in zip(chunk, files)]
-                raise DataError(f"misaligned corpus: {paths[0]} has {n[0]} lines but {paths[1]} has {n[1]}")
+                other = next(i for i in range(1, len(n)) if n[i] != n[0])
+                raise DataError(f"misaligned corpus: {paths[0]} has {n[0]} lines but {paths[other]} has {n[other]}")
             if not chunk[0].raw:
                 return
             yield chunk

@@ -20,6 +20,7 @@ from typing import Mapping, Sequence
 
 from seq2seq.config import DataConfig
 from seq2seq.data.corpus import Pair, has_both_sides, read_pairs, within_max_len
+from seq2seq.data.references import eval_set
 from seq2seq.data.tokenizer import Tokenizer, normalize_whitespace
 from seq2seq.data.vocab import BOS, EOS, PAD, UNK, Vocab
 
@@ -159,6 +160,19 @@ def _ratio_line(train: Filtered) -> str | None:
     )
 
 
+def _references_line(name: str, pairs: Sequence[Pair], fmt: str) -> str | None:
+    """How many evaluation items have several references (data/references decides what an item is); None for a
+    format where each line is an item of its own."""
+    if fmt != "tsv":
+        return None
+    items = eval_set([pair for pair in pairs if has_both_sides(pair)], fmt)
+    several = f" (up to {items.max_references})" if items.n_several else ""
+    return (
+        f"{name}: {items.n_several} of {len(items.items)} sources with several references{several}; "
+        "each source is scored once, against all of its references"
+    )
+
+
 def _leakage_line(name: str, pairs: Sequence[Pair], seen: set[Pair]) -> str:
     leaked = [pair for pair in pairs if has_both_sides(pair) and pair in seen]
     if not leaked:
@@ -167,10 +181,13 @@ def _leakage_line(name: str, pairs: Sequence[Pair], seen: set[Pair]) -> str:
     return f"{name}: {len(leaked)} of {n} pairs ({_percent(len(leaked), n)}) also in the training data (leakage), e.g. {_example(leaked[0])}"
 
 
-def data_report(splits: Mapping[str, Sequence[Pair] | None], src: Side, tgt: Side, max_len: int | None) -> list[str]:
+def data_report(
+    splits: Mapping[str, Sequence[Pair] | None], src: Side, tgt: Side, max_len: int | None, *, fmt: str
+) -> list[str]:
     """The report's lines on `splits` ("train", "valid", maybe "test": pairs as read, empty sides included, or None
-    where absent): pairs read and dropped and why, the unknown-token rate of the evaluation data under the
-    vocabularies, length-ratio outliers in the training data, and evaluation pairs also in the training data.
+    where absent): pairs read and dropped and why, the evaluation sources with several references (`fmt`, data.format:
+    TSV only), the unknown-token rate of the evaluation data under the vocabularies, length-ratio outliers in the
+    training data, and evaluation pairs also in the training data.
 
     `max_len` (data.max_len) filters the training pairs only, as training does.
     """
@@ -182,6 +199,9 @@ def data_report(splits: Mapping[str, Sequence[Pair] | None], src: Side, tgt: Sid
     others = {name: pairs for name, pairs in splits.items() if name != "train" and pairs is not None}
     for name, pairs in others.items():
         lines.append(_counts_line(name, _filter(pairs, src, tgt, None), None))
+        references = _references_line(name, pairs, fmt)
+        if references is not None:
+            lines.append(references)
         lines.append(_unknown_line(name, pairs, src, tgt))
     if filtered is not None:
         ratio = _ratio_line(filtered)
@@ -203,4 +223,4 @@ def corpus_report(d: DataConfig, src: Side, tgt: Side, train: Sequence[Pair] | N
         return read_pairs(spec, d.format, d.src_lang, d.tgt_lang) if spec else None
 
     splits = {"train": train if train is not None else read(d.train), "valid": read(d.valid), "test": read(d.test)}
-    return data_report(splits, src, tgt, d.max_len)
+    return data_report(splits, src, tgt, d.max_len, fmt=d.format)

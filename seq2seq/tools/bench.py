@@ -152,7 +152,7 @@ def bench_data(cfg: Config, device: torch.device) -> BenchData:
         files = RunFiles(Path(scratch))
         corpora = read_corpora(cfg, files)
         data = build_data(cfg, files, corpora, DistContext(device=device), progress=False)
-    eval_pairs = load_corpus(cfg.data, "test") if cfg.data.test else corpora.valid_pairs
+    eval_pairs = load_corpus(cfg.data, "test") if cfg.data.test else corpora.valid_pairs.pairs
     return BenchData(data.src_enc, data.tgt_enc, data.examples, data.sampler.batches(0), eval_pairs)
 
 

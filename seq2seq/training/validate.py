@@ -14,7 +14,7 @@ import torch
 
 from seq2seq.config import DecodeConfig
 from seq2seq.data.encoding import Encoder
-from seq2seq.data.corpus import Pair
+from seq2seq.data.references import EvalSet
 from seq2seq.data.report import degeneration_warning
 from seq2seq.decode.evaluate import Scores, evaluate
 from seq2seq.errors import ConfigError
@@ -33,11 +33,14 @@ def metric_label(metric: str) -> str:
 
 
 def validation_scores(
-    model: Seq2Seq, pairs: Sequence[Pair], src: Encoder, tgt: Encoder, device: torch.device, precision: str,
+    model: Seq2Seq, valid: EvalSet, src: Encoder, tgt: Encoder, device: torch.device, precision: str,
     decode_cfg: DecodeConfig, progress: bool,
 ) -> Scores:
-    """Greedy decoding of the validation set, whatever decode.beam_size says (a beam would cost k times as much)."""
-    return evaluate(model, pairs, src, tgt, device, precision, replace(decode_cfg, beam_size=1), progress=progress)
+    """Greedy decoding of the validation set, whatever decode.beam_size says (a beam would cost k times as much).
+
+    `valid` is scored as `eval` scores it (data/references: TSV lines that share a source are one item with several
+    references), so train.metric, best.pt and `eval --split val` agree."""
+    return evaluate(model, valid, src, tgt, device, precision, replace(decode_cfg, beam_size=1), progress=progress)
 
 
 def metric_value(scores: Scores, metric: str) -> float:
@@ -48,10 +51,11 @@ def metric_value(scores: Scores, metric: str) -> float:
     return float(value)
 
 
-def degeneration(scores: Scores, pairs: Sequence[Pair]) -> str | None:
+def degeneration(scores: Scores, valid: EvalSet) -> str | None:
     """The warning when the validation outputs degenerate (most of them one sentence, or far shorter than the
-    references: data/report.degeneration_warning), from the hypotheses the scoring decoded; None when they do not."""
-    return degeneration_warning(scores.hypotheses, [tgt for _, tgt in pairs])
+    references: data/report.degeneration_warning), from the hypotheses the scoring decoded, one per item, against
+    each item's first reference; None when they do not."""
+    return degeneration_warning(scores.hypotheses, [item.refs[0] for item in valid.items])
 
 
 def validation_record(scores: Scores, step: int, epoch: int, tgt_tokens: int, elapsed: float) -> dict[str, Any]:

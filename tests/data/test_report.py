@@ -33,7 +33,7 @@ def sides(train=TRAIN, src_level: str = "word", tgt_level: str = "word") -> tupl
 
 def test_the_report_counts_drops_unknown_tokens_outliers_and_leakage() -> None:
     src, tgt = sides()
-    lines = data_report({"train": TRAIN, "valid": VALID, "test": TEST}, src, tgt, max_len=9)
+    lines = data_report({"train": TRAIN, "valid": VALID, "test": TEST}, src, tgt, max_len=9, fmt="parallel")
     text = "\n".join(lines)
     assert "train: 8 pairs read, dropped 1 with an empty side and 1 longer than data.max_len=9 tokens, 6 kept" in lines
     assert "valid: 4 pairs read, dropped 1 with an empty side, 3 kept" in lines
@@ -49,7 +49,7 @@ def test_the_report_counts_drops_unknown_tokens_outliers_and_leakage() -> None:
 def test_a_clean_corpus_reports_no_problem() -> None:
     train = [("a b c d", "w x y z"), ("b c d a", "x y z w"), ("c d", "y z")]
     src, tgt = sides(train)
-    lines = data_report({"train": train, "valid": [("d c b a", "z y x w")], "test": None}, src, tgt, max_len=100)
+    lines = data_report({"train": train, "valid": [("d c b a", "z y x w")], "test": None}, src, tgt, max_len=100, fmt="parallel")
     assert lines == [
         "train: 3 pairs read, 3 kept",
         "valid: 1 pairs read, 1 kept",
@@ -62,10 +62,10 @@ def test_a_clean_corpus_reports_no_problem() -> None:
 def test_the_report_reads_each_side_at_its_level() -> None:
     train = [("brownlee", "B R AW1 N L IY0"), ("cat", "K AE1 T")]
     src, tgt = sides(train, "char", "space")
-    lines = data_report({"train": train, "valid": [("cab", "K AE1 B")]}, src, tgt, max_len=100)
+    lines = data_report({"train": train, "valid": [("cab", "K AE1 B")]}, src, tgt, max_len=100, fmt="parallel")
     # characters c a b: all known; symbols K AE1 B: B is known, all known
     assert "valid: unknown tokens under the vocabularies: source 0.0% (0 of 3 tokens), target 0.0% (0 of 3 tokens)" in lines
-    lines = data_report({"train": train, "valid": [("cab", "K AE1 B")]}, src, tgt, max_len=5)
+    lines = data_report({"train": train, "valid": [("cab", "K AE1 B")]}, src, tgt, max_len=5, fmt="parallel")
     assert lines[0] == "train: 2 pairs read, dropped 1 longer than data.max_len=5 tokens, 1 kept"  # 8 characters
 
 
@@ -99,3 +99,14 @@ def test_the_report_needs_no_torch() -> None:
     code = "import sys, seq2seq.data.report; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
+
+
+def test_the_report_counts_tsv_sources_with_several_references() -> None:
+    train = [("cat", "K AE1 T"), ("dog", "D AO1 G"), ("bee", "B IY1")]
+    valid = [("dog", "D AO1 G"), ("cat", "K AE1 T"), ("dog", "D AA1 G"), ("dog", "D AO G"), ("bee", "B IY1"), ("bee", "B IY0"), ("owl", "")]
+    src, tgt = sides(train, "char", "space")
+    lines = data_report({"train": train, "valid": valid, "test": [("cat", "K AE1 T")]}, src, tgt, max_len=None, fmt="tsv")
+    assert "valid: 2 of 3 sources with several references (up to 3); each source is scored once, against all of its references" in lines
+    assert "test: 0 of 1 sources with several references; each source is scored once, against all of its references" in lines
+    parallel = data_report({"train": train, "valid": valid}, src, tgt, max_len=None, fmt="parallel")
+    assert not any("several references" in line for line in parallel)  # parallel lines are items of their own

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from seq2seq.config import Config, ModelConfig
+from seq2seq.config import Config, ModelConfig, replace as replace_config
 from seq2seq.data.encoding import encode_pairs
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import Vocab
@@ -152,3 +152,95 @@ def test_a_non_finite_loss_is_null_in_the_json_report() -> None:
     scores = Scores(10.0, 20.0, 30.0, 50.0, 5.0, 10.0, math.inf, math.inf, 3, 9, setup, {"bleu": "sig"})
     report = strict_json(dump_json({**scores.as_dict(), "model": "m.pt"}))
     assert report["loss"] is None and report["ppl"] is None and report["bleu"] == 10.0 and report["quantize"] == "none"
+
+
+# ---- several references per item: an output is right when it matches any of them
+
+def test_several_references_exact_match_cer_and_wer_worked_by_hand() -> None:
+    hyps = ["K AE1 T", "D AA1 G"]
+    refs = [("K AE1 T S", "K AE1 T"), ("D AO1 G", "D AO1 G Z")]
+    rates = error_rates(hyps, refs)
+    assert rates.exact_match == pytest.approx(50.0)  # the first equals its second reference
+    # CER: item 1 takes "K AE1 T" (0 edits / 7), item 2 "D AO1 G" (1 / 7, not 3 / 9): 1 edit over 7 + 7 characters
+    assert rates.cer == pytest.approx(100 * 1 / 14)
+    # WER: item 1 "K AE1 T" (0 / 3), item 2 "D AO1 G" (1 / 3, not 2 / 4): 1 edit over 3 + 3 tokens
+    assert rates.wer == pytest.approx(100 * 1 / 6)
+    # the closest reference is the fewest edits per reference character, not the fewest edits: abcdefgh (4 / 8), not
+    # abx (2 / 3); its own length is what the corpus rate divides by
+    assert error_rates(["abcd"], [("abx", "abcdefgh")]).cer == pytest.approx(100 * 4 / 8)
+    # a tie (2 / 6 and 1 / 3) takes the first reference: (2 + 0) / (6 + 1), not (1 + 0) / (3 + 1)
+    assert error_rates(["abcd", "z"], [("abcdxy", "abc"), "z"]).cer == pytest.approx(100 * 2 / 7)
+    # a string is one reference, as ever: one reference in a tuple scores the same
+    assert error_rates(hyps, ["K AE1 T S", "D AO1 G"]) == error_rates(hyps, [("K AE1 T S",), ("D AO1 G",)])
+
+
+def test_several_references_bleu_and_ter_worked_by_hand() -> None:
+    # each n-gram of the output is in one reference or the other: all n-gram precisions are 1, the lengths equal
+    bleu, chrf, ter, signatures = bleu_chrf_ter(["a b c d e"], [("a b c d x", "y b c d e")])
+    assert bleu == pytest.approx(100.0) and ter == pytest.approx(100 * 1 / 5)  # TER: the fewest edits, 1
+    assert bleu_chrf_ter(["a b c d e"], ["a b c d x"])[0] == pytest.approx(100 * (4 / 5 * 3 / 4 * 2 / 3 * 1 / 2) ** (1 / 4))
+    assert "nrefs:2|" in signatures["bleu"]
+    # items with 3 and 2 references: TER = fewest edits / mean length of the item's own references, summed:
+    # (1 + 0) / (5 + (2 + 6) / 2). Padding the second item by repeating its first reference would make its mean
+    # (2 + 6 + 2) / 3 and TER 1 / (5 + 10 / 3)
+    hyps = ["a b c d e", "p q"]
+    refs = [("a b c d f", "a b c d g", "a b c d h"), ("p q", "p q r s t u")]
+    bleu, chrf, ter, signatures = bleu_chrf_ter(hyps, refs)
+    assert ter == pytest.approx(100 * 1 / 9)
+    assert "nrefs:var|" in signatures["bleu"]
+    assert chrf == pytest.approx(bleu_chrf_ter(hyps, [refs[0], ("p q", "p q r s t u", "p q")])[1])  # chrF: the best match
+
+
+@pytest.fixture(scope="module")
+def fp32_ckpt() -> Checkpoint:
+    """toy_checkpoint, decoded in fp32 wherever it runs (so that `eval` and `translate` give the same outputs)."""
+    ckpt = toy_checkpoint()
+    return replace(ckpt, config=replace_config(ckpt.config, "train", precision="fp32"))
+
+
+def test_eval_scores_items_with_several_references_from_a_tsv_file_or_several_ref_files(tmp_path, monkeypatch, capsys, fp32_ckpt) -> None:
+    path = tmp_path / "model.pt"
+    fp32_ckpt.write(path)
+    pairs = PAIRS[:8]
+    outputs = Translator.load(path).translate([s for s, _ in pairs])
+    assert all(outputs) and all(o != t for o, (_, t) in zip(outputs, pairs))  # a random model: never the reference
+    # each source twice: with its reference, then with the model's own output
+    lines = [line for (s, t), o in zip(pairs, outputs) for line in (f"{s}\t{t}", f"{s}\t{o}")]
+    (tmp_path / "two.tsv").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    refs = [write_corpus(tmp_path, name, [(s, t) for s, t in zip([s for s, _ in pairs], texts)]) for name, texts in
+            (("ref", [t for _, t in pairs]), ("own", outputs))]
+
+    code, out, err = invoke(capsys, monkeypatch, "eval", "--model", str(path), "--data", str(tmp_path / "two.tsv"), "--json", "-q")
+    assert code == 0, err
+    tsv = strict_json(out)
+    assert (tsv["exact_match"], tsv["cer"], tsv["wer"], tsv["bleu"]) == pytest.approx((100, 0, 0, 100))  # each output is a reference
+    assert tsv["references"] == 2 and tsv["n_sentences"] == len(pairs)
+    # the loss is over every line, both of each source's (their tokens and <eos>)
+    tokenizer = fp32_ckpt.tgt_tokenizer
+    assert tsv["n_tokens"] == sum(len(tokenizer.tokenize(t)) + len(tokenizer.tokenize(o)) + 2 for (_, t), o in zip(pairs, outputs))
+
+    ref_files = ["--src", f"{refs[0]}.en", "--ref", f"{refs[0]}.de", "--ref", f"{refs[1]}.de"]
+    code, out, err = invoke(capsys, monkeypatch, "eval", "--model", str(path), *ref_files, "--json", "-q")
+    assert code == 0, err
+    assert strict_json(out) == tsv  # the same items and pairs, in the same order: the same numbers
+
+    code, out, err = invoke(capsys, monkeypatch, "eval", "--model", str(path), "--src", f"{refs[0]}.en", "--ref", f"{refs[0]}.de", "--json", "-q")
+    assert code == 0, err
+    one = strict_json(out)
+    assert one["references"] == 1 and one["exact_match"] == 0.0 and one["n_tokens"] < tsv["n_tokens"]
+
+    code, out, err = invoke(capsys, monkeypatch, "eval", "--model", str(path), "--data", str(tmp_path / "two.tsv"), "-q")
+    assert code == 0, err
+    assert f"sentences    {len(pairs)}  (target tokens {tsv['n_tokens']})\nreferences   2 at most per sentence\n" in out
+
+
+def test_a_ref_file_with_another_line_count_is_one_line_exit_2(tmp_path, monkeypatch, capsys, ckpt) -> None:
+    path = tmp_path / "model.pt"
+    ckpt.write(path)
+    prefix = write_corpus(tmp_path, "dev", PAIRS[:3])
+    (tmp_path / "short.de").write_text("x\ny\n", encoding="utf-8")
+    # the short file first: each --ref is read, not only the last one
+    args = ["eval", "--model", str(path), "--src", f"{prefix}.en", "--ref", str(tmp_path / "short.de"), "--ref", f"{prefix}.de"]
+    code, out, err = invoke(capsys, monkeypatch, *args)
+    assert code == 2 and out == ""
+    assert err == f"error: misaligned corpus: {prefix}.en has 3 lines but {tmp_path / 'short.de'} has 2\n"
