@@ -1,4 +1,5 @@
-"""Validation BLEU per minute and per target token for recipe settings: run each, then tabulate and plot.
+"""A validation metric (BLEU by default, `--metric`) per minute and per target token for recipe settings: run each,
+then tabulate and plot.
 
 Each setting is a name and `--set` overrides of the recipe; each runs `seq2seq train` for `--minutes` in a fresh
 process through scripts/rss_of_training.py (which records its peak RSS), one after the other, never two at once
@@ -28,26 +29,32 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def bleu_at(validations: list[dict], minutes: float) -> float | None:
-    """Greedy val BLEU of the last validation that ended at or before `minutes` of training."""
-    seen = [v["val_bleu"] for v in validations if v["elapsed"] <= minutes * 60 + 1]
+LOWER_IS_BETTER = ("cer", "wer")  # as seq2seq's train.metric: error rates are better lower
+
+
+def metric_at(validations: list[dict], key: str, minutes: float) -> float | None:
+    """Greedy `key` (val_bleu, ...) of the last validation that ended at or before `minutes` of training."""
+    seen = [v[key] for v in validations if v["elapsed"] <= minutes * 60 + 1]
     return seen[-1] if seen else None
 
 
-def summarize(run: Path, at: list[float]) -> dict:
+def summarize(run: Path, at: list[float], metric: str = "bleu") -> dict:
+    key = f"val_{metric}"
     records = read_jsonl(run / "metrics.jsonl")
-    validations = [r for r in records if "val_bleu" in r]
+    validations = [r for r in records if key in r]
     steps = max(r["step"] for r in records)
+    best = min if metric in LOWER_IS_BETTER else max
     row = {"setting": run.name, "updates": steps, "tgt_tokens": max(r.get("tgt_tokens", 0) for r in records),
-           "best_val_bleu": max((v["val_bleu"] for v in validations), default=None)}
+           f"best_{key}": best((v[key] for v in validations), default=None)}
     for m in at:
-        row[f"val_bleu_{m:g}min"] = bleu_at(validations, m)
+        row[f"{key}_{m:g}min"] = metric_at(validations, key, m)
     rss = run / "rss.json"
     row["peak_rss_mb"] = json.loads(rss.read_text())["peak_rss_mb"] if rss.exists() else None
     return row
 
 
-def plot(runs: list[Path], out: Path) -> None:
+def plot(runs: list[Path], out: Path, metric: str = "bleu") -> None:
+    key = f"val_{metric}"
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,11 +62,11 @@ def plot(runs: list[Path], out: Path) -> None:
 
     fig, (by_time, by_tokens) = plt.subplots(1, 2, figsize=(11, 4))
     for run in runs:
-        v = [r for r in read_jsonl(run / "metrics.jsonl") if "val_bleu" in r]
-        by_time.plot([r["elapsed"] / 60 for r in v], [r["val_bleu"] for r in v], marker=".", label=run.name)
-        by_tokens.plot([r.get("tgt_tokens", 0) / 1e6 for r in v], [r["val_bleu"] for r in v], marker=".", label=run.name)
-    by_time.set(xlabel="minutes of training", ylabel="val BLEU (greedy)")
-    by_tokens.set(xlabel="target tokens trained on (millions)", ylabel="val BLEU (greedy)")
+        v = [r for r in read_jsonl(run / "metrics.jsonl") if key in r]
+        by_time.plot([r["elapsed"] / 60 for r in v], [r[key] for r in v], marker=".", label=run.name)
+        by_tokens.plot([r.get("tgt_tokens", 0) / 1e6 for r in v], [r[key] for r in v], marker=".", label=run.name)
+    by_time.set(xlabel="minutes of training", ylabel=f"{key} (greedy)")
+    by_tokens.set(xlabel="target tokens trained on (millions)", ylabel=f"{key} (greedy)")
     for ax in (by_time, by_tokens):
         ax.grid(alpha=0.3)
     by_time.legend(fontsize=8)
@@ -74,7 +81,8 @@ def main() -> None:
     parser.add_argument("--setting", action="append", default=[], help="NAME=KEY=VALUE,KEY=VALUE (NAME= for the recipe as is)")
     parser.add_argument("--set", action="append", default=[], help="an override for every setting")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for every run (e.g. ATEN_CPU_CAPABILITY=avx2)")
-    parser.add_argument("--at", default="10,30", help="minutes at which to read validation BLEU")
+    parser.add_argument("--at", default="10,30", help="minutes at which to read the validation metric")
+    parser.add_argument("--metric", default="bleu", help="the validation metric to tabulate: bleu, chrf, exact_match, cer, wer")
     parser.add_argument("--out", type=Path, required=True, help="folder of the runs (one run directory per setting)")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
@@ -94,16 +102,17 @@ def main() -> None:
             print(proc.stderr[-2000:], file=sys.stderr)
     runs = sorted(p.parent for p in args.out.glob("*/metrics.jsonl"))
     at = [float(x) for x in args.at.split(",")]
-    rows = [summarize(r, at) for r in runs]
-    cols = ["setting", "updates", "tgt_tokens", *[f"val_bleu_{m:g}min" for m in at], "best_val_bleu", "peak_rss_mb"]
+    rows = [summarize(r, at, args.metric) for r in runs]
+    key = f"val_{args.metric}"
+    cols = ["setting", "updates", "tgt_tokens", *[f"{key}_{m:g}min" for m in at], f"best_{key}", "peak_rss_mb"]
     print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for row in rows:
         print("| " + " | ".join("—" if row[c] is None else f"{row[c]:.2f}" if isinstance(row[c], float) else f"{row[c]:,}"
                                   if isinstance(row[c], int) else str(row[c]) for c in cols) + " |")
     (args.out / "summary.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     if runs:
-        plot(runs, args.out / "val_bleu.png")
-        print(f"plot: {args.out / 'val_bleu.png'}")
+        plot(runs, args.out / f"{key}.png", args.metric)
+        print(f"plot: {args.out / f'{key}.png'}")
 
 
 if __name__ == "__main__":
