@@ -52,6 +52,8 @@ def _allowed(meta: dict[str, Any]) -> str:
         parts.append(f"> {meta['min_excl']}")
     if "max" in meta:
         parts.append(f"≤ {meta['max']}")
+    if "max_excl" in meta:
+        parts.append(f"< {meta['max_excl']}")
     return "; ".join(parts)
 
 

@@ -20,7 +20,7 @@ from seq2seq.errors import ConfigError
 
 
 def _opt(default: Any, help: str, **checks: Any) -> Any:
-    """A dataclass field with its help text and range checks (`min`, `max`, `choices`, `min_excl`)."""
+    """A dataclass field with its help text and range checks (`min`, `max`, `choices`, `min_excl`, `max_excl`)."""
     return field(default=default, metadata={"help": help, **checks})
 
 
@@ -126,15 +126,31 @@ class TrainConfig:
         "constant",
         "learning-rate schedule after `warmup_steps` of linear warmup: `constant`, `plateau` (multiply by plateau_factor "
         "after plateau_patience validations without a better score), `warmup_inverse_sqrt` (lr * sqrt(warmup_steps / step)) "
-        "or `warmup_cosine` (cosine decay to min_lr at decay_steps)",
-        choices=("constant", "plateau", "warmup_inverse_sqrt", "warmup_cosine"),
+        "`warmup_cosine` (cosine decay to min_lr at decay_steps) or `wsd` (warmup, a stable rate, then a linear decay to "
+        "min_lr over the last decay_fraction of decay_steps). Under max_time, warmup_cosine and wsd plan their horizon "
+        "from the measured pace (see decay_steps)",
+        choices=("constant", "plateau", "warmup_inverse_sqrt", "warmup_cosine", "wsd"),
     )
     warmup_steps: int = _opt(0, "updates of linear learning-rate warmup from 0 (warmup_inverse_sqrt needs at least 1)", min=0)
-    min_lr: float = _opt(0.0, "the learning rate never falls below this (plateau, warmup_cosine)", min=0.0)
+    min_lr: float = _opt(0.0, "the learning rate never falls below this (plateau, warmup_cosine, wsd)", min=0.0)
     plateau_factor: float = _opt(0.5, "plateau: multiply the learning rate by this on a plateau", min_excl=0.0, max=1.0)
     plateau_patience: int = _opt(2, "plateau: validations without a better score (train.metric) before the learning rate drops", min=1)
     decay_steps: Optional[int] = _opt(
-        None, "warmup_cosine: the update at which the decay reaches min_lr (null: max_steps, else epochs x batches per epoch)", min=1
+        None,
+        "warmup_cosine, wsd: the update at which the decay reaches min_lr, the horizon (null: the updates the run will make: "
+        "the fewest of max_steps, epochs x batches per epoch and, with max_time, the updates the time budget holds at the "
+        "pace measured early in the run; the rate holds at its peak until that is planned)",
+        min=1,
+    )
+    decay_fraction: float = _opt(
+        0.2, "wsd: the share of the horizon (decay_steps) spent decaying linearly to min_lr, at its end", min_excl=0.0, max=1.0
+    )
+    ema_decay: float = _opt(
+        0.0,
+        "keep an exponential moving average of the weights, `ema = decay * ema + (1 - decay) * weights` after each update "
+        "(0: off). Each validation scores both (the EMA's as val_ema_* in metrics.jsonl); best.pt, the k best, early "
+        "stopping and the plateau follow the better",
+        min=0.0, max_excl=1.0,
     )
     metric: str = _opt(
         "bleu",
@@ -244,6 +260,8 @@ def _check_value(key: str, f: dataclasses.Field, value: Any, hints: Mapping[str,
         raise ConfigError(f"{key}: must be > {meta['min_excl']}, got {value!r}")
     if "max" in meta and value > meta["max"]:
         raise ConfigError(f"{key}: must be <= {meta['max']}, got {value!r}")
+    if "max_excl" in meta and value >= meta["max_excl"]:
+        raise ConfigError(f"{key}: must be < {meta['max_excl']}, got {value!r}")
     return value
 
 

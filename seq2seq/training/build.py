@@ -149,7 +149,8 @@ def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimi
 
 
 def build_schedule(t: TrainConfig, batches_per_epoch: int) -> LRSchedule:
-    """The learning-rate schedule, its horizon planned from train.epochs and train.max_steps (a resume keeps the
-    horizon it saved: see LRSchedule)."""
+    """The learning-rate schedule, its horizon planned from train.epochs and train.max_steps, and under
+    train.max_time later from the measured pace, at most those (a resume keeps the horizon it saved: see LRSchedule
+    and schedule.py's docstring)."""
     planned = t.epochs * batches_per_epoch
     return LRSchedule.from_config(t, min(planned, t.max_steps or planned))

@@ -1,13 +1,37 @@
 """What changes over training time: the learning-rate schedule and early stopping, both driven by the validation
-score of `train.metric` (higher is better, except for the error rates cer and wer).
+score of `train.metric` (higher is better, except for the error rates cer and wer), and the planning of a schedule's
+horizon under a time budget.
 
 Each keeps its state in a plain dict (`state_dict` / `load_state_dict`) that goes into the checkpoint, so that a
 resumed run continues the same curve (its horizon included) and the same patience count.
+
+The horizon under a time budget. warmup_cosine and wsd decay to min_lr at their horizon, the update `decay_steps`.
+Without train.max_time it is known before the first update: max_steps, else epochs x batches per epoch. With
+max_time (and decay_steps unset) it is the number of updates the budget holds, which only the run itself can
+measure; a curve that ends before the budget wastes the rest at min_lr, one that ends after it stops mid-decay,
+far from the low rate where the weights settle. So the horizon is planned once, from the pace measured early in
+the run, then fixed and saved in the checkpoint (a resume keeps it; it is never re-planned from a noisier clock).
+Until then the rate holds at its peak, which warmup reaches first.
+
+When (`plan_due`): at the first validation at or after the end of warmup, when one comes within PLAN_BY of the
+budget; else at the first update at or after warmup's end once PLAN_BY of the budget has passed. Planning at a
+validation measures what a validation costs, which a budget must pay for every train.valid_every updates (or every
+epoch): leaving it out plans too many updates when validations are slow (a large validation set decoded step by
+step). Waiting longer for one would leave the rate at its peak for too large a share of the run and plan from
+the first validation's time alone.
+
+How (`budget_horizon`): the seconds per update are the training seconds so far per update (`Pace`: elapsed minus
+the validations' seconds), plus one validation's seconds divided by the updates between validations. One
+validation's seconds are the mean of those measured; before any, an estimate: decoding a validation sentence costs
+about what training on a sentence does (`validation_estimate`). The horizon is the updates made plus the seconds
+left in the budget at that pace; then the fewest of that, max_steps and epochs x batches per epoch, whichever ends
+the run first (and never within warmup). Under DDP rank 0 plans and every rank takes its horizon.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from seq2seq.config import TrainConfig, choices
@@ -15,6 +39,8 @@ from seq2seq.errors import ConfigError
 
 SCHEDULES = choices("train", "schedule")  # config.py holds the choices
 LOWER_IS_BETTER = ("cer", "wer")  # error rates; every other train.metric is better higher
+HORIZON_KINDS = ("warmup_cosine", "wsd")  # the schedules that decay to min_lr at a horizon
+PLAN_BY = 0.1  # the share of train.max_time after which the horizon is planned without waiting for a validation
 
 
 def improves(score: float, best: float | None, metric: str) -> bool:
@@ -75,46 +101,69 @@ class LRSchedule:
     constant: lr. plateau: lr * scale, the scale multiplied by `factor` (floored at min_lr) after `patience`
     validations without a better score. warmup_inverse_sqrt: lr * sqrt(warmup_steps / step).
     warmup_cosine: from lr down to min_lr along half a cosine between warmup_steps and decay_steps, then min_lr.
+    wsd (warmup, stable, decay): lr until the last `decay_fraction` of decay_steps (never before warmup's end), then a
+    straight line down to min_lr at decay_steps, then min_lr.
     `decay_steps` (the horizon) is saved with the state: a resumed run keeps the curve it started on, even when
-    train.epochs or train.max_steps, from which the horizon was planned, changed.
+    train.epochs, max_steps or max_time, from which the horizon was planned, changed. `plan_later`: the horizon
+    waits for `plan` (train.max_time; see the module docstring), the rate holding at lr till then, and
+    `decay_steps` is the most it may be.
     """
 
     def __init__(
         self, kind: str, lr: float, warmup_steps: int, min_lr: float, factor: float, patience: int, decay_steps: int | None,
-        metric: str = "bleu",
+        metric: str = "bleu", decay_fraction: float = 0.2, plan_later: bool = False,
     ):
         if kind not in SCHEDULES:
             raise ConfigError(f"train.schedule: {kind!r} is not one of {', '.join(SCHEDULES)}")
         if kind == "warmup_inverse_sqrt" and warmup_steps < 1:
             raise ConfigError("train.warmup_steps: warmup_inverse_sqrt needs at least 1 warmup step")
-        if kind == "warmup_cosine" and (decay_steps is None or decay_steps <= warmup_steps):
-            raise ConfigError(
-                f"train.decay_steps: warmup_cosine needs decay_steps ({decay_steps}) above warmup_steps ({warmup_steps})"
-            )
+        if kind in HORIZON_KINDS and (decay_steps is None or decay_steps <= warmup_steps):
+            raise ConfigError(f"train.decay_steps: {kind} needs decay_steps ({decay_steps}) above warmup_steps ({warmup_steps})")
+        if not 0.0 < decay_fraction <= 1.0:
+            raise ConfigError(f"train.decay_fraction: must be in (0, 1], got {decay_fraction!r}")
         self.kind, self.lr, self.warmup_steps, self.min_lr = kind, lr, warmup_steps, min_lr
-        self.factor, self.decay_steps = factor, decay_steps
+        self.factor, self.decay_fraction = factor, decay_fraction
+        self.ceiling = decay_steps  # the most a planned horizon may be: max_steps or epochs x batches per epoch
+        self.decay_steps = None if plan_later and kind in HORIZON_KINDS else decay_steps
         self.plateau = Patience(metric)
         self.patience = patience
         self.scale = 1.0  # plateau only: product of the reductions so far
 
     @classmethod
     def from_config(cls, t: TrainConfig, default_decay_steps: int) -> "LRSchedule":
-        """`default_decay_steps` is the planned number of updates, used when train.decay_steps is unset."""
+        """`default_decay_steps` is the planned number of updates, used when train.decay_steps is unset; under
+        train.max_time the horizon is planned later, from the measured pace, and this is its ceiling."""
         return cls(
             t.schedule, t.lr, t.warmup_steps, t.min_lr, t.plateau_factor, t.plateau_patience,
-            t.decay_steps or default_decay_steps, t.metric,
+            t.decay_steps or default_decay_steps, t.metric, t.decay_fraction,
+            plan_later=t.max_time is not None and t.decay_steps is None,
         )
+
+    @property
+    def pending(self) -> bool:
+        """The horizon is still to be planned (the rate holds at its peak after warmup till then)."""
+        return self.kind in HORIZON_KINDS and self.decay_steps is None
+
+    def plan(self, horizon: int) -> int:
+        """Fix the horizon at `horizon` updates, at most the ceiling and past warmup; returns the horizon fixed."""
+        assert self.ceiling is not None
+        self.decay_steps = max(min(horizon, self.ceiling), self.warmup_steps + 1)
+        return self.decay_steps
 
     def lr_at(self, step: int) -> float:
         """Learning rate of update `step` (1-based)."""
         warm = min(1.0, step / self.warmup_steps) if self.warmup_steps else 1.0
-        if self.kind == "constant":
+        if self.kind == "constant" or self.pending:
             return self.lr * warm
         if self.kind == "plateau":
             return max(self.lr * self.scale, self.min_lr) * warm
         if self.kind == "warmup_inverse_sqrt":
             return self.lr * min(warm, math.sqrt(self.warmup_steps / max(step, 1)))
         assert self.decay_steps is not None
+        if self.kind == "wsd":
+            start = max(float(self.warmup_steps), self.decay_steps * (1.0 - self.decay_fraction))
+            progress = min(1.0, max(0.0, (step - start) / (self.decay_steps - start)))
+            return (self.lr - (self.lr - self.min_lr) * progress) * warm
         progress = min(1.0, max(0.0, (step - self.warmup_steps) / (self.decay_steps - self.warmup_steps)))
         cosine = self.min_lr + (self.lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
         return cosine * warm
@@ -134,7 +183,49 @@ class LRSchedule:
         return {"kind": self.kind, "scale": self.scale, "plateau": self.plateau.state_dict(), "decay_steps": self.decay_steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """The saved curve; a horizon saved as None (not planned yet) leaves this session's own."""
         self.scale = float(state["scale"])
         if state.get("decay_steps") is not None:
             self.decay_steps = int(state["decay_steps"])
         self.plateau.load_state_dict(state["plateau"])
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How fast a run went: `step` updates in `elapsed` seconds, `valid_seconds` of them in `validations`."""
+
+    step: int
+    elapsed: float
+    valid_seconds: float = 0.0
+    validations: int = 0
+
+    @property
+    def seconds_per_update(self) -> float:
+        """Training seconds per update, the validations left out."""
+        return max(self.elapsed - self.valid_seconds, 0.0) / max(self.step, 1)
+
+
+def plan_due(pace: Pace, warmup_steps: int, validated_at: int, budget_s: float) -> bool:
+    """Is it time to plan the horizon: past warmup, and a validation at or after its end (`validated_at`: the
+    last validation's update, -1 none) or PLAN_BY of the budget spent? (The rule's why: the module docstring.)"""
+    if pace.step < max(warmup_steps, 1):
+        return False
+    return validated_at >= warmup_steps or pace.elapsed >= PLAN_BY * budget_s
+
+
+def validation_estimate(pace: Pace, valid_sentences: int, sentences_per_update: float) -> float:
+    """Seconds of one validation before any was measured: decoding a sentence (greedily, with its loss) costs
+    about what an update costs per sentence it trains on."""
+    return pace.seconds_per_update * valid_sentences / max(sentences_per_update, 1e-9)
+
+
+def budget_rate(pace: Pace, valid_interval: int, valid_seconds: float) -> float:
+    """Updates per second, validations included: training seconds per update, plus one validation's
+    `valid_seconds` (the mean measured when any was) per `valid_interval` updates."""
+    one = pace.valid_seconds / pace.validations if pace.validations else valid_seconds
+    return 1.0 / max(pace.seconds_per_update + one / max(valid_interval, 1), 1e-9)
+
+
+def budget_horizon(pace: Pace, budget_s: float, rate: float) -> int:
+    """The updates a budget of `budget_s` seconds holds: those made, plus the seconds left at `rate` (updates/s)."""
+    return pace.step + int(max(budget_s - pace.elapsed, 0.0) * rate)

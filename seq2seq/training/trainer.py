@@ -3,9 +3,10 @@ files, resumed state), then `loop` runs step -> log -> validate -> keep best -> 
 
 One update (`train_step`): teacher-forced logits for the shifted targets of a Batch (the shift is made in
 `data/batch.collate`), the masked loss per real target token (`model/loss.masked_nll`, divided here), backward, clip,
-optimizer step. Everything a resume needs is in the checkpoint (`Progress`, the optimizer, the schedule, early
-stopping, the k best and every rank's random generators), so a run killed and resumed ends as the run never
-interrupted, under DDP too (with the same number of processes).
+optimizer step; then the moving average of the weights follows (train.ema_decay). Everything a resume needs is in
+the checkpoint (`Progress`, the optimizer, the schedule and its horizon, early stopping, the k best, the EMA and
+every rank's random generators), so a run killed and resumed ends as the run never interrupted, under DDP too (with
+the same number of processes).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -27,6 +28,7 @@ from seq2seq.model.checkpoint import Checkpoint, record_default_model
 from seq2seq.model.loss import masked_nll
 from seq2seq.model.network import Seq2Seq, count_parameters
 from seq2seq.training import distributed, finetune
+from seq2seq.training.ema import EMA, ema_keys, ema_views
 from seq2seq.training.build import (
     Data, Machine, build_data, build_model, build_schedule, data_report_lines, make_optimizer, read_corpora, setup_machine,
 )
@@ -35,7 +37,10 @@ from seq2seq.training.logs import attach_log_file, bars_wanted, epoch_bar, forma
 from seq2seq.training.metrics import MetricsLogger, read_metrics
 from seq2seq.training.resume import restore, rng_state, set_rng_state
 from seq2seq.training.rundir import RunFiles, ensure_dir, prepare_run_dir, remove_stale_run_files
-from seq2seq.training.schedule import LOWER_IS_BETTER, EarlyStopping, LRSchedule, improves
+from seq2seq.training.schedule import (
+    HORIZON_KINDS, LOWER_IS_BETTER, EarlyStopping, LRSchedule, Pace, budget_horizon, budget_rate, improves, plan_due,
+    validation_estimate,
+)
 from seq2seq.training.validate import (
     KeptBest, best_record, degeneration, metric_label, metric_value, validation_record, validation_scores,
 )
@@ -59,6 +64,8 @@ class Progress:
     bad_steps: int = 0  # non-finite losses in a row, up to now
     validated_at: int = -1  # the step of the last validation
     tgt_tokens: int = 0  # real target tokens of the updates made (all ranks), for curves against data seen
+    valid_seconds: float = 0.0  # of `elapsed`, the seconds spent validating (rank 0's), to plan under train.max_time
+    validations: int = 0  # validations made
 
 
 @dataclass
@@ -123,17 +130,19 @@ class Run:
     metrics: MetricsLogger | None  # rank 0 only
     bars: bool  # progress bars: rank 0, not --quiet, stderr a terminal
     stop_request: StopRequest | None
+    ema: EMA | None  # train.ema_decay > 0: the moving average of the weights
+    clock: Callable[[], float]  # seconds, for `elapsed` and train.max_time (time.monotonic; tests pass their own)
 
 
 def train(
     cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = False, quiet: bool = False,
-    stop_request: StopRequest | None = None,
+    stop_request: StopRequest | None = None, clock: Callable[[], float] = time.monotonic,
 ) -> TrainResult:
     """Train a model as configured, writing everything into `run_dir`.
 
     The corpora are read before anything is written, so a wrong path leaves no run directory behind. When
     `stop_request.requested` turns true (a signal), the current step ends, last.pt is written and
-    TrainingInterrupted is raised.
+    TrainingInterrupted is raised. `clock` measures the training time (train.max_time and its planned horizon).
     """
     files = RunFiles(Path(run_dir))
     machine = setup_machine(cfg.train)
@@ -159,15 +168,16 @@ def train(
     optimizer = make_optimizer(model, t)
     schedule = build_schedule(t, len(data.sampler.batches(0)))
     early = EarlyStopping(t.patience, t.metric)
+    ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None  # from the weights the run starts from
     if resume:
-        progress, kept = resume_state(cfg, files, machine, data, model, optimizer, schedule, early)
+        progress, kept = resume_state(cfg, files, machine, data, model, optimizer, schedule, early, ema)
     else:
         progress, kept = Progress(metric=t.metric, world_size=dist.world_size), []
         distributed.seed_rank(t.seed, 0, dist)  # each rank its own dropout, after the shared initialization
     metrics = MetricsLogger(files.metrics, files.tensorboard if t.tensorboard else None, progress.step if resume else None) if dist.is_main else None
     run = Run(
         cfg, files, machine, data, model, distributed.wrap(model, dist), optimizer, schedule, early, progress,
-        KeptBest(files, t.keep_best, t.metric, kept), metrics, bars, stop_request,
+        KeptBest(files, t.keep_best, t.metric, kept), metrics, bars, stop_request, ema, clock,
     )
     if dist.is_main:  # after everything that may refuse the run (a broken last.pt): its train.log stays as it was
         for line in data_report_lines(cfg, corpora, data, fine_tuning=source is not None):
@@ -198,7 +208,7 @@ def starting_point(cfg: Config, files: RunFiles, resume: bool) -> tuple[Config, 
 def loop(run: Run) -> str:
     """Train until a stop condition holds; returns its config key (train.epochs, max_steps, max_time, patience)."""
     p, t, data, machine = run.progress, run.cfg.train, run.data, run.machine
-    started = time.monotonic() - p.elapsed
+    started = run.clock() - p.elapsed
     window = Window()
     run.model.train()
     while p.epoch < t.epochs:
@@ -209,17 +219,21 @@ def loop(run: Run) -> str:
             if reason is not None:
                 bar.close()
                 return reason
-            # step
+            # step (under train.max_time the schedule's horizon is first planned, once, from the saved progress)
+            if run.schedule.pending:
+                plan_horizon(run)
             batch = collate([data.examples[i] for i in index]).to(machine.device)
             for group in run.optimizer.param_groups:
                 group["lr"] = run.schedule.lr_at(p.step + 1)
             finite, loss_sum, n_tokens = train_step(
                 run.forward_model, run.model, run.optimizer, batch, t, machine.device, machine.precision, machine.dist
             )
+            if finite and run.ema is not None:
+                run.ema.update(run.model)
             count_update(run, finite, loss_sum, n_tokens, window)
             p.step += 1
             p.batch_in_epoch += 1
-            p.elapsed = time.monotonic() - started
+            p.elapsed = run.clock() - started
             bar.update(1)
             # log
             if p.step % 10 == 0 or p.step % t.log_every == 0:
@@ -309,19 +323,16 @@ def report(run: Run, window: Window, bar: Any) -> Window:
 
 
 def validate_and_save(run: Run) -> None:
-    """Validate -> log -> keep best -> save. Rank 0 scores the validation set (train.metric), writes the record,
-    best.pt on a new best, ckpt-STEP.pt among the k best and last.pt; every rank takes the same schedule and
-    early-stopping steps from rank 0's score."""
-    p, t, d, machine = run.progress, run.cfg.train, run.data, run.machine
+    """Validate -> log -> keep best -> save. Rank 0 scores the validation set (train.metric; with train.ema_decay the
+    EMA's weights too), writes the record, best.pt on a new best (the better of the two weights), ckpt-STEP.pt among
+    the k best and last.pt; every rank takes the same schedule and early-stopping steps from rank 0's score."""
+    p, t, machine = run.progress, run.cfg.train, run.machine
     p.validated_at = p.step
-    record, score, warning = None, 0.0, None
-    if machine.dist.is_main:
-        scores = validation_scores(run.model, d.valid_pairs, d.src_enc, d.tgt_enc, machine.device, machine.precision, run.cfg.decode, run.bars)
-        score = metric_value(scores, t.metric)
-        epoch = p.epoch + 1 if p.batch_in_epoch else p.epoch  # at an epoch's end `p.epoch` counts it already
-        record = validation_record(scores, p.step, epoch, p.tgt_tokens, p.elapsed)
-        warning = degeneration(scores, d.valid_pairs)
-    score = distributed.from_main(score, machine.dist)
+    began = run.clock()
+    scored = score_validation(run) if machine.dist.is_main else None
+    score = distributed.from_main(scored.score if scored is not None else 0.0, machine.dist)
+    spent = run.clock() - began  # what the budget pays per validation (train.max_time's horizon counts it)
+    p.elapsed, p.valid_seconds, p.validations = p.elapsed + spent, p.valid_seconds + spent, p.validations + 1
     improved = improves(score, p.best_score, t.metric)
     if improved:
         p.best_score = score
@@ -329,22 +340,88 @@ def validate_and_save(run: Run) -> None:
     if run.schedule.on_validation(score):
         log.info("step %d: val %s on a plateau (train.plateau_patience): learning rate now %.3g", p.step, label, run.schedule.lr_at(p.step + 1))
     run.early.update(score)
-    if record is not None and run.metrics is not None:
-        extra = "" if t.metric in ("bleu", "chrf") else f" {label} {score:.2f}"
-        log.info(
-            "step %d: val loss %.4f ppl %.2f BLEU %.2f chrF %.2f%s%s",
-            p.step, record["val_loss"], record["val_ppl"], record["val_bleu"], record["val_chrf"], extra, " (best)" if improved else "",
-        )
-        if warning is not None:  # "the model outputs the same sentence for every input", said with its numbers
-            log.warning("step %d: %s", p.step, warning)
-        run.metrics.log(record)
-        run.kept.offer(p.step, score, replace(model_state(run), scores=record))
+    if scored is not None and run.metrics is not None:
+        log_validation(run, scored, improved)
+        run.metrics.log(scored.record)
+        run.kept.offer(p.step, score, scored.best)
     state = checkpoint_state(run)  # gathers every rank's random generators; None on the other ranks
     if state is not None:
-        if improved:
-            replace(state, scores=record).write(run.files.best)
+        if improved and scored is not None:
+            replace(state, weights=scored.best.weights, scores=scored.best.scores).write(run.files.best)
         state.write(run.files.last)
     distributed.barrier(machine.dist)
+
+
+@dataclass
+class Scored:
+    """One validation, on rank 0: its metrics record, and the better of the raw and the EMA weights."""
+
+    record: dict[str, Any]  # metrics.jsonl's: the raw weights' val_* keys; with the EMA, its val_ema_* keys too
+    score: float  # train.metric of the better weights
+    best: Checkpoint  # the better weights, their own record as scores (with "ema": True when they are the EMA's)
+    warning: str | None  # the raw outputs degenerate
+    ema: bool = False  # the EMA scored better than the raw weights
+
+
+def score_validation(run: Run) -> Scored:
+    """Score the raw weights and, with train.ema_decay, the EMA's; the EMA is the better only when it scores better."""
+    p, t, d, m = run.progress, run.cfg.train, run.data, run.machine
+
+    def score(model: Seq2Seq) -> tuple[Any, dict[str, Any], float]:
+        scores = validation_scores(model, d.valid_pairs, d.src_enc, d.tgt_enc, m.device, m.precision, run.cfg.decode, run.bars)
+        epoch = p.epoch + 1 if p.batch_in_epoch else p.epoch  # at an epoch's end `p.epoch` counts it already
+        return scores, validation_record(scores, p.step, epoch, p.tgt_tokens, p.elapsed), metric_value(scores, t.metric)
+
+    scores, record, value = score(run.model)
+    warning = degeneration(scores, d.valid_pairs)
+    if run.ema is None:
+        return Scored(record, value, replace(model_state(run), scores=record), warning)
+    _, ema_record, ema_value = score(run.ema.model)
+    record = {**record, **ema_keys(ema_record)}
+    if improves(ema_value, value, t.metric):  # strictly better: on a tie the raw weights stay
+        best = replace(model_state(run), weights=run.ema.state_dict(), scores={**ema_record, "ema": True})
+        return Scored(record, ema_value, best, warning, ema=True)
+    return Scored(record, value, replace(model_state(run), scores=record), warning)
+
+
+def log_validation(run: Run, scored: Scored, improved: bool) -> None:
+    """One line per validation: the raw weights' figures, the EMA's score beside them, and whether it is the best."""
+    p, t, r = run.progress, run.cfg.train, scored.record
+    label = metric_label(t.metric)
+    extra = "" if t.metric in ("bleu", "chrf") else f" {label} {r[f'val_{t.metric}']:.2f}"
+    if run.ema is not None:
+        extra += f"; EMA {label} {r[f'val_ema_{t.metric}']:.2f}"
+    best = "" if not improved else " (best, EMA)" if scored.ema else " (best)"
+    log.info(
+        "step %d: val loss %.4f ppl %.2f BLEU %.2f chrF %.2f%s%s",
+        p.step, r["val_loss"], r["val_ppl"], r["val_bleu"], r["val_chrf"], extra, best,
+    )
+    if scored.warning is not None:  # "the model outputs the same sentence for every input", said with its numbers
+        log.warning("step %d: %s", p.step, scored.warning)
+
+
+def plan_horizon(run: Run) -> None:
+    """train.max_time: fix the schedule's horizon at the updates the budget holds, once `schedule.plan_due` says the
+    pace is known (the rule and its why: training/schedule.py). It reads the saved progress, not the clock, so a run
+    resumed from a checkpoint plans as the run never interrupted; rank 0 plans and every rank takes its horizon."""
+    p, t, d, dist = run.progress, run.cfg.train, run.data, run.machine.dist
+    assert t.max_time is not None
+    pace, budget = Pace(p.step, p.elapsed, p.valid_seconds, p.validations), t.max_time * 60
+    planned, rate = -1.0, 0.0
+    if dist.is_main and plan_due(pace, t.warmup_steps, p.validated_at, budget):
+        per_epoch = len(d.sampler.batches(p.epoch))  # this rank's batches, one per update
+        per_batch = len(d.examples) / max(per_epoch * dist.world_size, 1)  # sentences a rank trains on per update
+        estimate = validation_estimate(pace, len(d.valid_pairs.pairs), per_batch)
+        rate = budget_rate(pace, t.valid_every or per_epoch, estimate)
+        planned = float(budget_horizon(pace, budget, rate))
+    planned = distributed.from_main(planned, dist)
+    if planned < 0:
+        return
+    horizon = run.schedule.plan(int(planned))
+    log.info(
+        "learning-rate horizon: %d updates, planned from the rate of the first %d updates (%.1f updates/min incl. "
+        "validation) for max_time %g min", horizon, p.step, rate * 60, t.max_time,
+    )
 
 
 def model_state(run: Run) -> Checkpoint:
@@ -367,6 +444,8 @@ def checkpoint_state(run: Run) -> Checkpoint | None:
         "early_stopping": run.early.state_dict(),
         "kept_best": run.kept.state(),
     }
+    if run.ema is not None:
+        training["ema"] = run.ema.state_dict()
     if len(rngs) > 1:
         training["rng_ranks"] = rngs  # under DDP: each rank's own dropout and teacher-forcing draws
     return replace(model_state(run), training=training)
@@ -380,10 +459,10 @@ def save_last(run: Run) -> None:
 
 def resume_state(
     cfg: Config, files: RunFiles, machine: Machine, data: Data, model: Seq2Seq, optimizer: torch.optim.Optimizer,
-    schedule: LRSchedule, early: EarlyStopping,
+    schedule: LRSchedule, early: EarlyStopping, ema: EMA | None = None,
 ) -> tuple[Progress, list[dict[str, Any]]]:
-    """Load last.pt into the model, optimizer, schedule, early stopping and random generators; returns the progress
-    and the k best so far. Every rank restores its own generators when the number of processes is the same."""
+    """Load last.pt into the model, optimizer, schedule, early stopping, the EMA and random generators; returns the
+    progress and the k best so far. Every rank restores its own generators when the number of processes is the same."""
     t, dist = cfg.train, machine.dist
     ckpt = Checkpoint.read(files.last)
     ranks = ckpt.training.get("rng_ranks")
@@ -392,7 +471,7 @@ def resume_state(
     saved = restore(
         ckpt, model, optimizer, data.src_vocab, data.tgt_vocab,
         lambda rng: set_rng_state(ranks[dist.rank] if dist.enabled and exact else rng),  # type: ignore[index]
-        extras={"schedule": schedule, "early_stopping": early},
+        extras={"schedule": schedule, "early_stopping": early, **({"ema": ema} if ema is not None else {})},
     )
     p = progress_from(saved, t.metric)
     p.batch_in_epoch = distributed.rescale_position(p.batch_in_epoch, p.world_size, dist.world_size)
@@ -401,7 +480,7 @@ def resume_state(
         log.info("%d process(es) resume a run of %d: random generators seeded afresh", dist.world_size, p.world_size)
     p.world_size = dist.world_size
     log.info("resumed %s at step %d (epoch %d, batch %d)", files.last, p.step, p.epoch + 1, p.batch_in_epoch)
-    if schedule.kind == "warmup_cosine" and planned is not None and schedule.decay_steps is not None and planned > schedule.decay_steps:
+    if schedule.kind in HORIZON_KINDS and planned is not None and schedule.decay_steps is not None and planned > schedule.decay_steps:
         log.info(
             "this run goes on past its learning-rate schedule (planned over %d updates): from update %d on the "
             "learning rate stays at train.min_lr %g", schedule.decay_steps, schedule.decay_steps + 1, t.min_lr,
@@ -460,7 +539,7 @@ def finish(run: Run, reason: str, resumed_at: int | None) -> TrainResult:
     best = None
     if run.machine.dist.is_main:
         record_default_model(files.root)
-        best = best_record(read_metrics(files.metrics), t.metric, p.step) if files.metrics.exists() else None
+        best = best_record(ema_views(read_metrics(files.metrics)), t.metric, p.step) if files.metrics.exists() else None
     shown = "none yet" if p.best_score is None else f"{p.best_score:.2f}"
     log.info("done: %d steps in %.1f s, best val %s %s -> %s", p.step, p.elapsed, label, shown, files.best)
     return TrainResult(files.root, p, best)

@@ -133,3 +133,17 @@ def test_two_processes_stopped_and_resumed_end_as_the_uninterrupted_run(tmp_path
     assert ours["step"] == theirs["step"] == 4
     for name, value in theirs["model"].items():
         assert torch.equal(ours["model"][name], value), name
+
+
+def test_two_processes_plan_one_horizon_and_keep_one_ema(tmp_path: Path) -> None:
+    """train.max_time with wsd and the EMA under two processes: rank 0 plans the horizon and both take it (a rank
+    that planned alone would wait forever for the other), and last.pt holds the EMA."""
+    config = _write_setup(tmp_path)
+    keys = ["train.schedule=wsd", "train.warmup_steps=2", "train.valid_every=2", "train.max_time=30", "train.max_steps=6",
+            "train.ema_decay=0.9"]
+    _as_torchrun_would(tmp_path, config, *[arg for key in keys for arg in ("--set", key)])
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert state["step"] == 6 and state["schedule"]["decay_steps"] == 6  # max_steps ends the run before the budget
+    assert state["ema"].keys() == state["model"].keys()
+    log = (tmp_path / "run" / "train.log").read_text(encoding="utf-8")
+    assert log.count("learning-rate horizon: 6 updates, planned from the rate of the first 2 updates") == 1

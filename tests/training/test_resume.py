@@ -1,6 +1,8 @@
 """Exact resume: a run killed at any moment and resumed ends bitwise equal to the run never interrupted.
 
-Also: Ctrl-C saves last.pt and exits 130 with the resume command; what a resume drops (metrics past the checkpoint).
+Also: Ctrl-C saves last.pt and exits 130 with the resume command; what a resume drops (metrics past the checkpoint);
+a run with the moving average of its weights and a learning-rate horizon planned from a time budget (on a clock
+that counts updates and validations, so that the budget is the same in every session).
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ import torch
 
 from seq2seq.model.checkpoint import load_checkpoint
 from seq2seq.config import load_config
+from seq2seq.model.checkpoint import Checkpoint
+from seq2seq.training import trainer
 from seq2seq.training.interrupt import TrainingInterrupted
+from seq2seq.training.metrics import read_metrics
+from seq2seq.training.schedule import LRSchedule
 from seq2seq.training.trainer import train
 from tests.conftest import TOY, ForkedCli, start_cli
 
@@ -67,7 +73,7 @@ def saved_step(path: Path) -> int:
 
 
 def assert_same_training_state(a: Path, b: Path) -> None:
-    """Weights and optimizer state bitwise equal, same progress (elapsed time aside)."""
+    """Weights, optimizer state and the EMA's weights bitwise equal, same schedule and progress (time aside)."""
     sa, sb = load_checkpoint(a), load_checkpoint(b)
     assert sa["model"].keys() == sb["model"].keys()
     for name in sa["model"]:
@@ -77,8 +83,13 @@ def assert_same_training_state(a: Path, b: Path) -> None:
     for index in opt_a:
         for key in opt_a[index]:
             assert torch.equal(opt_a[index][key], opt_b[index][key]), (index, key)
+    for name in sa.get("ema", {}):
+        assert torch.equal(sa["ema"][name], sb["ema"][name]), f"ema {name}"
+    assert sa.get("ema", {}).keys() == sb.get("ema", {}).keys()
+    assert sa["schedule"] == sb["schedule"]
     pa, pb = dict(sa["progress"]), dict(sb["progress"])
-    pa.pop("elapsed"), pb.pop("elapsed")
+    for timed in ("elapsed", "valid_seconds"):
+        pa.pop(timed, None), pb.pop(timed, None)
     assert pa == pb
     assert torch.equal(sa["rng"]["torch"], sb["rng"]["torch"])
 
@@ -157,3 +168,71 @@ def test_resume_from_every_checkpoint_is_exact(tmp_path, monkeypatch):
         assert info.value.step == stop_at and saved_step(run / "last.pt") == stop_at
         train_in_process(config, run, resume=True)
         assert_same_training_state(tmp_path / "reference" / "last.pt", run / "last.pt")
+
+
+class UpdateClock:
+    """A clock for `train(clock=...)` that moves only with the work: 1 s per update and 5 s per model validated.
+    A session's time is then its updates' and validations', so a resumed run meets the budget where the run never
+    interrupted met it, and plans the same horizon."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 1000.0
+        step, scores = trainer.train_step, trainer.validation_scores
+
+        def timed_step(*args, **kwargs):  # type: ignore[no-untyped-def]
+            self.now += 1.0
+            return step(*args, **kwargs)
+
+        def timed_scores(*args, **kwargs):  # type: ignore[no-untyped-def]
+            self.now += 5.0
+            return scores(*args, **kwargs)
+
+        monkeypatch.setattr(trainer, "train_step", timed_step)
+        monkeypatch.setattr(trainer, "validation_scores", timed_scores)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# wsd under a budget of 2.5 min, with the EMA: each validation (every 2 updates) scores two models, 10 s; the first at
+# update 2 (warmup's end) ends at 12 s, a pace of 1 s per update + 10 s per 2 updates: 2 + (150 - 12) / 6 = 25 updates.
+BUDGET_KEYS = [
+    "train.schedule=wsd", "train.warmup_steps=2", "train.max_time=2.5", "train.valid_every=2", "train.ema_decay=0.9",
+    "train.epochs=10", "train.log_every=1",
+]
+
+
+def train_on_clock(config: Path, run_dir: Path, clock: UpdateClock, resume: bool = False, **stop: object) -> None:
+    threads = torch.get_num_threads()
+    try:
+        train(load_config(config, BUDGET_KEYS), run_dir, resume=resume, quiet=True, clock=clock, **stop)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_budget_planned_horizon_and_the_ema_resume_exactly(tmp_path, monkeypatch):
+    """Killed before the plan (1), at the validation it plans from (2), just after it (3) and late (11): each resumed
+    run ends bitwise equal to the run never interrupted, EMA included, with the same horizon and curve."""
+    monkeypatch.chdir(tmp_path)
+    config = write_tiny_setup(tmp_path, epochs=10, save_every=1, n=80)
+    clock = UpdateClock(monkeypatch)
+    reference = tmp_path / "reference"
+    train_on_clock(config, reference, clock)
+    state = load_checkpoint(reference / "last.pt")
+    assert state["schedule"]["decay_steps"] == 25 and state["step"] == 26  # 145 s after 25 updates: one more
+    assert "ema" in state and state["progress"]["validations"] == 13
+    log_text = (reference / "train.log").read_text(encoding="utf-8")
+    assert ("learning-rate horizon: 25 updates, planned from the rate of the first 2 updates (10.0 updates/min incl. "
+            "validation) for max_time 2.5 min") in log_text
+    lrs = {r["step"]: r["lr"] for r in read_metrics(reference / "metrics.jsonl") if "lr" in r}
+    planned = LRSchedule.from_config(Checkpoint.read(reference / "last.pt").config.train, 50)
+    planned.plan(25)
+    assert [lrs[s] for s in range(1, 27)] == pytest.approx([planned.lr_at(s) for s in range(1, 27)])
+    for stop_at in (1, 2, 3, 11):
+        run = tmp_path / f"run{stop_at}"
+        with pytest.raises(TrainingInterrupted):
+            train_on_clock(config, run, clock, stop_request=StopAfter(stop_at))
+        assert saved_step(run / "last.pt") == stop_at
+        train_on_clock(config, run, clock, resume=True)
+        assert_same_training_state(reference / "last.pt", run / "last.pt")
+        assert (run / "best.pt").read_bytes() != b"" and Checkpoint.read(run / "best.pt").step == Checkpoint.read(reference / "best.pt").step

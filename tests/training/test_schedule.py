@@ -1,4 +1,5 @@
-"""Learning-rate schedules (curve shapes), the plateau rule, early stopping on a fake metric stream, and their state."""
+"""Learning-rate schedules (curve shapes), the plateau rule, early stopping on a fake metric stream, and their state;
+the horizon planned under a time budget, from a given pace."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import math
 
 import pytest
 
-from seq2seq.config import TrainConfig
+from seq2seq.config import TrainConfig, load_config
 from seq2seq.errors import ConfigError
-from seq2seq.training.schedule import EarlyStopping, LRSchedule
+from seq2seq.training.schedule import (
+    PLAN_BY, EarlyStopping, LRSchedule, Pace, budget_horizon, budget_rate, plan_due, validation_estimate,
+)
 
 
 def schedule(kind: str, warmup: int = 0, decay: int | None = None, **keys: float) -> LRSchedule:
@@ -116,3 +119,96 @@ def test_early_stopping_off_never_stops_and_state_round_trips() -> None:
     b = EarlyStopping(3)
     b.load_state_dict(a.state_dict())
     assert stopped_after(b, [6, 6, 6]) == stopped_after(a, [6, 6, 6]) == [False, True, True]
+
+
+def test_wsd_holds_the_rate_then_falls_linearly_to_min_lr_over_the_last_fraction() -> None:
+    """Horizon 100, decay_fraction 0.2: lr from the end of warmup to update 80, a straight line down to min_lr at
+    100, then min_lr."""
+    s = LRSchedule("wsd", 1e-3, 10, 1e-5, 0.5, 2, 100, decay_fraction=0.2)
+    lrs = curve(s, 130)
+    assert lrs[:10] == pytest.approx([1e-3 * step / 10 for step in range(1, 11)])
+    assert lrs[9:80] == [1e-3] * 71  # stable, updates 10..80
+    steps = [lrs[step - 1] - lrs[step] for step in range(80, 100)]
+    assert steps == pytest.approx([(1e-3 - 1e-5) / 20] * 20)  # linear: equal drops
+    assert lrs[90 - 1] == pytest.approx((1e-3 + 1e-5) / 2)
+    assert lrs[99:] == pytest.approx([1e-5] * 31)
+
+
+def test_wsd_decay_never_starts_within_warmup() -> None:
+    """decay_fraction 1: the decay spans the whole horizon but begins where warmup ends."""
+    lrs = curve(LRSchedule("wsd", 1.0, 10, 0.0, 0.5, 2, 50, decay_fraction=1.0), 50)
+    assert lrs[9] == pytest.approx(1.0) and lrs[29] == pytest.approx(0.5) and lrs[49] == 0.0
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.1, 1.5])
+def test_decay_fraction_outside_0_1_is_a_config_error_naming_the_key(fraction: float) -> None:
+    with pytest.raises(ConfigError, match="train.decay_fraction"):
+        load_config(None, [f"train.decay_fraction={fraction}"])
+    with pytest.raises(ConfigError, match="train.decay_fraction"):
+        LRSchedule("wsd", 1e-3, 0, 0.0, 0.5, 2, 100, decay_fraction=fraction)
+    assert load_config(None, ["train.decay_fraction=1.0"]).train.decay_fraction == 1.0
+
+
+@pytest.mark.parametrize("kind", ["warmup_cosine", "wsd"])
+def test_under_max_time_the_rate_holds_at_its_peak_until_the_horizon_is_planned(kind: str) -> None:
+    t = TrainConfig(schedule=kind, warmup_steps=10, lr=1e-3, max_time=8.0, max_steps=500)
+    s = LRSchedule.from_config(t, default_decay_steps=300)
+    assert s.pending and s.decay_steps is None
+    assert curve(s, 400)[9:] == [1e-3] * 391  # the peak after warmup, however long
+    assert s.state_dict()["decay_steps"] is None
+    assert s.plan(1000) == 300  # at most what max_steps and epochs allow
+    assert not s.pending and s.lr_at(300) == pytest.approx(0.0, abs=1e-12)
+    assert LRSchedule.from_config(t, 300).plan(5) == 11  # never within warmup
+    assert not LRSchedule.from_config(TrainConfig(schedule=kind, max_time=8.0, decay_steps=50), 300).pending  # set: kept
+    assert not LRSchedule.from_config(TrainConfig(schedule=kind), 300).pending  # no budget: planned from the steps
+    assert not LRSchedule.from_config(TrainConfig(schedule="constant", max_time=8.0), 300).pending  # no horizon
+
+
+def test_a_planned_horizon_is_restored_and_a_pending_one_stays_pending() -> None:
+    t = TrainConfig(schedule="wsd", warmup_steps=4, max_time=1.0)
+    planned = LRSchedule.from_config(t, 1000)
+    planned.plan(120)
+    resumed = LRSchedule.from_config(t, 1000)
+    resumed.load_state_dict(planned.state_dict())
+    assert resumed.decay_steps == 120 and not resumed.pending
+    assert curve(resumed, 130) == curve(planned, 130)
+    fresh = LRSchedule.from_config(t, 1000)
+    fresh.load_state_dict(LRSchedule.from_config(t, 1000).state_dict())
+    assert fresh.pending
+    # resumed without the budget: the saved horizon still wins over one planned from the steps
+    again = LRSchedule.from_config(TrainConfig(schedule="wsd", warmup_steps=4), 1000)
+    again.load_state_dict(planned.state_dict())
+    assert again.decay_steps == 120
+
+
+def test_the_horizon_is_the_updates_the_budget_holds_at_the_measured_pace() -> None:
+    """100 updates in 130 s, 30 of them in 2 validations, one per 50 updates: 1 s per update plus 15 s per 50
+    updates, 1.3 s each; a budget of 600 s holds the 470 s left / 1.3 = 361 more."""
+    pace = Pace(step=100, elapsed=130.0, valid_seconds=30.0, validations=2)
+    rate = budget_rate(pace, valid_interval=50, valid_seconds=999.0)  # measured: the estimate is not used
+    assert rate == pytest.approx(1 / 1.3)
+    assert budget_horizon(pace, 600.0, rate) == 100 + 361
+    assert budget_horizon(pace, 100.0, rate) == 100  # past the budget already: no more
+
+
+def test_before_any_validation_the_horizon_pays_for_an_estimate_of_them() -> None:
+    """60 s for 100 updates of 50 sentences each; a validation of 500 sentences is estimated at 10 updates' time
+    (6 s), one per 200 updates: 0.6 + 0.03 s per update."""
+    pace = Pace(step=100, elapsed=60.0)
+    estimate = validation_estimate(pace, valid_sentences=500, sentences_per_update=50)
+    assert estimate == pytest.approx(6.0)
+    rate = budget_rate(pace, valid_interval=200, valid_seconds=estimate)
+    assert rate == pytest.approx(1 / 0.63)
+    assert budget_horizon(pace, 600.0, rate) == 100 + int(540 / 0.63)
+
+
+def test_the_horizon_is_planned_at_the_first_validation_after_warmup_or_at_a_share_of_the_budget() -> None:
+    budget = 1000.0
+    assert not plan_due(Pace(step=9, elapsed=500.0), 10, validated_at=8, budget_s=budget)  # within warmup: never
+    assert not plan_due(Pace(step=12, elapsed=20.0), 10, validated_at=8, budget_s=budget)  # validated before its end
+    assert plan_due(Pace(step=10, elapsed=20.0), 10, validated_at=10, budget_s=budget)  # at its end
+    assert plan_due(Pace(step=40, elapsed=50.0), 10, validated_at=30, budget_s=budget)
+    assert not plan_due(Pace(step=40, elapsed=PLAN_BY * budget - 1), 10, validated_at=-1, budget_s=budget)
+    assert plan_due(Pace(step=40, elapsed=PLAN_BY * budget), 10, validated_at=-1, budget_s=budget)  # waited enough
+    assert not plan_due(Pace(step=0, elapsed=0.0), 0, validated_at=-1, budget_s=budget)
+    assert 0.1 <= PLAN_BY <= 0.15
