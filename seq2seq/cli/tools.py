@@ -1,4 +1,4 @@
-"""The commands beside the main path: info, serve, plot, bench, preprocess, average, export (registered by cli/app.py)."""
+"""The commands beside the main path: info, serve, plot, bench, preprocess, average, export, tune (registered by cli/app.py)."""
 
 from __future__ import annotations
 
@@ -209,6 +209,51 @@ def export(
     )
 
 
+def tune(
+    config: Path = ConfigOpt,
+    overrides: Optional[List[str]] = SetOpt,
+    budget: float = typer.Option(
+        ..., "--budget", metavar="MINUTES", show_default=False,
+        help="Wall-clock minutes for this command's trials: no trial starts that could not finish in them.",
+    ),
+    trial_minutes: Optional[float] = typer.Option(
+        None, "--trial-minutes", metavar="M", show_default=False,
+        help="Minutes of training per trial (its train.max_time) [default: an eighth of the budget, within 2-10, at most the budget].",
+    ),
+    space: Optional[Path] = typer.Option(
+        None, "--space", metavar="FILE.yaml", show_default=False,
+        help="The search space: config keys with a range or choices [default: hidden and embedding sizes, lr, dropout, "
+        "max_tokens, attention, and the schedule and ema_decay where the config has them].",
+    ),
+    storage: Optional[str] = typer.Option(
+        None, "--storage", metavar="URL", show_default=False,
+        help="Keep the study in this database (an SQLAlchemy URL: postgresql://..., sqlite:///...) so that several machines "
+        "run its trials [default: DIR/study.journal].",
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", metavar="DIR", show_default=False,
+        help="Where the trials' run directories (DIR/trial-NNNN), the study, best.yaml and trials.png go [default: runs/<config stem>-tune].",
+    ),
+) -> None:
+    """Search hyperparameters with Optuna (needs the tune extra: pip install -e '.[tune]'): TPE proposes each trial's
+    settings, successive halving stops trials that trail at equal minutes of training, and each trial is an ordinary
+    run directory trained by `seq2seq train`. The same command again continues the study.
+
+    Prints a table of the trials and writes DIR/best.yaml (the config with the best settings) and DIR/trials.png.
+
+    \b
+    Example:
+      seq2seq tune --config configs/demo.yaml --budget 60 --space space.yaml
+      seq2seq train --config runs/demo-tune/best.yaml
+    """
+    from seq2seq.tools.tune import TuneOptions, tune as run_tune
+
+    result = run_tune(TuneOptions(config, tuple(overrides or ()), budget, trial_minutes, space, storage, out))
+    typer.echo(result.table)
+    if result.best is not None:
+        typer.echo(f"best config: {result.best}; train it with: seq2seq train --config {result.best}", err=True)
+
+
 def register(app: typer.Typer) -> None:
     """Add these commands to the `seq2seq` app, after the core's."""
     app.command()(info)
@@ -217,4 +262,5 @@ def register(app: typer.Typer) -> None:
     app.command()(preprocess)
     app.command()(average)
     app.command()(export)
+    app.command()(tune)
     app.add_typer(plot_app, name="plot")
