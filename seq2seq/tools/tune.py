@@ -194,7 +194,7 @@ def run_trials(optuna: Any, study: Any, options: TuneOptions, space: Sequence[Di
         trial.set_user_attr("run_dir", str(run_dir))
         command = train_command(options.config, options.overrides, settings, run_dir, minutes)
         try:
-            outcome = run_trial(trial, command, run_dir, metric)
+            outcome = run_trial(trial, command, run_dir, metric, minutes)
         except KeyboardInterrupt:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})

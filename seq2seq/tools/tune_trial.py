@@ -47,11 +47,12 @@ class Reporter:
     The value reported is the best score of `metric` so far, not the last one, so that a rung of the pruner compares
     what each trial had reached by that time, as the trial's final value (its best) does. The step is the whole
     seconds of training; a second already reported is skipped (Optuna keeps one value a step), and the best of a
-    later validation in it arrives with the next second.
+    later validation in it arrives with the next second. From `until` seconds on (the trial's max_time) the pruner
+    is not asked: the run has done its training, and stopping it would only call a finished trial pruned.
     """
 
-    def __init__(self, trial: Any, metric: str):
-        self.trial, self.metric, self.key = trial, metric, f"val_{metric}"
+    def __init__(self, trial: Any, metric: str, until: float | None = None):
+        self.trial, self.metric, self.key, self.until = trial, metric, f"val_{metric}", until
         self.best: float | None = None
         self.seconds, self.updates = 0.0, 0
         self.validations = 0  # validation records taken so far
@@ -81,7 +82,7 @@ class Reporter:
             if not prune and (self.reported is None or second > self.reported):
                 self.trial.report(self.best, second)
                 self.reported = second
-                prune = self.trial.should_prune()
+                prune = (self.until is None or record.get("elapsed", 0) < self.until) and self.trial.should_prune()
         self.validations = len(scored)
         return prune
 
@@ -131,12 +132,12 @@ def last_line(path: Path) -> str:
     return lines[-1] if lines else ""
 
 
-def run_trial(trial: Any, command: list[str], run_dir: Path, metric: str) -> Outcome:
-    """Train one trial's run in a subprocess, reporting its validations to `trial`; an interrupt of the tuner
-    (KeyboardInterrupt) stops the run as pruning does and is raised again."""
+def run_trial(trial: Any, command: list[str], run_dir: Path, metric: str, minutes: float) -> Outcome:
+    """Train one trial's run (`minutes` of training) in a subprocess, reporting its validations to `trial`; an
+    interrupt of the tuner (KeyboardInterrupt) stops the run as pruning does and is raised again."""
     files = RunFiles(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    reporter = Reporter(trial, metric)
+    reporter = Reporter(trial, metric, until=minutes * 60)
     started = time.monotonic()
     with open(run_dir / STDERR_FILE, "wb") as err:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)

@@ -181,6 +181,9 @@ def test_the_reporter_reports_the_best_score_by_seconds_and_the_pruner_stops_a_t
     assert pruned and behind.state == optuna.trial.TrialState.PRUNED and max(behind.intermediate_values) == 11  # at the rung
     pruned, _, _ = run("ahead", [validation(10, 3.0, bleu=5.0), validation(20, 11.0, bleu=31.0), validation(30, 15.0, bleu=32.0)])
     assert not pruned
+    # the run's last validation, at its max_time: reported, but nothing is left to stop
+    late = Reporter(study.ask(), "bleu", until=11.0)
+    assert not late.feed([validation(10, 3.0, bleu=25.0), validation(20, 11.0, bleu=1.0)]) and late.reported == 11
 
 
 def test_error_rates_are_minimized_and_the_moving_average_counts_where_it_scores_better() -> None:
