@@ -379,7 +379,7 @@ def score_validation(run: Run) -> Scored:
     _, ema_record, ema_value = score(run.ema.model)
     record = {**record, **ema_keys(ema_record)}
     if improves(ema_value, value, t.metric):  # strictly better: on a tie the raw weights stay
-        best = replace(model_state(run), weights=run.ema.state_dict(), scores={**ema_record, "ema": True})
+        best = replace(model_state(run), weights=run.ema.weights(), scores={**ema_record, "ema": True})
         return Scored(record, ema_value, best, warning, ema=True)
     return Scored(record, value, replace(model_state(run), scores=record), warning)
 

@@ -23,12 +23,14 @@ def test_ema_moves_each_weight_by_one_minus_decay_towards_the_model() -> None:
     start = {name: p.detach().clone() for name, p in model.named_parameters()}
     ema = EMA(model, decay=0.75)
     expected = dict(start)
-    for value in (1.0, -3.0, 0.5):
+    # the warm-up: d = min(0.75, (1 + n) / (10 + n)) = 0.1, 2/11, 3/12 for n = 0, 1, 2; then 0.75 from n = 26 on
+    for n, value in enumerate((1.0, -3.0, 0.5)):
         with torch.no_grad():
             for p in model.parameters():
                 p.fill_(value)
         ema.update(model)
-        expected = {name: 0.75 * w + 0.25 * value for name, w in expected.items()}
+        d = min(0.75, (1 + n) / (10 + n))
+        expected = {name: d * w + (1 - d) * value for name, w in expected.items()}
     averaged = dict(ema.model.named_parameters())
     for name, w in expected.items():
         assert torch.allclose(averaged[name], w, atol=1e-6), name
@@ -37,7 +39,10 @@ def test_ema_moves_each_weight_by_one_minus_decay_towards_the_model() -> None:
     copy = EMA(tiny_model(1), decay=0.75)
     copy.load_state_dict(ema.state_dict())
     assert all(torch.equal(a, b) for a, b in zip(copy.model.parameters(), ema.model.parameters()))
-    assert ema.state_dict().keys() == model.state_dict().keys()  # best.pt may hold it as the model's weights
+    assert copy.updates == 3 and copy.current_decay() == ema.current_decay() == 4 / 13
+    assert ema.weights().keys() == model.state_dict().keys()  # best.pt may hold it as the model's weights
+    ema.updates = 10_000
+    assert ema.current_decay() == 0.75  # past the warm-up: the configured decay
 
 
 def test_the_emas_record_sits_beside_the_raw_one_and_may_be_the_best() -> None:
@@ -72,8 +77,8 @@ def test_best_pt_and_the_k_best_hold_the_emas_weights_when_they_score_better(tmp
     train(config, run, ["train.ema_decay=0.5", "train.keep_best=2"])
     last = load_checkpoint(run / "last.pt")
     best, kept = Checkpoint.read(run / "best.pt"), Checkpoint.read(run / "ckpt-5.pt")
-    chosen = last["ema"] if ema_better else last["model"]
-    other = last["model"] if ema_better else last["ema"]
+    chosen = last["ema"]["weights"] if ema_better else last["model"]
+    other = last["model"] if ema_better else last["ema"]["weights"]
     for ckpt in (best, kept):
         assert all(torch.equal(ckpt.weights[name], chosen[name]) for name in chosen)
         assert not all(torch.equal(ckpt.weights[name], other[name]) for name in other)
