@@ -60,6 +60,12 @@ class DataConfig:
         """The source and target levels: `src_level` / `tgt_level`, each `level` when unset."""
         return self.src_level or self.level, self.tgt_level or self.level
 
+    def level_key(self, side: int) -> str:
+        """The key that sets side `side`'s level (0: source, 1: target), for messages: `data.src_level` /
+        `data.tgt_level` when set, else `data.level`."""
+        own = ("src_level", "tgt_level")[side]
+        return f"data.{own}" if getattr(self, own) is not None else "data.level"
+
 
 @dataclass(frozen=True)
 class ModelConfig:

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from seq2seq.config import Config, config_to_dict
+from seq2seq.config import Config, DataConfig, config_to_dict
 from seq2seq.data.batch import decoder_steps
 from seq2seq.data.encoding import SOURCE_END, Example
 from seq2seq.data.corpus import (
@@ -40,7 +40,7 @@ from seq2seq.data.corpus import (
 from seq2seq.data.vocab import save_vocabs, vocabs_from_counts
 from seq2seq.errors import DataError
 from seq2seq.files import atomic_write_text
-from seq2seq.data.tokenizer import Tokenizer
+from seq2seq.data.tokenizer import Tokenizer, subword_keys
 from seq2seq.data.vocab import Vocab
 
 log = logging.getLogger("seq2seq")
@@ -51,6 +51,8 @@ SPLIT = "train"
 SIDES = ("src", "tgt")
 CHUNK_SIZE = 20_000  # pairs per task handed to a worker
 IGNORED_DATA_KEYS = ("valid", "test")  # data keys that do not change the training ids
+LEVEL_KEYS = ("level", "src_level", "tgt_level")  # compared as the two levels they set (effective_signature)
+SUBWORD_KEYS = ("vocab_size", "sp_shared")  # compared only where they matter (data/tokenizer.subword_keys)
 
 
 def shard_dir(run_dir: Path) -> Path:
@@ -97,6 +99,17 @@ def data_signature(cfg: Config) -> dict[str, Any]:
     for key in IGNORED_DATA_KEYS:
         data.pop(key, None)
     return data
+
+
+def effective_signature(data: dict[str, Any]) -> dict[str, Any]:
+    """A data signature as it decides the ids: each side's level as it takes effect (`src_level`, `tgt_level`; a
+    `level: char` and a `src_level: char, tgt_level: char` are one), the sentencepiece keys only where a side is a
+    subword level, the other keys as they are. Headers keep the raw signature; open_shards compares these."""
+    levels = DataConfig(**{key: data[key] for key in LEVEL_KEYS if key in data}).levels
+    effective = {key: value for key, value in data.items() if key not in LEVEL_KEYS + SUBWORD_KEYS}
+    effective["src_level"], effective["tgt_level"] = levels
+    effective.update({key: data.get(key) for key in subword_keys(levels)})
+    return effective
 
 
 def file_stamps(cfg: Config) -> dict[str, list[int]]:
@@ -416,7 +429,10 @@ def open_shards(run_dir: Path, cfg: Config) -> Optional[Shards]:
         raise DataError(f"{files.header}: not a seq2seq shard header; {redo}")
     if header.get("format_version") != FORMAT_VERSION:
         raise DataError(f"{files.header}: shard format version {header.get('format_version')!r}, this seq2seq reads {FORMAT_VERSION}; {redo}")
-    ours, theirs = data_signature(cfg), header.get("data", {})
+    theirs = header.get("data")
+    if not isinstance(theirs, dict):
+        raise DataError(f"{files.header}: not a seq2seq shard header; {redo}")
+    ours, theirs = effective_signature(data_signature(cfg)), effective_signature(theirs)
     changed = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
     if changed:
         what = ", ".join(f"data.{k}={theirs.get(k)!r} (config: {ours.get(k)!r})" for k in changed)

@@ -190,6 +190,17 @@ class Tokenizer:
         return cls(level=str(d["level"]), lowercase=bool(d["lowercase"]), sp_model=sp_model)
 
 
+def subword_keys(levels: tuple[str, str]) -> tuple[str, ...]:
+    """The sentencepiece keys that decide the tokenizers of these (source, target) levels (`DataConfig.levels`):
+    `vocab_size` where a side is a subword level, `sp_shared` too where both are the same one (one joint model:
+    data/subword.joint). None for word, char and space sides, which nothing trains: two configs that differ only in
+    a key not named here tokenize alike (fine-tuning and the shards compare what matters, not raw keys)."""
+    src_level, tgt_level = levels
+    if src_level not in SUBWORD_LEVELS and tgt_level not in SUBWORD_LEVELS:
+        return ()
+    return ("vocab_size", "sp_shared") if src_level == tgt_level else ("vocab_size",)
+
+
 def plain_tokenizers(d: DataConfig) -> tuple[Tokenizer, Tokenizer]:
     """Source and target tokenizers of the levels that need no trained model (`word`, `char`, `space`)."""
     src_level, tgt_level = d.levels

@@ -2,8 +2,11 @@
 tokenizers, with a fresh optimizer, schedule and step count, on the data of its own config.
 
 Which config keys the model decides: its architecture (`STRICT["model"]`) and how text becomes ids
-(`STRICT["data"]`): the vocabularies and tokenizers are the model's, not rebuilt from the new data. A key left at
-its default takes the model's value; a key set to another value than the model's is a ConfigError naming it.
+(`STRICT["data"]`, each side's level, the sentencepiece keys): the vocabularies and tokenizers are the model's, not
+rebuilt from the new data. A key left at its default takes the model's value; a key set to another value than the
+model's is a ConfigError naming it. Levels compare as they take effect, per side (`src_level: char` agrees with a
+`level: char` model), and the sentencepiece keys only where the model has a sentencepiece model they decide
+(`data/tokenizer.subword_keys`: a word-level model takes any `vocab_size`).
 The config cannot tell a key written out from a key left out, so a key written out at its default value is taken as
 left out (inherited). Dropout and the Bahdanau loop (`FREE`) change no weight: a value other than the default is
 used, the default inherits the model's.
@@ -19,8 +22,8 @@ from typing import Any
 
 import torch
 
-from seq2seq.config import Config, config_from_dict, config_to_dict, read_yaml, replace
-from seq2seq.data.tokenizer import SUBWORD_LEVELS
+from seq2seq.config import Config, DataConfig, config_from_dict, config_to_dict, read_yaml, replace
+from seq2seq.data.tokenizer import SUBWORD_LEVELS, subword_keys
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.checkpoint import Checkpoint, resolve_model_path
@@ -30,7 +33,10 @@ log = logging.getLogger("seq2seq")
 
 STRICT: dict[str, tuple[str, ...]] = {
     "model": ("emb_size", "hidden_size", "enc_layers", "dec_layers", "bidirectional", "attention", "tie_embeddings"),
-    "data": ("level", "src_level", "tgt_level", "lowercase", "vocab_size", "sp_shared", "shared_vocab", "min_freq", "max_size"),
+    "data": ("lowercase", "shared_vocab", "min_freq", "max_size"),
+}
+TAKEN: dict[str, tuple[str, ...]] = {  # checked by check_levels and subword_keys, then the model's values
+    "data": ("level", "src_level", "tgt_level", "vocab_size", "sp_shared"),
 }
 FREE: dict[str, tuple[str, ...]] = {
     "model": ("dropout", "emb_dropout", "hidden_dropout", "output_dropout", "bahdanau_loop"),
@@ -58,20 +64,38 @@ def read_source(init_from: str, files: RunFiles) -> Checkpoint:
 def inherit_config(cfg: Config, source: Config, where: str | Path) -> Config:
     """`cfg` with the model and tokenization keys of `source` (see the module docstring); `where` names the source."""
     defaults, ours, theirs = config_to_dict(Config()), config_to_dict(cfg), config_to_dict(source)
-    for section, keys in STRICT.items():
+    strict = {**STRICT, "data": STRICT["data"] + subword_keys(source.data.levels)}
+    for section, keys in strict.items():
+        if section == "data":
+            check_levels(cfg.data, source.data, where)
         for key in keys:
             mine, model = ours[section][key], theirs[section][key]
             if mine != defaults[section][key] and mine != model:
-                raise ConfigError(
-                    f"{section}.{key}: {mine!r} contradicts the model in train.init_from ({where}: {model!r}); "
-                    "leave the key out to inherit it"
-                )
-            ours[section][key] = model
+                raise contradiction(f"{section}.{key}", mine, model, where)
+    for section, keys in [*STRICT.items(), *TAKEN.items()]:
+        for key in keys:
+            ours[section][key] = theirs[section][key]
     for section, keys in FREE.items():
         for key in keys:
             if ours[section][key] == defaults[section][key]:
                 ours[section][key] = theirs[section][key]
     return config_from_dict(ours)
+
+
+def check_levels(ours: DataConfig, model: DataConfig, where: str | Path) -> None:
+    """Each side's level that `ours` sets (its `src_level` / `tgt_level`, else a `level` other than the default) must
+    be the model's level of that side, however the model's config set it."""
+    default = DataConfig().level
+    for side, (model_level, mine) in enumerate(zip(model.levels, ours.levels)):
+        key = ours.level_key(side)
+        if key == "data.level" and ours.level == default:
+            continue  # left out: inherited
+        if mine != model_level:
+            raise contradiction(key, mine, model_level, where)
+
+
+def contradiction(key: str, mine: Any, model: Any, where: str | Path) -> ConfigError:
+    return ConfigError(f"{key}: {mine!r} contradicts the model in train.init_from ({where}: {model!r}); leave the key out to inherit it")
 
 
 def resumed_config(cfg: Config, files: RunFiles) -> Config:

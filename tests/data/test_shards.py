@@ -134,3 +134,15 @@ def test_shards_tokenize_each_side_at_its_level(tmp_path: Path) -> None:
     other = make_config(tmp_path, write_corpus(tmp_path, "tsv"), "data.max_len=40")
     with pytest.raises(DataError, match="src_level"):
         open_shards(tmp_path / "run", other)
+
+
+def test_shards_compare_the_effective_levels_and_only_the_keys_that_matter(tmp_path: Path) -> None:
+    """A level set by another key, or a sentencepiece key of a config without sentencepiece, changes no id: the shards
+    stay good. Another effective level makes them stale."""
+    data = write_corpus(tmp_path, "parallel")
+    preprocess(make_config(tmp_path, data, "data.level=char"), tmp_path / "run", workers=1, quiet=True)
+    for same in (["data.src_level=char", "data.tgt_level=char"], ["data.level=char", "data.vocab_size=16000"],
+                 ["data.level=char", "data.sp_shared=false"], ["data.level=space", "data.src_level=char", "data.tgt_level=char"]):
+        assert open_shards(tmp_path / "run", make_config(tmp_path, data, *same)) is not None, same
+    with pytest.raises(DataError, match=r"stale shards, made with data.src_level='char' \(config: 'word'\);"):
+        open_shards(tmp_path / "run", make_config(tmp_path, data, "data.level=char", "data.src_level=word"))

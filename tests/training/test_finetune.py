@@ -170,3 +170,38 @@ def test_validation_warns_when_the_model_outputs_the_same_sentence(tmp_path: Pat
     train_quietly({**raw, "model": MODEL}, tmp_path / "run")
     log = (tmp_path / "run" / "train.log").read_text(encoding="utf-8")
     assert "WARNING step 28: degenerate outputs: 30 of 30 outputs (100.0%) are the same: 'das ist alles .'" in log
+
+
+def data_config(**keys: object):
+    return config_from_dict({"data": keys})
+
+
+@pytest.mark.parametrize(
+    "model, ours",
+    [({"level": "char"}, {"src_level": "char"}), ({"level": "char"}, {"src_level": "char", "tgt_level": "char"}),
+     ({"src_level": "char", "tgt_level": "space"}, {"level": "char", "tgt_level": "space"}),
+     ({}, {"vocab_size": 16000}), ({}, {"sp_shared": False}), ({"src_level": "bpe"}, {"sp_shared": False})],
+)
+def test_fine_tuning_compares_the_effective_levels_and_only_the_keys_that_matter(model: dict, ours: dict) -> None:
+    """The same level set by another key, or a sentencepiece key of a model without (a shared) sentencepiece model,
+    is no contradiction; the new run takes the model's keys as they are."""
+    from seq2seq.training.finetune import inherit_config
+
+    source = data_config(**model)
+    inherited = inherit_config(data_config(**ours), source, "m.pt")
+    assert inherited.data == source.data
+
+
+@pytest.mark.parametrize(
+    "model, ours, key",
+    [({"level": "char"}, {"src_level": "word"}, "data.src_level"), ({"level": "char"}, {"level": "space"}, "data.level"),
+     ({"src_level": "char"}, {"level": "space", "src_level": "char"}, "data.level"),
+     ({"level": "bpe", "vocab_size": 320}, {"vocab_size": 16000}, "data.vocab_size"),
+     ({"level": "unigram"}, {"sp_shared": False}, "data.sp_shared")],
+)
+def test_fine_tuning_refuses_another_effective_level_naming_the_key_that_set_it(model: dict, ours: dict, key: str) -> None:
+    from seq2seq.errors import ConfigError
+    from seq2seq.training.finetune import inherit_config
+
+    with pytest.raises(ConfigError, match=rf"^{key}: .* contradicts the model in train.init_from \(m.pt: "):
+        inherit_config(data_config(**ours), data_config(**model), "m.pt")
