@@ -127,7 +127,8 @@ def preprocess(
     """Tokenize the training corpus once into binary shards in RUN_DIR/bin/; train then reads them from disk.
 
     For corpora larger than memory: training memory no longer grows with the corpus. Builds the
-    vocabularies too when the run directory has none. Example: seq2seq preprocess --config configs/demo.yaml
+    vocabularies too when the run directory has none; with train.init_from, the model's vocabularies and tokenizers,
+    as train takes them. Example: seq2seq preprocess --config configs/demo.yaml
     """
     from seq2seq.training.preprocess import preprocess as run_preprocess
     from seq2seq.training.rundir import default_run_dir

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from seq2seq.config import Config, dump_config
+from seq2seq.config import Config, DataConfig, dump_config
 from seq2seq.data.corpus import corpus_paths, open_corpus
 from seq2seq.data.shards import (
     CHUNK_SIZE, FORMAT, FORMAT_VERSION, SIDES, SPLIT, Job, ShardFiles, data_signature, default_workers, file_stamps, id_dtype,
@@ -19,6 +19,7 @@ from seq2seq.data.shards import (
 from seq2seq.data.tokenizer import SUBWORD_LEVELS, plain_tokenizers
 from seq2seq.errors import ConfigError, DataError
 from seq2seq.files import atomic_write_text
+from seq2seq.training import finetune
 from seq2seq.training.rundir import RunFiles, config_differences, ensure_dir
 
 log = logging.getLogger("seq2seq")
@@ -41,14 +42,20 @@ def preprocess(
 
     One tokenizing pass on all cores writes provisional ids (first-appearance order) and counts the
     tokens; the vocabulary is then built from the counts (or read from the run directory) and a
-    vectorized pass rewrites the provisional ids as vocabulary ids.
+    vectorized pass rewrites the provisional ids as vocabulary ids. With train.init_from the vocabularies and
+    tokenizers are the model's, written into RUN_DIR as `train` writes them (training/finetune), and the config is
+    the one `train` runs with, so the fine-tuning run finds shards of its own ids and data settings.
     """
 
     started = time.monotonic()
-    d = cfg.data
-    if not d.train:
+    if not cfg.data.train:
         raise DataError("data.train: no corpus given in the config")
     files = RunFiles(Path(run_dir))
+    source = None
+    if cfg.train.init_from is not None:
+        source = finetune.read_source(cfg.train.init_from, files)
+        cfg = finetune.inherit_config(cfg, source.config, source.path or cfg.train.init_from)
+    d = cfg.data
     differ = config_differences(files, cfg, sections=("data",)) if files.config.exists() else []
     if differ:
         raise ConfigError(f"{files.root} holds another run's data settings ({', '.join(differ)} differ): use another train.run_dir")
@@ -56,16 +63,15 @@ def preprocess(
     for path in paths:
         open_corpus(path).close()  # file-not-found errors before any work
     stamps = file_stamps(cfg)
-    subword = [level for level in d.levels if level in SUBWORD_LEVELS]
-    if subword:  # its sentencepiece model is trained on the text, in `train` / `build-vocab`
-        raise ConfigError(f"data.level: `seq2seq preprocess` reads word, char or space levels, not {subword[0]}; train on the text instead")
-    src_tokenizer, tgt_tokenizer = plain_tokenizers(d)
+    src_tokenizer, tgt_tokenizer = plain_tokenizers(check_levels(d)) if source is None else (source.src_tokenizer, source.tgt_tokenizer)
     ensure_dir(files.root)
     out = ShardFiles(shard_dir(files.root))
     out.root.mkdir(parents=True, exist_ok=True)
     out.header.unlink(missing_ok=True)  # shards without a header are never read, even if we stop half-way
     try:
         tokens = tokenize_corpus(paths, Job(src_tokenizer, d.max_len, tgt_tokenizer), workers or default_workers(), chunk_size, out, quiet)
+        if source is not None:
+            finetune.write_inherited(files, cfg, source)  # read back by shard_vocabs, as the build functions do
         src_vocab, tgt_vocab = shard_vocabs(cfg, files.src_vocab, files.tgt_vocab, tokens.tables)
         atomic_write_text(files.config, dump_config(cfg))
         vocabs = {"src": src_vocab, "tgt": tgt_vocab}
@@ -89,6 +95,15 @@ def preprocess(
     seconds = time.monotonic() - started
     log.info("shards: %d examples, %d + %d tokens -> %s (%.1f s)", n_examples, n_tokens["src"], n_tokens["tgt"], out.root, seconds)
     return PreprocessResult(out.root, tokens.n_pairs, n_examples, n_tokens["src"], n_tokens["tgt"], seconds)
+
+
+def check_levels(d: DataConfig) -> DataConfig:
+    """`d`, whose levels need no sentencepiece model, or a ConfigError naming the key that set a subword level: its
+    model is trained on the text, in `train` / `build-vocab` (a fine-tuned model's is in the checkpoint)."""
+    for side, level in enumerate(d.levels):
+        if level in SUBWORD_LEVELS:
+            raise ConfigError(f"{d.level_key(side)}: `seq2seq preprocess` reads word, char or space levels, not {level}; train on the text instead")
+    return d
 
 
 # ---- reading shards -----------------------------------------------------------------------------

@@ -205,3 +205,41 @@ def test_fine_tuning_refuses_another_effective_level_naming_the_key_that_set_it(
 
     with pytest.raises(ConfigError, match=rf"^{key}: .* contradicts the model in train.init_from \(m.pt: "):
         inherit_config(data_config(**ours), data_config(**model), "m.pt")
+
+
+def test_preprocess_then_fine_tuning_trains_on_shards_of_the_models_vocabularies(source_run: Path, tmp_path: Path) -> None:
+    """`seq2seq preprocess` with train.init_from encodes the new data with the model's vocabularies and tokenizers,
+    as `train` takes them, so the fine-tuning run trains on its shards (issue 28 §5.1)."""
+    from seq2seq.data.shards import shard_dir
+    from seq2seq.training.preprocess import preprocess
+
+    raw = new_data(tmp_path, max_steps=1, valid_every=1, init_from=str(source_run))
+    preprocess(config_from_dict(raw), tmp_path / "ft", workers=1, quiet=True)
+    assert (tmp_path / "ft" / "src_vocab.json").read_bytes() == (source_run / "src_vocab.json").read_bytes()
+    assert train_quietly(raw, tmp_path / "ft").progress.step == 1
+    assert f"training data: {shard_dir(tmp_path / 'ft')}" in (tmp_path / "ft" / "train.log").read_text(encoding="utf-8")
+
+
+def test_preprocess_encodes_with_the_sentencepiece_model_in_init_from(bpe_run: Path, tmp_path: Path) -> None:
+    """A subword model's sentencepiece model exists: preprocess tokenizes with it, as training on the text would."""
+    from seq2seq.data.encoding import Encoder, encode_pairs
+    from seq2seq.data.corpus import load_corpus
+    from seq2seq.data.shards import open_shards
+    from seq2seq.training.preprocess import preprocess
+
+    cfg = config_from_dict(new_data(tmp_path, init_from=str(bpe_run)))
+    preprocess(cfg, tmp_path / "ft", workers=2, quiet=True, chunk_size=40)
+    source = Checkpoint.read(bpe_run / "best.pt")
+    inherited = config_from_dict(torch_free_yaml(tmp_path / "ft" / "config.yaml"))
+    assert inherited.data.levels == ("bpe", "bpe") and inherited.data.train == cfg.data.train
+    shards = open_shards(tmp_path / "ft", inherited)
+    assert shards is not None
+    dataset = shards.dataset()
+    src, tgt = Encoder(source.src_tokenizer, source.src_vocab), Encoder(source.tgt_tokenizer, source.tgt_vocab)
+    assert [dataset[i] for i in range(len(dataset))] == encode_pairs(load_corpus(cfg.data, "train"), src, tgt, cfg.data.max_len)
+
+
+def torch_free_yaml(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -41,3 +41,17 @@ def test_preprocess_reports_bad_corpora(tmp_path: Path) -> None:
         preprocess(cfg, tmp_path / "run", workers=2, quiet=True, chunk_size=4)
     assert str(from_preprocess.value) == str(from_text.value) == f"{tmp_path / 'train.de'}:6:1: not valid UTF-8 (byte 0xff)"
     assert open_shards(tmp_path / "run", cfg) is None  # no header is written for a failed run
+
+
+@pytest.mark.parametrize(
+    "sets, key",
+    [(["data.src_level=bpe"], "data.src_level"), (["data.tgt_level=unigram"], "data.tgt_level"), (["data.level=bpe"], "data.level"),
+     (["data.level=bpe", "data.src_level=char"], "data.level")],
+)
+def test_preprocess_refuses_an_untrained_subword_level_naming_the_key_that_set_it(tmp_path: Path, sets: list[str], key: str) -> None:
+    from seq2seq.errors import ConfigError
+
+    cfg = make_config(tmp_path, write_corpus(tmp_path, "parallel"), *sets)
+    with pytest.raises(ConfigError, match=rf"^{key}: `seq2seq preprocess` reads word, char or space levels, not "):
+        preprocess(cfg, tmp_path / "run", workers=1, quiet=True)
+    assert not (tmp_path / "run").exists()
