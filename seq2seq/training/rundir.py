@@ -65,10 +65,6 @@ def default_run_dir(cfg: Config, config_path: str | Path | None) -> Path:
     return Path("runs") / (Path(config_path).stem if config_path else "default")
 
 
-def tokenizer_for(cfg: Config) -> Tokenizer:
-    return Tokenizer(level=cfg.data.level, lowercase=cfg.data.lowercase)
-
-
 def load_or_build_tokenizers(
     cfg: Config, files: RunFiles, train_pairs: list[tuple[str, str]] | None = None
 ) -> tuple[Tokenizer, Tokenizer]:

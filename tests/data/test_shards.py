@@ -16,7 +16,6 @@ from seq2seq.data.corpus import load_corpus
 from seq2seq.errors import DataError
 from seq2seq.data.shards import open_shards
 from seq2seq.training.preprocess import preprocess
-from seq2seq.training.rundir import tokenizer_for
 from seq2seq.training.trainer import train
 
 SRC = [
@@ -57,8 +56,9 @@ def test_shards_give_the_text_paths_examples_and_batches(tmp_path: Path, fmt: st
     d = cfg.data
     result = preprocess(cfg, tmp_path / "run", workers=workers, quiet=True, chunk_size=4)  # several chunks, out of order
     pairs = load_corpus(d, "train")
-    src_vocab, tgt_vocab = build_vocabs(pairs, tokenizer_for(cfg), d.min_freq, d.max_size, d.shared_vocab)
-    examples = encode_pairs(pairs, Encoder(tokenizer_for(cfg), src_vocab), Encoder(tokenizer_for(cfg), tgt_vocab), d.max_len)
+    src_tok, tgt_tok = plain_tokenizers(d)
+    src_vocab, tgt_vocab = build_vocabs(pairs, src_tok, d.min_freq, d.max_size, d.shared_vocab, tgt_tokenizer=tgt_tok)
+    examples = encode_pairs(pairs, Encoder(src_tok, src_vocab), Encoder(tgt_tok, tgt_vocab), d.max_len)
     assert 0 < len(examples) < len(pairs) < len(SRC)  # both filters dropped something
 
     shards = open_shards(tmp_path / "run", cfg)

@@ -14,10 +14,10 @@ from seq2seq.config import load_config
 from seq2seq.data.batch import BucketSampler, collate, example_lengths
 from seq2seq.data.encoding import Encoder, encode_pairs
 from seq2seq.data.corpus import load_corpus
+from seq2seq.data.tokenizer import plain_tokenizers
 from seq2seq.training.distributed import rescale_position
 from seq2seq.model.loss import masked_nll
 from seq2seq.model.network import Seq2Seq
-from seq2seq.training.rundir import tokenizer_for
 from seq2seq.data.vocab import Vocab
 from tests.conftest import ROOT as REPO
 from tests.conftest import TOY, CliJob, run_cli_many
@@ -98,9 +98,9 @@ def test_two_processes_equal_one_process_on_the_union_of_their_batches(tmp_path:
     cfg = load_config(config)
     d, t = cfg.data, cfg.train
     src_vocab, tgt_vocab = Vocab.load(run / "src_vocab.json"), Vocab.load(run / "tgt_vocab.json")
-    tokenizer = tokenizer_for(cfg)
+    src_tok, tgt_tok = plain_tokenizers(d)
     pairs = load_corpus(d, "train")
-    examples = encode_pairs(pairs, Encoder(tokenizer, src_vocab), Encoder(tokenizer, tgt_vocab), d.max_len)
+    examples = encode_pairs(pairs, Encoder(src_tok, src_vocab), Encoder(tgt_tok, tgt_vocab), d.max_len)
     batches = BucketSampler(*example_lengths(examples), batch_size=t.batch_size, seed=t.seed).batches(0)
     torch.manual_seed(t.seed)
     model = Seq2Seq(cfg.model, len(src_vocab), len(tgt_vocab))
