@@ -78,21 +78,23 @@ def plot_curves(
         None, "--output", "-o", metavar="FILE", help="Image to write (.png, .svg or .pdf) [default: RUN_DIR/curves.png].", show_default=False
     ),
 ) -> None:
-    """Plot train / validation loss and validation BLEU and chrF against the step, from the run's metrics.jsonl.
+    """Plot train / validation loss and validation BLEU and chrF (and the run's train.metric when it is exact_match,
+    cer or wer) against the step, from the run's metrics.jsonl.
 
     Example: seq2seq plot curves --model runs/demo -o curves.png
     """
     from seq2seq.model.checkpoint import resolve_model_path
     from seq2seq.training.metrics import read_metrics
     from seq2seq.training.rundir import RunFiles
-    from seq2seq.tools.plot import check_image_path, plot_curves as draw_curves, pyplot
+    from seq2seq.tools.plot import check_image_path, plot_curves as draw_curves, pyplot, run_metric
 
     run_dir = Path(model) if model is not None and Path(model).is_dir() else resolve_model_path(model).parent
     path = output if output is not None else run_dir / "curves.png"
     check_image_path(path)
     records = read_metrics(RunFiles(run_dir).metrics)
     pyplot()
-    draw_curves(records, path, f"{run_dir.resolve().name}: {max(r['step'] for r in records) if records else 0} steps")
+    title = f"{run_dir.resolve().name}: {max(r['step'] for r in records) if records else 0} steps"
+    draw_curves(records, path, title, run_metric(RunFiles(run_dir)))
     typer.echo(f"curves: {path}", err=True)
 
 

@@ -10,8 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from seq2seq.config import config_from_dict, read_yaml
 from seq2seq.errors import ConfigError, install_hint
 from seq2seq.training.metrics import latest_per_step
+from seq2seq.training.rundir import RunFiles
+from seq2seq.training.schedule import LOWER_IS_BETTER
+from seq2seq.training.validate import EXTRA_SCORES, metric_label
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 DPI = 100
@@ -35,8 +39,31 @@ def check_image_path(path: Path) -> None:
         raise ConfigError(f"{path}: expected an image file name ending in {', '.join(IMAGE_SUFFIXES)}")
 
 
-def plot_curves(records: Sequence[dict[str, Any]], path: Path, title: str) -> None:
-    """Train and validation loss (left) and validation BLEU / chrF (right) against the update step."""
+SCORE_CURVES = (("val_bleu", "val BLEU", "o-"), ("val_chrf", "val chrF", "s--"))  # drawn for every run
+
+
+def score_curves(metric: str) -> list[tuple[str, str, str]]:
+    """The validation scores drawn on the right, (record key, label, style): BLEU and chrF, and `metric`
+    (train.metric) where it is exact match or an error rate, what a G2P or transliteration run follows instead."""
+    curves = list(SCORE_CURVES)
+    if metric in EXTRA_SCORES:
+        better = " (lower is better)" if metric in LOWER_IS_BETTER else ""
+        curves.append((f"val_{metric}", f"val {metric_label(metric)}{better}", "^-"))
+    return curves
+
+
+def run_metric(files: RunFiles) -> str:
+    """The run's train.metric, read from its config.yaml; `bleu` where it has none or an unreadable one (BLEU and chrF
+    are drawn for every run)."""
+    try:
+        return config_from_dict(read_yaml(files.config)).train.metric if files.config.exists() else "bleu"
+    except ConfigError:
+        return "bleu"
+
+
+def plot_curves(records: Sequence[dict[str, Any]], path: Path, title: str, metric: str = "bleu") -> None:
+    """Train and validation loss (left) and validation BLEU / chrF, and `metric` where `score_curves` draws it (right),
+    against the update step."""
     check_image_path(path)
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
@@ -51,7 +78,7 @@ def plot_curves(records: Sequence[dict[str, Any]], path: Path, title: str) -> No
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("loss per target token (log scale)" if ax_loss.get_yscale() == "log" else "loss per target token")
     ax_loss.set_title("loss")
-    for key, label, style in (("val_bleu", "val BLEU", "o-"), ("val_chrf", "val chrF", "s--")):
+    for key, label, style in score_curves(metric):
         steps, values = latest_per_step(list(records), key)
         if steps:
             ax_score.plot(steps, values, style, label=label, markersize=4)

@@ -28,6 +28,7 @@ from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.checkpoint import Checkpoint, resolve_model_path
 from seq2seq.training.rundir import RunFiles
+from seq2seq.training.validate import metric_label
 
 log = logging.getLogger("seq2seq")
 
@@ -138,8 +139,10 @@ def load_weights(model: torch.nn.Module, source: Checkpoint) -> None:
 def describe(source: Checkpoint) -> str:
     """The log line that says where a fine-tuning run starts."""
     scores: dict[str, Any] = source.scores or {}
-    bleu = f", val BLEU {scores['val_bleu']:.2f}" if isinstance(scores.get("val_bleu"), (int, float)) else ""
+    metric = source.config.train.metric  # what its best.pt was chosen by: a G2P model's CER, not its BLEU
+    value = scores.get(f"val_{metric}")
+    score = f", val {metric_label(metric)} {value:.2f}" if isinstance(value, (int, float)) else ""
     return (
-        f"fine-tuning {source.path} (trained {source.step} steps{bleu}): its weights, vocabularies "
+        f"fine-tuning {source.path} (trained {source.step} steps{score}): its weights, vocabularies "
         f"({len(source.src_vocab)} / {len(source.tgt_vocab)} types) and tokenizers; a fresh optimizer, schedule and step count"
     )

@@ -88,3 +88,33 @@ def test_pictures_without_matplotlib_say_how_to_install(run: Path, tmp_path: Pat
 def test_attention_needs_an_image_name(capsys, monkeypatch) -> None:
     code, _, stderr = invoke(capsys, monkeypatch, "translate", "--attention", "I love you")
     assert code == 2 and ".png" in stderr
+
+
+def fake_run(directory: Path, metric: str | None) -> Path:
+    """A run directory with a config (train.metric = `metric`; None: no config.yaml) and two records."""
+    directory.mkdir()
+    if metric is not None:
+        (directory / "config.yaml").write_text(f"train:\n  metric: {metric}\n", encoding="utf-8")
+    records = [{"step": 1, "train_loss": 3.0},
+               {"step": 2, "val_loss": 2.0, "val_bleu": 1.0, "val_chrf": 9.0, "val_exact_match": 4.0, "val_cer": 60.0, "val_wer": 80.0}]
+    (directory / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return directory
+
+
+@needs_matplotlib
+@pytest.mark.parametrize(
+    "metric, drawn", [("cer", "val CER"), ("exact_match", "val exact match"), ("wer", "val WER"), ("chrf", None), (None, None)]
+)
+def test_plot_curves_draws_the_runs_metric_beside_bleu_and_chrf(
+    tmp_path: Path, capsys, monkeypatch, metric: str | None, drawn: str | None
+) -> None:
+    """A G2P or transliteration run follows exact match or an error rate (train.metric): its curve is drawn too. The
+    SVG names each legend entry in a comment."""
+    run = fake_run(tmp_path / "run", metric)
+    out = tmp_path / "curves.svg"
+    code, _, stderr = invoke(capsys, monkeypatch, "plot", "curves", "--model", str(run), "-o", str(out))
+    assert code == 0, stderr
+    svg = out.read_text(encoding="utf-8")
+    assert "<!-- val BLEU -->" in svg and "<!-- val chrF -->" in svg
+    labels = {name for name in ("val CER", "val exact match", "val WER") if f"<!-- {name}" in svg}
+    assert labels == ({drawn} if drawn else set())

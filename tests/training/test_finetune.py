@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from seq2seq.config import config_from_dict
+from seq2seq.data.vocab import Vocab
 from seq2seq.model.checkpoint import Checkpoint
 from seq2seq.training.trainer import train
 from tests.conftest import invoke, toy_pairs, write_corpus
@@ -243,3 +244,21 @@ def torch_free_yaml(path: Path) -> dict:
     import yaml
 
     return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("metric, named", [("cer", "val CER 12.50"), ("exact_match", "val exact match 40.00"), ("bleu", "val BLEU 3.25")])
+def test_the_fine_tuning_log_line_names_the_models_metric(metric: str, named: str) -> None:
+    """A G2P model chosen by CER is described by its CER, not by the BLEU it was never chosen for."""
+    from types import SimpleNamespace
+
+    from seq2seq.data.vocab import SPECIALS
+    from seq2seq.training.finetune import describe
+
+    source = SimpleNamespace(
+        path=Path("m.pt"), step=7, config=config_from_dict({"train": {"metric": metric}}),
+        scores={"val_bleu": 3.25, "val_chrf": 20.0, "val_cer": 12.5, "val_exact_match": 40.0},
+        src_vocab=Vocab(list(SPECIALS)), tgt_vocab=Vocab(list(SPECIALS)),
+    )
+    line = describe(source)  # type: ignore[arg-type]
+    assert line.startswith(f"fine-tuning m.pt (trained 7 steps, {named}): its weights")
+    assert ("BLEU" in line) == (metric == "bleu")
