@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Iterable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Iterable, Iterator, NamedTuple, Sequence
 
 from seq2seq.data.tokenizer import normalize_whitespace
 from seq2seq.errors import DataError
@@ -236,8 +236,16 @@ def check_length_filter(n_pairs: int, n_kept: int, max_len: int | None) -> None:
         raise DataError(f"data.max_len: every training pair is longer than {max_len} tokens")
 
 
-def drop_empty(pairs: Iterable[Pair], name: str, where: str) -> list[Pair]:
-    """Drop every pair with an empty side, as a pair (a stream is never held whole); an empty corpus is an error."""
+class NonEmpty(NamedTuple):
+    """A corpus without its pairs with an empty side, and how many it dropped (the data report counts them)."""
+
+    pairs: list[Pair]
+    n_empty: int
+
+
+def without_empty(pairs: Iterable[Pair], name: str, where: str) -> NonEmpty:
+    """Drop every pair with an empty side, as a pair (a stream is never held whole), counting them; an empty corpus
+    is an error."""
     kept: list[Pair] = []
     n_pairs = 0
     for pair in pairs:
@@ -245,7 +253,12 @@ def drop_empty(pairs: Iterable[Pair], name: str, where: str) -> list[Pair]:
         if has_both_sides(pair):
             kept.append(pair)
     check_nonempty(name, n_pairs, len(kept), where)
-    return kept
+    return NonEmpty(kept, n_pairs - len(kept))
+
+
+def drop_empty(pairs: Iterable[Pair], name: str, where: str) -> list[Pair]:
+    """Drop every pair with an empty side, as a pair (a stream is never held whole); an empty corpus is an error."""
+    return without_empty(pairs, name, where).pairs
 
 
 SPLITS = ("train", "valid", "test")  # the corpora a DataConfig names
@@ -253,10 +266,15 @@ SPLITS = ("train", "valid", "test")  # the corpora a DataConfig names
 
 def load_corpus(data_cfg: DataConfig, split: str) -> list[Pair]:
     """The config's `split` corpus ("train", "valid" or "test"), every pair with an empty side dropped (as a pair)."""
+    return load_nonempty(data_cfg, split).pairs
+
+
+def load_nonempty(data_cfg: DataConfig, split: str) -> NonEmpty:
+    """`load_corpus`, with the number of pairs it dropped for an empty side."""
     if split not in SPLITS:
         raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
     spec = getattr(data_cfg, split)
     if not spec:
         raise DataError(f"data.{split}: no corpus given in the config")
     paths = corpus_paths(spec, data_cfg.format, data_cfg.src_lang, data_cfg.tgt_lang)
-    return drop_empty(iter_pairs(paths), split, corpus_name(paths))
+    return without_empty(iter_pairs(paths), split, corpus_name(paths))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from seq2seq.config import DataConfig
-from seq2seq.data.corpus import Pair, has_both_sides, read_pairs, within_max_len
+from seq2seq.data.corpus import NonEmpty, Pair, has_both_sides, read_pairs, within_max_len
 from seq2seq.data.references import eval_set
 from seq2seq.data.tokenizer import Tokenizer, normalize_whitespace
 from seq2seq.data.vocab import BOS, EOS, PAD, UNK, Vocab
@@ -105,8 +105,9 @@ class Filtered:
     kept: list[tuple[Pair, int, int]]  # (pair, source tokens, target tokens)
 
 
-def _filter(pairs: Sequence[Pair], src: Side, tgt: Side, max_len: int | None) -> Filtered:
-    kept, n_empty, n_long = [], 0, 0
+def _filter(pairs: Sequence[Pair], src: Side, tgt: Side, max_len: int | None, dropped_empty: int = 0) -> Filtered:
+    """`dropped_empty`: pairs with an empty side dropped before `pairs` (by load_corpus), counted read and empty."""
+    kept, n_empty, n_long = [], dropped_empty, 0
     for pair in pairs:
         if not has_both_sides(pair):
             n_empty += 1
@@ -116,7 +117,7 @@ def _filter(pairs: Sequence[Pair], src: Side, tgt: Side, max_len: int | None) ->
             n_long += 1
             continue
         kept.append((pair, n_src, n_tgt))
-    return Filtered(len(pairs), n_empty, n_long, kept)
+    return Filtered(len(pairs) + dropped_empty, n_empty, n_long, kept)
 
 
 def _counts_line(name: str, f: Filtered, max_len: int | None) -> str:
@@ -182,18 +183,19 @@ def _leakage_line(name: str, pairs: Sequence[Pair], seen: set[Pair]) -> str:
 
 
 def data_report(
-    splits: Mapping[str, Sequence[Pair] | None], src: Side, tgt: Side, max_len: int | None, *, fmt: str
+    splits: Mapping[str, Sequence[Pair] | None], src: Side, tgt: Side, max_len: int | None, *, fmt: str, train_empty: int = 0
 ) -> list[str]:
     """The report's lines on `splits` ("train", "valid", maybe "test": pairs as read, empty sides included, or None
     where absent): pairs read and dropped and why, the evaluation sources with several references (`fmt`, data.format:
     TSV only), the unknown-token rate of the evaluation data under the vocabularies, length-ratio outliers in the
     training data, and evaluation pairs also in the training data.
 
-    `max_len` (data.max_len) filters the training pairs only, as training does.
+    `max_len` (data.max_len) filters the training pairs only, as training does. `train_empty`: training pairs with
+    an empty side already dropped from `splits["train"]` (by load_corpus), counted as read and dropped.
     """
     lines = []
     train = splits.get("train")
-    filtered = _filter(train, src, tgt, max_len) if train is not None else None
+    filtered = _filter(train, src, tgt, max_len, train_empty) if train is not None else None
     if filtered is not None:
         lines.append(_counts_line("train", filtered, max_len))
     others = {name: pairs for name, pairs in splits.items() if name != "train" and pairs is not None}
@@ -212,15 +214,15 @@ def data_report(
     return lines
 
 
-def corpus_report(d: DataConfig, src: Side, tgt: Side, train: Sequence[Pair] | None = None) -> list[str]:
+def corpus_report(d: DataConfig, src: Side, tgt: Side, train: NonEmpty | None = None) -> list[str]:
     """`data_report` on the corpora `d` names, read as they are (empty sides included, so their drops are counted).
 
-    `train`: the training pairs when the caller holds them already (those of `load_corpus` have lost their empty
-    pairs, which `load_corpus` logs itself).
+    `train`: the training pairs when the caller holds them already, as `load_nonempty` gives them: without their
+    empty pairs, whose number the report adds back.
     """
 
     def read(spec: str) -> list[Pair] | None:
         return read_pairs(spec, d.format, d.src_lang, d.tgt_lang) if spec else None
 
-    splits = {"train": train if train is not None else read(d.train), "valid": read(d.valid), "test": read(d.test)}
-    return data_report(splits, src, tgt, d.max_len, fmt=d.format)
+    splits = {"train": train.pairs if train is not None else read(d.train), "valid": read(d.valid), "test": read(d.test)}
+    return data_report(splits, src, tgt, d.max_len, fmt=d.format, train_empty=train.n_empty if train is not None else 0)

@@ -14,7 +14,7 @@ from seq2seq.config import Config, TrainConfig, dump_config
 from seq2seq.data import shards
 from seq2seq.data.batch import BucketSampler, example_lengths
 from seq2seq.data.encoding import Encoder, encode_pairs
-from seq2seq.data.corpus import Pair, load_corpus, read_pairs
+from seq2seq.data.corpus import NonEmpty, Pair, load_nonempty, read_pairs
 from seq2seq.data.references import EvalSet, load_eval_corpus
 from seq2seq.data.report import Side, corpus_report, data_report, unknown_line
 from seq2seq.data.tokenizer import Tokenizer
@@ -55,13 +55,16 @@ class Corpora:
 
     shard_set: shards.Shards | None  # made by `seq2seq preprocess`; None: the training text is read
     train_pairs: list[Pair] | None  # None when the shards hold the training data
+    train_empty: int  # training pairs dropped for an empty side as they were read (the data report counts them)
     valid_pairs: EvalSet  # its pairs, and its items as validation scores them (TSV: grouped by source)
 
 
 def read_corpora(cfg: Config, files: RunFiles) -> Corpora:
     shard_set = shards.open_shards(files.root, cfg)
-    train_pairs = load_corpus(cfg.data, "train") if shard_set is None else None
-    return Corpora(shard_set, train_pairs, load_eval_corpus(cfg.data, "valid"))
+    if shard_set is not None:
+        return Corpora(shard_set, None, 0, load_eval_corpus(cfg.data, "valid"))
+    train = load_nonempty(cfg.data, "train")
+    return Corpora(None, train.pairs, train.n_empty, load_eval_corpus(cfg.data, "valid"))
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ def data_report_lines(cfg: Config, corpora: Corpora, data: Data, fine_tuning: bo
         if corpora.train_pairs is None:
             splits = {name: read_pairs(spec, d.format, d.src_lang, d.tgt_lang) for name, spec in (("valid", d.valid), ("test", d.test)) if spec}
             return data_report(splits, src, tgt, d.max_len, fmt=d.format)
-        lines = corpus_report(d, src, tgt, train=corpora.train_pairs)
+        lines = corpus_report(d, src, tgt, train=NonEmpty(corpora.train_pairs, corpora.train_empty))
     except DataError as e:
         return [f"not made: {e}"]
     if fine_tuning:

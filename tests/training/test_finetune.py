@@ -156,7 +156,8 @@ def test_every_run_logs_the_data_report(tmp_path: Path) -> None:
     raw["data"]["max_len"] = 20
     train_quietly({**raw, "model": MODEL}, tmp_path / "run")
     lines = [line.split(" INFO ", 1)[1] for line in (tmp_path / "run" / "train.log").read_text().splitlines() if "data report:" in line]
-    assert "data report: train: 121 pairs read, dropped 1 longer than data.max_len=20 tokens, 120 kept" in lines
+    # the empty pair is counted though load_corpus dropped it before the report
+    assert "data report: train: 122 pairs read, dropped 1 with an empty side and 1 longer than data.max_len=20 tokens, 120 kept" in lines
     assert "data report: valid: 25 pairs read, 25 kept" in lines
     assert any(line.startswith("data report: valid: unknown tokens under the vocabularies: source ") for line in lines)
     assert any(line.startswith("data report: valid: 5 of 25 pairs (20.0%) also in the training data (leakage)") for line in lines)
