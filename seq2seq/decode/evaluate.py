@@ -226,7 +226,7 @@ def evaluate(
     with autocast(device, precision):
         nbests = decode(model, [src.source_ids(item.src) for item in data.items], decode_cfg, device, progress=progress)
     model.train(was_training)
-    outputs = [tgt.tokenizer.detokenize(tgt.vocab.decode(hyps[0].ids)) for hyps in nbests]
+    outputs = [tgt.text(hyps[0].ids) for hyps in nbests]  # the lines translate prints and `eval --output` writes
     references = [item.refs for item in data.items]
     bleu, chrf, ter, signatures = bleu_chrf_ter(outputs, references)
     rates = error_rates(outputs, references)

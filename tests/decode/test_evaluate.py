@@ -244,3 +244,23 @@ def test_a_ref_file_with_another_line_count_is_one_line_exit_2(tmp_path, monkeyp
     code, out, err = invoke(capsys, monkeypatch, *args)
     assert code == 2 and out == ""
     assert err == f"error: misaligned corpus: {prefix}.en has 3 lines but {tmp_path / 'short.de'} has 2\n"
+
+
+def test_scored_outputs_are_the_lines_encoder_text_makes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Output ids become a line in one place, data/encoding.Encoder.text: a line break decoded inside an output (a
+    sentencepiece byte-fallback piece <0x0A> can make one) is a space, so `eval --output` keeps one line per output."""
+    import seq2seq.decode.evaluate as evaluate_module
+    from seq2seq.config import DecodeConfig
+    from seq2seq.data.encoding import Encoder
+    from seq2seq.data.vocab import SPECIALS
+    from seq2seq.decode.search import Hypothesis
+    from tests.conftest import tiny_model
+
+    vocab = Vocab([*SPECIALS, "a", "b", "\n"])
+    char = Tokenizer("char")
+    src, tgt = Encoder(char, vocab), Encoder(char, vocab)
+    ids = [vocab.stoi["a"], vocab.stoi["\n"], vocab.stoi["b"]]
+    monkeypatch.setattr(evaluate_module, "decode", lambda model, sources, *args, **kwargs: [[Hypothesis(ids, 0.0, None)] for _ in sources])
+    scores = evaluate(tiny_model(), [("ab", "a b")], src, tgt, torch.device("cpu"), "fp32", DecodeConfig())
+    assert scores.hypotheses == [tgt.text(ids)] == ["a b"]
+    assert scores.exact_match == 100.0
