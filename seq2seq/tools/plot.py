@@ -15,7 +15,6 @@ from seq2seq.errors import ConfigError, install_hint
 from seq2seq.training.metrics import latest_per_step
 from seq2seq.training.rundir import RunFiles
 from seq2seq.training.schedule import LOWER_IS_BETTER
-from seq2seq.training.validate import EXTRA_SCORES, metric_label
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 DPI = 100
@@ -45,6 +44,8 @@ SCORE_CURVES = (("val_bleu", "val BLEU", "o-"), ("val_chrf", "val chrF", "s--"))
 def score_curves(metric: str) -> list[tuple[str, str, str]]:
     """The validation scores drawn on the right, (record key, label, style): BLEU and chrF, and `metric`
     (train.metric) where it is exact match or an error rate, what a G2P or transliteration run follows instead."""
+    from seq2seq.training.validate import EXTRA_SCORES, metric_label  # torch: not for translate's early check of --attention
+
     curves = list(SCORE_CURVES)
     if metric in EXTRA_SCORES:
         better = " (lower is better)" if metric in LOWER_IS_BETTER else ""
