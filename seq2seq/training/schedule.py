@@ -18,10 +18,15 @@ budget; else at the first update at or after warmup's end once PLAN_BY of the bu
 validation measures what a validation costs, which a budget must pay for every train.valid_every updates (or every
 epoch): leaving it out plans too many updates when validations are slow (a large validation set decoded step by
 step). Waiting longer for one would leave the rate at its peak for too large a share of the run and plan from
-the first validation's time alone.
+the first validation's time alone. PLAN_BY is a fifth: measured on the German G2P recipe (8 minutes, 2-core EPYC),
+a plan at a tenth (48 s, 23 s after warmup) came out 16% short of the updates the run then made, from noise in so
+short a window; wsd's rate is flat until its decay, so waiting costs it nothing.
 
-How (`budget_horizon`): the seconds per update are the training seconds so far per update (`Pace`: elapsed minus
-the validations' seconds), plus one validation's seconds divided by the updates between validations. One
+How (`budget_horizon`): the seconds per update are the training seconds per update since warmup's end (`Pace`:
+elapsed minus the validations' seconds, both counted from `Pace.since`), plus one validation's seconds divided by
+the updates between validations. The updates of warmup are left out of the pace: the first ones of a run are slow
+(allocation, kernels chosen per shape), 20% slower over the first 200 updates than over the rest in that run, and
+planning from them made the horizon short. One
 validation's seconds are the mean of those measured; before any, an estimate: decoding a validation sentence costs
 about what training on a sentence does (`validation_estimate`). The horizon is the updates made plus the seconds
 left in the budget at that pace; then the fewest of that, max_steps and epochs x batches per epoch, whichever ends
@@ -40,7 +45,7 @@ from seq2seq.errors import ConfigError
 SCHEDULES = choices("train", "schedule")  # config.py holds the choices
 LOWER_IS_BETTER = ("cer", "wer")  # error rates; every other train.metric is better higher
 HORIZON_KINDS = ("warmup_cosine", "wsd")  # the schedules that decay to min_lr at a horizon
-PLAN_BY = 0.1  # the share of train.max_time after which the horizon is planned without waiting for a validation
+PLAN_BY = 0.2  # the share of train.max_time after which the horizon is planned without waiting for a validation
 
 
 def improves(score: float, best: float | None, metric: str) -> bool:
@@ -192,17 +197,21 @@ class LRSchedule:
 
 @dataclass(frozen=True)
 class Pace:
-    """How fast a run went: `step` updates in `elapsed` seconds, `valid_seconds` of them in `validations`."""
+    """How fast a run went: `step` updates in `elapsed` seconds, `valid_seconds` of them in `validations`; `since`:
+    (step, elapsed, valid_seconds) at warmup's end, from which the pace is measured (None: from the start)."""
 
     step: int
     elapsed: float
     valid_seconds: float = 0.0
     validations: int = 0
+    since: tuple[int, float, float] | None = None
 
     @property
     def seconds_per_update(self) -> float:
-        """Training seconds per update, the validations left out."""
-        return max(self.elapsed - self.valid_seconds, 0.0) / max(self.step, 1)
+        """Training seconds per update since warmup's end (from the start when no update came after it), the
+        validations left out."""
+        step, elapsed, valid = self.since if self.since is not None and self.step > self.since[0] else (0, 0.0, 0.0)
+        return max((self.elapsed - elapsed) - (self.valid_seconds - valid), 0.0) / max(self.step - step, 1)
 
 
 def plan_due(pace: Pace, warmup_steps: int, validated_at: int, budget_s: float) -> bool:

@@ -66,6 +66,7 @@ class Progress:
     tgt_tokens: int = 0  # real target tokens of the updates made (all ranks), for curves against data seen
     valid_seconds: float = 0.0  # of `elapsed`, the seconds spent validating (rank 0's), to plan under train.max_time
     validations: int = 0  # validations made
+    warmed_at: list[float] | None = None  # [step, elapsed, valid_seconds] at warmup's end: train.max_time's pace starts
 
 
 @dataclass
@@ -234,6 +235,8 @@ def loop(run: Run) -> str:
             p.step += 1
             p.batch_in_epoch += 1
             p.elapsed = run.clock() - started
+            if p.step == t.warmup_steps:  # the pace that plans a budget's horizon is measured from here
+                p.warmed_at = [p.step, p.elapsed, p.valid_seconds]
             bar.update(1)
             # log
             if p.step % 10 == 0 or p.step % t.log_every == 0:
@@ -406,7 +409,8 @@ def plan_horizon(run: Run) -> None:
     resumed from a checkpoint plans as the run never interrupted; rank 0 plans and every rank takes its horizon."""
     p, t, d, dist = run.progress, run.cfg.train, run.data, run.machine.dist
     assert t.max_time is not None
-    pace, budget = Pace(p.step, p.elapsed, p.valid_seconds, p.validations), t.max_time * 60
+    since = (int(p.warmed_at[0]), p.warmed_at[1], p.warmed_at[2]) if p.warmed_at else None
+    pace, budget = Pace(p.step, p.elapsed, p.valid_seconds, p.validations, since), t.max_time * 60
     planned, rate = -1.0, 0.0
     if dist.is_main and plan_due(pace, t.warmup_steps, p.validated_at, budget):
         per_epoch = len(d.sampler.batches(p.epoch))  # this rank's batches, one per update
@@ -419,8 +423,9 @@ def plan_horizon(run: Run) -> None:
         return
     horizon = run.schedule.plan(int(planned))
     log.info(
-        "learning-rate horizon: %d updates, planned from the rate of the first %d updates (%.1f updates/min incl. "
-        "validation) for max_time %g min", horizon, p.step, rate * 60, t.max_time,
+        "learning-rate horizon: %d updates, planned from the rate of updates %d-%d (%.1f updates/min incl. "
+        "validation) for max_time %g min", horizon, (since[0] if since and p.step > since[0] else 0) + 1, p.step,
+        rate * 60, t.max_time,
     )
 
 

@@ -91,6 +91,8 @@ def assert_same_training_state(a: Path, b: Path) -> None:
     pa, pb = dict(sa["progress"]), dict(sb["progress"])
     for timed in ("elapsed", "valid_seconds"):
         pa.pop(timed, None), pb.pop(timed, None)
+    warmed_a, warmed_b = pa.pop("warmed_at", None), pb.pop("warmed_at", None)  # [step, then two clock readings]
+    assert (warmed_a or [None])[0] == (warmed_b or [None])[0]
     assert pa == pb
     assert torch.equal(sa["rng"]["torch"], sb["rng"]["torch"])
 
@@ -223,7 +225,7 @@ def test_a_budget_planned_horizon_and_the_ema_resume_exactly(tmp_path, monkeypat
     assert state["schedule"]["decay_steps"] == 25 and state["step"] == 26  # 145 s after 25 updates: one more
     assert "ema" in state and state["progress"]["validations"] == 13
     log_text = (reference / "train.log").read_text(encoding="utf-8")
-    assert ("learning-rate horizon: 25 updates, planned from the rate of the first 2 updates (10.0 updates/min incl. "
+    assert ("learning-rate horizon: 25 updates, planned from the rate of updates 1-2 (10.0 updates/min incl. "
             "validation) for max_time 2.5 min") in log_text
     lrs = {r["step"]: r["lr"] for r in read_metrics(reference / "metrics.jsonl") if "lr" in r}
     planned = LRSchedule.from_config(Checkpoint.read(reference / "last.pt").config.train, 50)

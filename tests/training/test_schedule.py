@@ -211,4 +211,16 @@ def test_the_horizon_is_planned_at_the_first_validation_after_warmup_or_at_a_sha
     assert not plan_due(Pace(step=40, elapsed=PLAN_BY * budget - 1), 10, validated_at=-1, budget_s=budget)
     assert plan_due(Pace(step=40, elapsed=PLAN_BY * budget), 10, validated_at=-1, budget_s=budget)  # waited enough
     assert not plan_due(Pace(step=0, elapsed=0.0), 0, validated_at=-1, budget_s=budget)
-    assert 0.1 <= PLAN_BY <= 0.15
+    assert 0.1 <= PLAN_BY <= 0.25
+
+
+def test_the_pace_is_measured_from_warmups_end() -> None:
+    """200 warmup updates in 30 s, then 300 in 30 s (4 s of them a validation): the pace is the 26 s / 300 after
+    warmup, not the 56 s / 500 of the whole run, which would plan a horizon short by the slow start."""
+    pace = Pace(step=500, elapsed=60.0, valid_seconds=4.0, validations=1, since=(200, 30.0, 0.0))
+    assert pace.seconds_per_update == pytest.approx(26.0 / 300)
+    whole = Pace(step=500, elapsed=60.0, valid_seconds=4.0, validations=1)
+    assert whole.seconds_per_update == pytest.approx(56.0 / 500)
+    assert budget_horizon(pace, 480.0, budget_rate(pace, 500, 0.0)) > budget_horizon(whole, 480.0, budget_rate(whole, 500, 0.0))
+    at_the_end = Pace(step=200, elapsed=30.0, since=(200, 30.0, 0.0))  # no update after warmup yet: the whole run
+    assert at_the_end.seconds_per_update == pytest.approx(30.0 / 200)
