@@ -9,23 +9,31 @@ The horizon under a time budget. warmup_cosine and wsd decay to min_lr at their 
 Without train.max_time it is known before the first update: max_steps, else epochs x batches per epoch. With
 max_time (and decay_steps unset) it is the number of updates the budget holds, which only the run itself can
 measure; a curve that ends before the budget wastes the rest at min_lr, one that ends after it stops mid-decay,
-far from the low rate where the weights settle. So the horizon is planned once, from the pace measured early in
-the run, then fixed and saved in the checkpoint (a resume keeps it; it is never re-planned from a noisier clock).
+far from the low rate where the weights settle. So the horizon is planned once, from the pace measured after
+warmup, then fixed and saved in the checkpoint (a resume keeps it; it is never re-planned from a noisier clock).
 Until then the rate holds at its peak, which warmup reaches first.
 
-When (`plan_due`): at the first validation at or after the end of warmup, when one comes within PLAN_BY of the
+When, for wsd (`LRSchedule.plan_due`): at the start of its decay, once (1 - train.decay_fraction) of the budget is
+spent (or of the updates max_steps or epochs allow, when they end the run first). Its rate is flat until then, so
+nothing is lost by waiting, and the pace is measured over the whole stable phase: on a shared 2-core VM the pace of
+one minute differs from the next by 10-15%, and a plan made in the first minute of the German G2P recipe was 21%
+short one run and 29% long the next (5,264 planned, 4,067 made: its decay never began). The decay then runs from that update to the horizon (`decay_start`).
+
+When, for warmup_cosine (`plan_due`), whose curve bends from warmup's end on and so needs its horizon early: at the
+first validation at or after the end of warmup, when one comes within PLAN_BY of the
 budget; else at the first update at or after warmup's end once PLAN_BY of the budget has passed. Planning at a
 validation measures what a validation costs, which a budget must pay for every train.valid_every updates (or every
 epoch): leaving it out plans too many updates when validations are slow (a large validation set decoded step by
 step). Waiting longer for one would leave the rate at its peak for too large a share of the run and plan from
 the first validation's time alone. PLAN_BY is a fifth: measured on the German G2P recipe (8 minutes, 2-core EPYC),
-a plan at a tenth (48 s, 23 s after warmup) came out 16% short of the updates the run then made, from noise in so
-short a window; wsd's rate is flat until its decay, so waiting costs it nothing.
+a plan at a tenth (48 s, 23 s after warmup) came out 21% short of the updates the run then made (3,481 planned,
+4,424 made), from noise in so short a window and the slow start below; planned at a fifth, the cosine enters its
+curve a few percent below the peak, which costs less than a decay that ends a fifth of the budget early.
 
 How (`budget_horizon`): the seconds per update are the training seconds per update since warmup's end (`Pace`:
 elapsed minus the validations' seconds, both counted from `Pace.since`), plus one validation's seconds divided by
 the updates between validations. The updates of warmup are left out of the pace: the first ones of a run are slow
-(allocation, kernels chosen per shape), 20% slower over the first 200 updates than over the rest in that run, and
+(allocation, kernels chosen per shape), 16-23% slower over the first 200 updates than over the rest in those runs, and
 planning from them made the horizon short. One
 validation's seconds are the mean of those measured; before any, an estimate: decoding a validation sentence costs
 about what training on a sentence does (`validation_estimate`). The horizon is the updates made plus the seconds
@@ -130,6 +138,7 @@ class LRSchedule:
         self.factor, self.decay_fraction = factor, decay_fraction
         self.ceiling = decay_steps  # the most a planned horizon may be: max_steps or epochs x batches per epoch
         self.decay_steps = None if plan_later and kind in HORIZON_KINDS else decay_steps
+        self.decay_start: int | None = None  # wsd planned under a budget: the update its decay starts after
         self.plateau = Patience(metric)
         self.patience = patience
         self.scale = 1.0  # plateau only: product of the reductions so far
@@ -149,10 +158,23 @@ class LRSchedule:
         """The horizon is still to be planned (the rate holds at its peak after warmup till then)."""
         return self.kind in HORIZON_KINDS and self.decay_steps is None
 
-    def plan(self, horizon: int) -> int:
-        """Fix the horizon at `horizon` updates, at most the ceiling and past warmup; returns the horizon fixed."""
+    def plan_due(self, pace: "Pace", validated_at: int, budget_s: float) -> bool:
+        """Is it time to plan the horizon under a budget of `budget_s` seconds? wsd: at the start of its decay;
+        warmup_cosine: early, by `plan_due` (the rules' why: the module docstring)."""
+        if self.kind != "wsd":
+            return plan_due(pace, self.warmup_steps, validated_at, budget_s)
+        if pace.step < max(self.warmup_steps, 1):
+            return False
+        stable = 1.0 - self.decay_fraction
+        return pace.elapsed >= stable * budget_s or (self.ceiling is not None and pace.step >= stable * self.ceiling)
+
+    def plan(self, horizon: int, step: int = 0) -> int:
+        """Fix the horizon at `horizon` updates, at most the ceiling and past warmup, `step` updates being made;
+        returns the horizon fixed. wsd's decay starts no earlier than `step`: the rate never jumps."""
         assert self.ceiling is not None
-        self.decay_steps = max(min(horizon, self.ceiling), self.warmup_steps + 1)
+        self.decay_steps = max(min(horizon, self.ceiling), self.warmup_steps + 1, step + 1)
+        if self.kind == "wsd":
+            self.decay_start = max(step, self.warmup_steps, int(self.decay_steps * (1.0 - self.decay_fraction)))
         return self.decay_steps
 
     def lr_at(self, step: int) -> float:
@@ -166,7 +188,9 @@ class LRSchedule:
             return self.lr * min(warm, math.sqrt(self.warmup_steps / max(step, 1)))
         assert self.decay_steps is not None
         if self.kind == "wsd":
-            start = max(float(self.warmup_steps), self.decay_steps * (1.0 - self.decay_fraction))
+            start = self.decay_start if self.decay_start is not None else max(
+                float(self.warmup_steps), self.decay_steps * (1.0 - self.decay_fraction)
+            )
             progress = min(1.0, max(0.0, (step - start) / (self.decay_steps - start)))
             return (self.lr - (self.lr - self.min_lr) * progress) * warm
         progress = min(1.0, max(0.0, (step - self.warmup_steps) / (self.decay_steps - self.warmup_steps)))
@@ -185,13 +209,17 @@ class LRSchedule:
         return False
 
     def state_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "scale": self.scale, "plateau": self.plateau.state_dict(), "decay_steps": self.decay_steps}
+        return {
+            "kind": self.kind, "scale": self.scale, "plateau": self.plateau.state_dict(), "decay_steps": self.decay_steps,
+            "decay_start": self.decay_start,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """The saved curve; a horizon saved as None (not planned yet) leaves this session's own."""
         self.scale = float(state["scale"])
         if state.get("decay_steps") is not None:
             self.decay_steps = int(state["decay_steps"])
+            self.decay_start = None if state.get("decay_start") is None else int(state["decay_start"])
         self.plateau.load_state_dict(state["plateau"])
 
 

@@ -38,7 +38,7 @@ from seq2seq.training.metrics import MetricsLogger, read_metrics
 from seq2seq.training.resume import restore, rng_state, set_rng_state
 from seq2seq.training.rundir import RunFiles, ensure_dir, prepare_run_dir, remove_stale_run_files
 from seq2seq.training.schedule import (
-    HORIZON_KINDS, LOWER_IS_BETTER, EarlyStopping, LRSchedule, Pace, budget_horizon, budget_rate, improves, plan_due,
+    HORIZON_KINDS, LOWER_IS_BETTER, EarlyStopping, LRSchedule, Pace, budget_horizon, budget_rate, improves,
     validation_estimate,
 )
 from seq2seq.training.validate import (
@@ -412,7 +412,7 @@ def plan_horizon(run: Run) -> None:
     since = (int(p.warmed_at[0]), p.warmed_at[1], p.warmed_at[2]) if p.warmed_at else None
     pace, budget = Pace(p.step, p.elapsed, p.valid_seconds, p.validations, since), t.max_time * 60
     planned, rate = -1.0, 0.0
-    if dist.is_main and plan_due(pace, t.warmup_steps, p.validated_at, budget):
+    if dist.is_main and run.schedule.plan_due(pace, p.validated_at, budget):
         per_epoch = len(d.sampler.batches(p.epoch))  # this rank's batches, one per update
         per_batch = len(d.examples) / max(per_epoch * dist.world_size, 1)  # sentences a rank trains on per update
         estimate = validation_estimate(pace, len(d.valid_pairs.pairs), per_batch)
@@ -421,11 +421,12 @@ def plan_horizon(run: Run) -> None:
     planned = distributed.from_main(planned, dist)
     if planned < 0:
         return
-    horizon = run.schedule.plan(int(planned))
+    horizon = run.schedule.plan(int(planned), p.step)
+    decay = "" if run.schedule.decay_start is None else f"; the decay runs from update {run.schedule.decay_start + 1}"
     log.info(
         "learning-rate horizon: %d updates, planned from the rate of updates %d-%d (%.1f updates/min incl. "
-        "validation) for max_time %g min", horizon, (since[0] if since and p.step > since[0] else 0) + 1, p.step,
-        rate * 60, t.max_time,
+        "validation) for max_time %g min%s", horizon, (since[0] if since and p.step > since[0] else 0) + 1, p.step,
+        rate * 60, t.max_time, decay,
     )
 
 

@@ -146,4 +146,4 @@ def test_two_processes_plan_one_horizon_and_keep_one_ema(tmp_path: Path) -> None
     assert state["step"] == 6 and state["schedule"]["decay_steps"] == 6  # max_steps ends the run before the budget
     assert state["ema"]["weights"].keys() == state["model"].keys() and state["ema"]["updates"] == 6
     log = (tmp_path / "run" / "train.log").read_text(encoding="utf-8")
-    assert log.count("learning-rate horizon: 6 updates, planned from the rate of updates 1-2") == 1
+    assert log.count("learning-rate horizon: 6 updates, planned from the rate of updates 3-5") == 1

@@ -214,7 +214,7 @@ def train_on_clock(config: Path, run_dir: Path, clock: UpdateClock, resume: bool
 
 
 def test_a_budget_planned_horizon_and_the_ema_resume_exactly(tmp_path, monkeypatch):
-    """Killed before the plan (1), at the validation it plans from (2), just after it (3) and late (11): each resumed
+    """Killed in warmup (1), at its end (2), just after it (3), in the stable phase (11) and just after the plan (21): each resumed
     run ends bitwise equal to the run never interrupted, EMA included, with the same horizon and curve."""
     monkeypatch.chdir(tmp_path)
     config = write_tiny_setup(tmp_path, epochs=10, save_every=1, n=80)
@@ -225,13 +225,14 @@ def test_a_budget_planned_horizon_and_the_ema_resume_exactly(tmp_path, monkeypat
     assert state["schedule"]["decay_steps"] == 25 and state["step"] == 26  # 145 s after 25 updates: one more
     assert "ema" in state and state["progress"]["validations"] == 13
     log_text = (reference / "train.log").read_text(encoding="utf-8")
-    assert ("learning-rate horizon: 25 updates, planned from the rate of updates 1-2 (10.0 updates/min incl. "
-            "validation) for max_time 2.5 min") in log_text
+    # wsd plans at the start of its decay, 80% of the 150 s: update 20, after 18 updates of 1 s past warmup
+    assert ("learning-rate horizon: 25 updates, planned from the rate of updates 3-20 (10.0 updates/min incl. "
+            "validation) for max_time 2.5 min; the decay runs from update 21") in log_text
     lrs = {r["step"]: r["lr"] for r in read_metrics(reference / "metrics.jsonl") if "lr" in r}
     planned = LRSchedule.from_config(Checkpoint.read(reference / "last.pt").config.train, 50)
     planned.plan(25)
     assert [lrs[s] for s in range(1, 27)] == pytest.approx([planned.lr_at(s) for s in range(1, 27)])
-    for stop_at in (1, 2, 3, 11):
+    for stop_at in (1, 2, 3, 11, 21):
         run = tmp_path / f"run{stop_at}"
         with pytest.raises(TrainingInterrupted):
             train_on_clock(config, run, clock, stop_request=StopAfter(stop_at))

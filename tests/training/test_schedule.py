@@ -224,3 +224,24 @@ def test_the_pace_is_measured_from_warmups_end() -> None:
     assert budget_horizon(pace, 480.0, budget_rate(pace, 500, 0.0)) > budget_horizon(whole, 480.0, budget_rate(whole, 500, 0.0))
     at_the_end = Pace(step=200, elapsed=30.0, since=(200, 30.0, 0.0))  # no update after warmup yet: the whole run
     assert at_the_end.seconds_per_update == pytest.approx(30.0 / 200)
+
+
+def test_wsd_plans_at_the_start_of_its_decay_and_decays_from_there_without_a_jump() -> None:
+    """Under a budget wsd holds its peak until (1 - decay_fraction) of the budget (or of the ceiling's updates), then
+    plans from the pace of its whole stable phase and decays from that update to the horizon."""
+    schedule = LRSchedule("wsd", 1.0, 10, 0.0, 0.5, 2, 1000, decay_fraction=0.2, plan_later=True)
+    assert not schedule.plan_due(Pace(step=100, elapsed=79.0), validated_at=100, budget_s=100.0)  # a validation: not yet
+    assert schedule.plan_due(Pace(step=100, elapsed=80.0), validated_at=-1, budget_s=100.0)
+    assert not schedule.plan_due(Pace(step=5, elapsed=90.0), validated_at=-1, budget_s=100.0)  # within warmup: never
+    assert schedule.plan_due(Pace(step=800, elapsed=1.0), validated_at=-1, budget_s=100.0)  # 80% of the ceiling's 1000
+    assert schedule.plan(120, step=100) == 120 and schedule.decay_start == 100  # 0.8 x 120 = 96 < 100: from 100 on
+    assert schedule.lr_at(100) == 1.0 and schedule.lr_at(101) == pytest.approx(1.0 - 1 / 20)
+    assert schedule.lr_at(120) == 0.0
+    later = LRSchedule("wsd", 1.0, 10, 0.0, 0.5, 2, 1000, decay_fraction=0.2, plan_later=True)
+    later.plan(200, step=100)  # the pace sped up: the decay starts at 0.8 x 200, the rate flat till then
+    assert later.decay_start == 160 and later.lr_at(160) == 1.0 and later.lr_at(161) < 1.0
+    again = LRSchedule("wsd", 1.0, 10, 0.0, 0.5, 2, 1000, decay_fraction=0.2, plan_later=True)
+    again.load_state_dict(schedule.state_dict())
+    assert (again.decay_steps, again.decay_start) == (120, 100)
+    cosine = LRSchedule("warmup_cosine", 1.0, 10, 0.0, 0.5, 2, 1000, plan_later=True)
+    assert cosine.plan_due(Pace(step=100, elapsed=30.0), validated_at=100, budget_s=100.0)  # early: its curve bends
