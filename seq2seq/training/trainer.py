@@ -66,7 +66,9 @@ class Progress:
     tgt_tokens: int = 0  # real target tokens of the updates made (all ranks), for curves against data seen
     valid_seconds: float = 0.0  # of `elapsed`, the seconds spent validating (rank 0's), to plan under train.max_time
     validations: int = 0  # validations made
-    warmed_at: list[float] | None = None  # [step, elapsed, valid_seconds] at warmup's end: train.max_time's pace starts
+    warm_step: int = -1  # warmup's last update (-1: not reached), where train.max_time's pace is measured from,
+    warm_elapsed: float = 0.0  # with `elapsed`
+    warm_valid_seconds: float = 0.0  # and `valid_seconds` then
 
 
 @dataclass
@@ -236,7 +238,7 @@ def loop(run: Run) -> str:
             p.batch_in_epoch += 1
             p.elapsed = run.clock() - started
             if p.step == t.warmup_steps:  # the pace that plans a budget's horizon is measured from here
-                p.warmed_at = [p.step, p.elapsed, p.valid_seconds]
+                p.warm_step, p.warm_elapsed, p.warm_valid_seconds = p.step, p.elapsed, p.valid_seconds
             bar.update(1)
             # log
             if p.step % 10 == 0 or p.step % t.log_every == 0:
@@ -409,7 +411,7 @@ def plan_horizon(run: Run) -> None:
     resumed from a checkpoint plans as the run never interrupted; rank 0 plans and every rank takes its horizon."""
     p, t, d, dist = run.progress, run.cfg.train, run.data, run.machine.dist
     assert t.max_time is not None
-    since = (int(p.warmed_at[0]), p.warmed_at[1], p.warmed_at[2]) if p.warmed_at else None
+    since = (p.warm_step, p.warm_elapsed, p.warm_valid_seconds) if p.warm_step >= 0 else None
     pace, budget = Pace(p.step, p.elapsed, p.valid_seconds, p.validations, since), t.max_time * 60
     planned, rate = -1.0, 0.0
     if dist.is_main and run.schedule.plan_due(pace, p.validated_at, budget):
