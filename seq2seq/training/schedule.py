@@ -17,7 +17,8 @@ When, for wsd (`LRSchedule.plan_due`): at the start of its decay, once (1 - trai
 spent (or of the updates max_steps or epochs allow, when they end the run first). Its rate is flat until then, so
 nothing is lost by waiting, and the pace is measured over the whole stable phase: on a shared 2-core VM the pace of
 one minute differs from the next by 10-15%, and a plan made in the first minute of the German G2P recipe was 21%
-short one run and 29% long the next (5,264 planned, 4,067 made: its decay never began). The decay then runs from that update to the horizon (`decay_start`).
+short one run (warmup_cosine) and 29% long the next (wsd: 5,264 planned, 4,067 made, so its decay never began).
+The decay then runs from that update to the horizon (`decay_start`).
 
 When, for warmup_cosine (`plan_due`), whose curve bends from warmup's end on and so needs its horizon early: at the
 first validation at or after the end of warmup, when one comes within PLAN_BY of the
@@ -33,9 +34,9 @@ curve a few percent below the peak, which costs less than a decay that ends a fi
 How (`budget_horizon`): the seconds per update are the training seconds per update since warmup's end (`Pace`:
 elapsed minus the validations' seconds, both counted from `Pace.since`), plus one validation's seconds divided by
 the updates between validations. The updates of warmup are left out of the pace: the first ones of a run are slow
-(allocation, kernels chosen per shape), 16-23% slower over the first 200 updates than over the rest in those runs, and
-planning from them made the horizon short. One
-validation's seconds are the mean of those measured; before any, an estimate: decoding a validation sentence costs
+(allocation, kernels chosen per shape), 16-23% slower over the first 200 updates than over the rest in those runs,
+and planning from them made the horizon short. One validation's seconds are the mean of those measured; before
+any, an estimate: decoding a validation sentence costs
 about what training on a sentence does (`validation_estimate`). The horizon is the updates made plus the seconds
 left in the budget at that pace; then the fewest of that, max_steps and epochs x batches per epoch, whichever ends
 the run first (and never within warmup). Under DDP rank 0 plans and every rank takes its horizon.
