@@ -67,7 +67,6 @@ def plot_curves(records: Sequence[dict[str, Any]], path: Path, title: str, metri
     against the update step."""
     check_image_path(path)
     plt = pyplot()
-    from matplotlib.ticker import MaxNLocator
 
     fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=CURVES_SIZE, dpi=DPI, sharex=True)
     for key, label, style in (("train_loss", "train loss", "-"), ("val_loss", "val loss", "o-")):
@@ -89,17 +88,29 @@ def plot_curves(records: Sequence[dict[str, Any]], path: Path, title: str, metri
     last_step = max((r["step"] for r in records), default=1)
     ax_loss.set_xlim(0, max(last_step, 1) * 1.03)
     for ax in (ax_loss, ax_score):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-        else:
-            ax.text(0.5, 0.5, "no records yet", ha="center", va="center", transform=ax.transAxes, color="gray")
+        finish_axis(ax, bool(ax.get_legend_handles_labels()[0]), "no records yet")
     fig.suptitle(title)
+    save(fig, path)
+
+
+def finish_axis(ax: Any, has_data: bool, empty: str) -> None:
+    """Integer steps on x, a light grid, and a legend, or `empty` written across an axis with nothing drawn."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    if has_data:
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes, color="gray")
+
+
+def save(fig: Any, path: Path) -> None:
+    """Write the figure (its folder made if need be) and free it."""
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    pyplot().close(fig)
 
 
 def attention_size(n_src: int, n_tgt: int) -> tuple[float, float]:
@@ -124,10 +135,7 @@ def plot_attention(
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention weight")
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save(fig, path)
 
 
 TRIALS_SIZE = (8.0, 4.0)  # inches: 800 x 400 pixels
@@ -138,7 +146,6 @@ def plot_trials(points: Sequence[tuple[int, float, bool]], path: Path, title: st
     pruned ones hollow (their best before the stop), and the best finished score so far as a step line."""
     check_image_path(path)
     plt = pyplot()
-    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=TRIALS_SIZE, dpi=DPI)
     done = [(n, s) for n, s, pruned in points if not pruned]
@@ -157,14 +164,6 @@ def plot_trials(points: Sequence[tuple[int, float, bool]], path: Path, title: st
         ax.plot(*zip(*pruned), "o", label="pruned", markersize=6, markerfacecolor="none", color="gray")
     ax.set_xlabel("trial")
     ax.set_ylabel(label + (" (lower is better)" if lower_is_better else ""))
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    if points:
-        ax.legend()
-    else:
-        ax.text(0.5, 0.5, "no trials yet", ha="center", va="center", transform=ax.transAxes, color="gray")
+    finish_axis(ax, bool(points), "no trials yet")
     ax.set_title(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save(fig, path)
