@@ -45,6 +45,41 @@ TOY = ROOT / "data" / "toy"
 MULTI30K = ROOT.parent / "shared" / "data" / "multi30k"
 
 
+# No test may touch the checkout's runs/: training records the default model in runs/latest under the working
+# directory, and a test that trained from the checkout once repointed a user's model at a 3-step one in a temporary
+# directory (issue 32). Every test runs in a working directory of its own, outside the checkout, and the session
+# fails if the checkout's runs/ changed anyway (a path written through ROOT, or a subprocess started in it).
+def _runs_snapshot() -> dict[str, tuple[int, int]]:
+    runs = ROOT / "runs"
+    if not runs.exists():
+        return {}
+    return {str(p.relative_to(runs)): (p.stat().st_mtime_ns, p.stat().st_size) for p in [runs, *runs.rglob("*")] if p.exists()}
+
+
+_RUNS_BEFORE: dict[str, tuple[int, int]] = {}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _RUNS_BEFORE.update(_runs_snapshot())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    after = _runs_snapshot()
+    changed = sorted(k for k in set(_RUNS_BEFORE) | set(after) if _RUNS_BEFORE.get(k) != after.get(k))
+    if changed and not os.environ.get("PYTEST_XDIST_WORKER"):
+        print(f"\nthe tests changed the checkout's runs/: {', '.join(changed[:5])}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True)
+def _own_working_directory(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test starts in an empty directory of its own (not the checkout): whatever it trains records runs/latest
+    there. Tests that need a place of their own still chdir into tmp_path; paths into the checkout go through ROOT."""
+    work = tmp_path_factory.mktemp("cwd")
+    monkeypatch.chdir(work)
+    return work
+
+
 def tiny_model(seed: int = 0, vocab: int = 23, **overrides: object) -> Seq2Seq:
     """A small randomly initialised model in eval mode (dropout off)."""
     torch.manual_seed(seed)
