@@ -218,8 +218,9 @@ def check_output(output: Path, overwrite: bool) -> None:
     if output.exists() and not output.is_dir():
         raise ConfigError(f"--output {output}: is a file, expected a directory")
     if not output.exists():
-        if not output.parent.is_dir():
-            raise ConfigError(f"--output {output}: directory {output.parent} does not exist")
+        ancestor = next(a for a in output.absolute().parents if a.exists())  # the directories below it are made
+        if not ancestor.is_dir():
+            raise ConfigError(f"--output {output}: {ancestor} is a file, expected a directory")
         return
     if any(output.iterdir()) and not is_export(output) and not overwrite:
         raise ConfigError(f"--output {output}: the directory holds files that are not an export; choose another or add --overwrite")
@@ -288,6 +289,7 @@ def _write_directory(output: Path, files: dict[str, bytes], manifest: str) -> No
     """A new directory appears whole (written beside it, then renamed); in an existing one each file is replaced
     atomically, the JSON last, and the files of an earlier export that this one lacks are removed."""
     if not output.exists():
+        output.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp"))
         try:
             for name, data in files.items():
@@ -316,4 +318,5 @@ def manifest_summary(output: Path) -> str:
     """One line about the export in `output`, for the command's report."""
     manifest = json.loads((output / MANIFEST).read_text(encoding="utf-8"))
     size = sum((output / name).stat().st_size for name in EXPORT_FILES if (output / name).exists())
-    return f"{output}: ONNX opset {manifest['opset']}, {manifest['quantize']}, {size / 1e6:.1f} MB"
+    weights = "int8 weights" if manifest["quantize"] == "int8" else "fp32 weights"
+    return f"{output}: ONNX opset {manifest['opset']}, {weights}, {size / 1e6:.1f} MB"
