@@ -11,11 +11,11 @@ from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.model.checkpoint import Checkpoint
 from seq2seq.config import Config, config_to_dict
 from seq2seq.files import finite_or_null
+from seq2seq.metric import label as metric_label
 from seq2seq.device import choose_precision, resolve_device
 from seq2seq.model.network import count_parameters
 
 
-METRIC_NAMES = {"bleu": "BLEU", "chrf": "chrF", "exact_match": "exact match", "cer": "CER", "wer": "WER"}
 
 
 def architecture(cfg: Config) -> str:
@@ -106,7 +106,7 @@ def format_info(info: dict[str, Any]) -> str:
         ("vocabulary", vocab),
         ("tokenizer", tokenizer),
         ("trained", f"{info['step']} steps, {plural(info['epochs_done'], 'full epoch')}, {_duration(info['training_seconds'])}"),
-        (f"best val {METRIC_NAMES.get(metric, metric)}", best_text),
+        (f"best val {metric_label(metric)}", best_text),
         ("precision", f"{info['precision']['here']} here ({info['precision']['reason']})"),
     ]
     lines = [f"{name:<13} {value}" for name, value in rows]

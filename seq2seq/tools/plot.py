@@ -14,7 +14,7 @@ from seq2seq.config import config_from_dict, read_yaml
 from seq2seq.errors import ConfigError, install_hint
 from seq2seq.training.metrics import latest_per_step
 from seq2seq.training.rundir import RunFiles
-from seq2seq.training.schedule import LOWER_IS_BETTER
+from seq2seq.metric import LOWER_IS_BETTER, SELECTABLE, label
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 DPI = 100
@@ -44,12 +44,10 @@ SCORE_CURVES = (("val_bleu", "val BLEU", "o-"), ("val_chrf", "val chrF", "s--"))
 def score_curves(metric: str) -> list[tuple[str, str, str]]:
     """The validation scores drawn on the right, (record key, label, style): BLEU and chrF, and `metric`
     (train.metric) where it is exact match or an error rate, what a G2P or transliteration run follows instead."""
-    from seq2seq.training.validate import EXTRA_SCORES, metric_label  # torch: not for translate's early check of --attention
-
     curves = list(SCORE_CURVES)
-    if metric in EXTRA_SCORES:
-        better = " (lower is better)" if metric in LOWER_IS_BETTER else ""
-        curves.append((f"val_{metric}", f"val {metric_label(metric)}{better}", "^-"))
+    if metric in SELECTABLE and f"val_{metric}" not in {key for key, _, _ in SCORE_CURVES}:
+        better = " (lower is better)" if metric in LOWER_IS_BETTER else " (100 - word error)" if metric == "exact_match" else ""
+        curves.append((f"val_{metric}", f"val {label(metric)}{better}", "^-"))
     return curves
 
 

@@ -1,8 +1,8 @@
 """Validation and the best checkpoints: score the validation set, read train.metric from the scores, and keep the k
 best validations as ckpt-STEP.pt (best.pt itself is written by the loop, which knows the run's best).
 
-The metric is higher-is-better (bleu, chrf, exact_match) or an error rate (cer, wer), lower-is-better:
-`schedule.improves` is the one place that decides.
+The metric is higher-is-better (bleu, chrf, exact_match) or an error rate (cer, wer), lower-is-better: the metric
+table (seq2seq/metric.py) is the one place that says which.
 """
 
 from __future__ import annotations
@@ -21,15 +21,10 @@ from seq2seq.errors import ConfigError
 from seq2seq.model.checkpoint import Checkpoint
 from seq2seq.model.network import Seq2Seq
 from seq2seq.training.rundir import RunFiles
-from seq2seq.training.schedule import LOWER_IS_BETTER, improves
+from seq2seq.metric import LOWER_IS_BETTER, improves
+from seq2seq.metric import label as metric_label  # noqa: F401 (imported from here by the loop and fine-tuning)
 
-METRIC_LABELS = {"bleu": "BLEU", "chrf": "chrF", "exact_match": "exact match", "cer": "CER", "wer": "WER"}
 EXTRA_SCORES = ("exact_match", "cer", "wer")  # recorded when decode/evaluate computes them
-
-
-def metric_label(metric: str) -> str:
-    """How the log and the CLI name a metric: `bleu` -> `BLEU`."""
-    return METRIC_LABELS.get(metric, metric)
 
 
 def validation_scores(

@@ -62,9 +62,11 @@ def test_translate_eval_and_info_follow_the_checkpoint(g2p_run: Path, capsys, mo
     refs = [line.split("\t")[1] for line in (g2p_run / "valid.tsv").read_text(encoding="utf-8").splitlines()]
     rates = error_rates(hyps.read_text(encoding="utf-8").splitlines(), refs)
     assert (report["exact_match"], report["cer"], report["wer"]) == pytest.approx((rates.exact_match, rates.cer, rates.wer))
+    assert report["word_error"] == pytest.approx(100 - rates.exact_match)  # G2P's word error, said by name (issue 32)
     code, out, err = invoke(capsys, monkeypatch, "eval", "--model", model, "-q")
     assert code == 0, err
-    assert f"exact match  {rates.exact_match:.2f}   " in out and f"CER / WER    {rates.cer:.2f} / {rates.wer:.2f}   " in out
+    assert f"exact match  {rates.exact_match:.2f}   " in out and f"word error   {100 - rates.exact_match:.2f}   " in out
+    assert f"CER          {rates.cer:.2f}   " in out and f"token error  {rates.wer:.2f}   " in out and "WER" not in out
 
     code, out, err = invoke(capsys, monkeypatch, "info", "--model", model, "--json")
     assert code == 0, err
