@@ -145,6 +145,16 @@ CASES = [
     Case("eval-ref-line-count", ["eval", "--model", "run", "--src", "r.en", "--ref", "short.de", "--ref", "r.de"], ("misaligned corpus: r.en has 3 lines but short.de has 2",), lambda d: (corpus(d, "r", ["a", "b", "c"], ["x", "y", "z"]), write(d / "short.de", "x\ny\n"))),
     Case("eval-data-and-src", ["eval", "--model", "run", "--data", "toy.tsv", "--src", "toy.en", "--ref", "toy.de"], ("--data scores a TSV file and --src/--ref parallel files: give one of them",)),
     Case("eval-data-missing", ["eval", "--model", "run", "--data", "nosuch.tsv"], ("nosuch.tsv: file not found",)),
+    # -- score: a system's output file against the references -------------------------------------------------
+    Case("score-line-count", ["score", "--data", "lex.tsv", "--hyp", "hyp.txt"], ("hyp.txt has 5 lines but lex.tsv has 4 evaluation items",), lambda d: (write(d / "lex.tsv", LEXICON), write(d / "hyp.txt", "a\nb\nc\nd\ne\n"))),
+    Case("score-hyp-missing", ["score", "--data", "lex.tsv", "--hyp", "nosuch.txt"], ("nosuch.txt: file not found",), lambda d: write(d / "lex.tsv", LEXICON)),
+    Case("score-hyp-not-utf8", ["score", "--data", "lex.tsv", "--hyp", "hyp.txt"], ("hyp.txt:3:3: not valid UTF-8 (byte 0xe9)",), lambda d: (write(d / "lex.tsv", LEXICON), write(d / "hyp.txt", b"a\nb\nca\xe9\nd\n"))),
+    Case("score-data-missing", ["score", "--data", "nosuch.tsv", "--hyp", "toy.de"], ("nosuch.tsv: file not found",)),
+    Case("score-data-empty", ["score", "--data", "empty.tsv", "--hyp", "toy.de"], ("empty.tsv: corpus is empty",), lambda d: write(d / "empty.tsv", "")),
+    Case("score-data-not-utf8", ["score", "--data", "lex.tsv", "--hyp", "toy.de"], ("lex.tsv:2:4: not valid UTF-8 (byte 0xe9)",), lambda d: write(d / "lex.tsv", b"a\tb\ncaf\xe9\tx\n")),
+    Case("score-ref-line-count", ["score", "--src", "r.en", "--ref", "r.de", "--ref", "short.de", "--hyp", "r.de"], ("misaligned corpus: r.en has 3 lines but short.de has 2",), lambda d: (corpus(d, "r", ["a", "b", "c"], ["x", "y", "z"]), write(d / "short.de", "x\ny\n"))),
+    Case("score-src-without-ref", ["score", "--src", "toy.en", "--hyp", "toy.de"], ("--src and --ref go together",)),
+    Case("score-no-references", ["score", "--hyp", "toy.de"], ("nothing to score against: give --data FILE.tsv or --src FILE --ref FILE",)),
     # -- split -----------------------------------------------------------------------------------------------
     Case("split-fraction-over-1", ["split", "lex.tsv", "--valid", "1.5", "--test", "1"], ("--valid: the fraction 1.5 is not between 0 and 1",), lambda d: write(d / "lex.tsv", LEXICON)),
     Case("split-fraction-zero", ["split", "lex.tsv", "--valid", "1", "--test", "0.0"], ("--test: the fraction 0.0 is not between 0 and 1",), lambda d: write(d / "lex.tsv", LEXICON)),

@@ -1,4 +1,4 @@
-"""The commands beside the main path: info, serve, plot, bench, preprocess, average, export, tune (registered by cli/app.py)."""
+"""The commands beside the main path: info, serve, plot, bench, preprocess, average, export, tune, score (registered by cli/app.py)."""
 
 from __future__ import annotations
 
@@ -266,4 +266,44 @@ def register(app: typer.Typer) -> None:
     app.command()(average)
     app.command()(export)
     app.command()(tune)
+    app.command()(score)
     app.add_typer(plot_app, name="plot")
+
+
+def score(
+    hyp: Path = typer.Option(
+        ..., "--hyp", metavar="OUTPUT.txt", show_default=False,
+        help="The outputs to score: one line per evaluation item, in the items' order (eval --output writes such a file).",
+    ),
+    data: Optional[Path] = typer.Option(
+        None, "--data", metavar="FILE.tsv",
+        help="The references: a TSV file; lines that share a source are one item (its distinct sources, in first-seen order).",
+    ),
+    src: Optional[Path] = typer.Option(None, "--src", metavar="FILE", help="The references as parallel files: the source file (needs --ref)."),
+    ref: Optional[List[Path]] = typer.Option(
+        None, "--ref", metavar="FILE", help="Reference translations of --src, line by line; repeat it for several references per line.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
+    """Score any system's output file with eval's metrics: sacreBLEU BLEU, chrF and TER, exact match, CER and WER,
+    against one or several references per item, as eval scores a model (no model needed, and no torch).
+
+    The items are eval's: for --data, the TSV file's distinct sources in the order of their first line, each with
+    all of its targets as references; for --src/--ref, one per source line. Scoring eval --output's file against the
+    data eval scored gives eval's numbers.
+
+    \b
+    Example:
+      seq2seq score --data test.tsv --hyp phonetisaurus.txt
+      seq2seq score --src test.en --ref test.de --ref test2.de --hyp system.de --json
+    """
+    from seq2seq.tools.score import score_file, score_lines
+
+    scores = score_file(hyp, data, src, ref)
+    if as_json:
+        from seq2seq.files import dump_json
+
+        typer.echo(dump_json({**scores.as_dict(), "hypotheses": str(hyp)}))
+        return
+    typer.echo(f"hypotheses   {hyp}")
+    typer.echo("\n".join(score_lines(scores)))
