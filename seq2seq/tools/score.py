@@ -19,6 +19,7 @@ from seq2seq.data.corpus import read_lines
 from seq2seq.data.references import EvalSet, read_references, read_tsv_references
 from seq2seq.decode.metrics import bleu_chrf_ter, error_rates
 from seq2seq.errors import ConfigError, DataError
+from seq2seq.metric import rate_lines, word_error
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,9 @@ class OutputScores:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "bleu": self.bleu, "chrf": self.chrf, "ter": self.ter, "exact_match": self.exact_match, "cer": self.cer,
-            "wer": self.wer, "n_sentences": self.n_sentences, "references": self.references, "signatures": self.signatures,
+            "bleu": self.bleu, "chrf": self.chrf, "ter": self.ter, "exact_match": self.exact_match,
+            "word_error": word_error(self.exact_match), "cer": self.cer, "wer": self.wer, "n_sentences": self.n_sentences,
+            "references": self.references, "signatures": self.signatures,
         }
 
 
@@ -89,13 +91,12 @@ def score_file(hyp: Path, data: Path | None, src: Path | None, refs: Sequence[Pa
 
 
 def score_lines(scores: OutputScores) -> list[str]:
-    """The text report: eval's lines for the same metrics."""
+    """The text report: eval's lines for the same metrics (the rates named by seq2seq/metric, as eval names them)."""
     return [
         f"sentences    {scores.n_sentences}",
         f"references   {scores.references} at most per sentence",
         f"BLEU         {scores.bleu:.2f}   {scores.signatures['bleu']}",
         f"chrF         {scores.chrf:.2f}   {scores.signatures['chrf']}",
         f"TER          {scores.ter:.2f}   {scores.signatures['ter']}",
-        f"exact match  {scores.exact_match:.2f}   (% of outputs equal to a reference)",
-        f"CER / WER    {scores.cer:.2f} / {scores.wer:.2f}   (% edit distance per reference character / token, the closest reference)",
+        *rate_lines(scores.exact_match, scores.cer, scores.wer),
     ]

@@ -39,12 +39,12 @@ def test_score_prints_eval_s_lines_and_json(tmp_path: Path, capsys, monkeypatch)
     code, out, err = invoke(capsys, monkeypatch, "score", "--data", str(data), "--hyp", str(hyp), "--json")
     assert code == 0, err
     report = strict_json(out)
-    assert (report["exact_match"], report["n_sentences"], report["references"]) == (75.0, 4, 2)
+    assert (report["exact_match"], report["word_error"], report["n_sentences"], report["references"]) == (75.0, 25.0, 4, 2)
     assert report["wer"] == pytest.approx(100 * 1 / 10)  # B IY for B IY1: one substitution in 3 + 3 + 2 + 2 tokens
     assert report["signatures"]["bleu"].startswith("nrefs:var|")  # sacreBLEU saw the varying number of references
     code, out, err = invoke(capsys, monkeypatch, "score", "--data", str(data), "--hyp", str(hyp))
     assert code == 0, err
-    assert "exact match  75.00   " in out and f"CER / WER    {report['cer']:.2f} / {report['wer']:.2f}   " in out
+    assert "exact match  75.00   " in out and "word error   25.00   " in out and f"token error  {report['wer']:.2f}   " in out
 
 
 def test_score_needs_no_torch(tmp_path: Path) -> None:
