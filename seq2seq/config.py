@@ -17,6 +17,7 @@ from typing import Any, Mapping, Optional, Sequence
 import yaml
 
 from seq2seq.errors import ConfigError
+from seq2seq.metric import SELECTABLE
 
 
 def _opt(default: Any, help: str, **checks: Any) -> Any:
@@ -59,6 +60,14 @@ class DataConfig:
     def levels(self) -> tuple[str, str]:
         """The source and target levels: `src_level` / `tgt_level`, each `level` when unset."""
         return self.src_level or self.level, self.tgt_level or self.level
+
+    @property
+    def sides(self) -> str:
+        """What the model maps, for info and the serve page: the languages of parallel files (`en -> de`); for TSV
+        data, whose files carry no language suffix, the levels (`char -> space`)."""
+        if self.format == "tsv":
+            return " -> ".join(self.levels)
+        return f"{self.src_lang} -> {self.tgt_lang}"
 
     def level_key(self, side: int) -> str:
         """The key that sets side `side`'s level (0: source, 1: target), for messages: `data.src_level` /
@@ -161,8 +170,9 @@ class TrainConfig:
     metric: str = _opt(
         "bleu",
         "the validation score that picks best.pt and the k best checkpoints and drives early stopping and the plateau "
-        "schedule: `bleu`, `chrf`, `exact_match` (higher is better), `cer` or `wer` (error rates: lower is better)",
-        choices=("bleu", "chrf", "exact_match", "cer", "wer"),
+        "schedule: `bleu`, `chrf`, `exact_match` (higher is better), `cer` or `wer` (the token error rate; error rates: "
+        "lower is better)",
+        choices=SELECTABLE,
     )
     patience: Optional[int] = _opt(None, "early stopping: stop after this many validations without a better score (train.metric; null: off)", min=1)
     keep_best: int = _opt(1, "keep the k best checkpoints as ckpt-STEP.pt (weights only) for `seq2seq average`; 1: best.pt only", min=1)

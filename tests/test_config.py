@@ -87,3 +87,11 @@ def test_unknown_keys_are_matched_by_meaning_where_a_common_alias_exists(overrid
     with pytest.raises(ConfigError) as e:
         load_config(None, [override])
     assert str(e.value) == f"--set {suggestion}"
+
+
+def test_sides_name_languages_for_parallel_files_and_levels_for_tsv() -> None:
+    """info, the serve banner and the prompt said "src -> tgt" for a TSV lexicon (issue 32): its files carry no
+    language suffix, so they name the levels instead."""
+    assert config_from_dict({"data": {"src_lang": "en", "tgt_lang": "de"}}).data.sides == "en -> de"
+    tsv = config_from_dict({"data": {"format": "tsv", "src_level": "char", "tgt_level": "space"}})
+    assert tsv.data.sides == "char -> space"

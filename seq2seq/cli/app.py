@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -93,11 +94,11 @@ def train(
         raise typer.Exit(EXIT_CODE) from None
     if not is_main():  # under torchrun, rank 0 reports
         return
-    from seq2seq.training.validate import metric_label
+    from seq2seq.metric import label, said
 
     p = result.progress  # the run's figures, over all its sessions
-    best = "none yet" if p.best_score is None else f"{p.best_score:.2f}"
-    typer.echo(f"trained {p.step} steps in {p.elapsed:.0f} s; best val {metric_label(p.metric)} {best}; model: {result.run_dir}", err=True)
+    best = f"{label(p.metric)} none yet" if p.best_score is None else said(p.metric, p.best_score)
+    typer.echo(f"trained {p.step} steps in {p.elapsed:.0f} s; best val {best}; model: {result.run_dir}", err=True)
 
 
 @app.command("build-vocab")
@@ -184,16 +185,21 @@ def evaluate(
 
         typer.echo(dump_json({**scores.as_dict(), "model": str(t.path)}))
         return
-    typer.echo(f"model        {t.path}")
+    from seq2seq.metric import rate_lines
+
+    typer.echo(f"model        {t.name}")
     typer.echo(f"decoding     {scores.setup.describe()}")
     typer.echo(f"sentences    {scores.n_sentences}  (target tokens {scores.n_tokens})")
     typer.echo(f"references   {scores.references} at most per sentence")
     typer.echo(f"BLEU         {scores.bleu:.2f}   {scores.signatures['bleu']}")
     typer.echo(f"chrF         {scores.chrf:.2f}   {scores.signatures['chrf']}")
     typer.echo(f"TER          {scores.ter:.2f}   {scores.signatures['ter']}")
-    typer.echo(f"exact match  {scores.exact_match:.2f}   (% of outputs equal to a reference)")
-    typer.echo(f"CER / WER    {scores.cer:.2f} / {scores.wer:.2f}   (% edit distance per reference character / token, the closest reference)")
-    typer.echo(f"loss / ppl   {scores.loss:.4f} / {scores.ppl:.2f}  (per real target token)")
+    for line in rate_lines(scores.exact_match, scores.cer, scores.wer):
+        typer.echo(line)
+    if scores.loss is None or scores.ppl is None:
+        typer.echo(f"loss / ppl   none  ({t.kind}: no teacher-forced pass to score)")
+    else:
+        typer.echo(f"loss / ppl   {scores.loss:.4f} / {scores.ppl:.2f}  (per real target token)")
 
 
 @app.command()
@@ -320,7 +326,7 @@ def translate(
         from seq2seq.cli.interactive import prompt_loop
 
         d = t.cfg.data
-        banner = "" if quiet else f"seq2seq {__version__}: {t.path} ({d.src_lang} -> {d.tgt_lang}). Type a sentence; :q or Ctrl-D quits."
+        banner = "" if quiet else f"seq2seq {__version__}: {t.path} ({d.sides}). Type a sentence; :q or Ctrl-D quits."
         prompt_loop(lambda text: _emit(t, [text], options, progress=False), banner)
         return
     # A bar only where a person watches stderr: a log file would collect every redraw.
@@ -362,15 +368,39 @@ def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     try:
         code = app(standalone_mode=False)
+# Typer's range checks speak another language than every other error of ours ("Input should be greater than or equal
+# to 1"); said as ours are, "error: --beam: must be at least 1".
+_RANGE_PHRASES = (
+    (re.compile(r"^Input should be greater than or equal to (\S+)$"), r"must be at least \1"),
+    (re.compile(r"^Input should be less than or equal to (\S+)$"), r"must be at most \1"),
+    (re.compile(r"^Input should be greater than (\S+)$"), r"must be more than \1"),
+    (re.compile(r"^Input should be less than (\S+)$"), r"must be less than \1"),
+    (re.compile(r"^Input should be a valid integer.*$"), "expected an integer"),
+    (re.compile(r"^Input should be a valid number.*$"), "expected a number"),
+)
+
+
+def usage_line(e: Exception) -> str:
+    """A usage error as one line in the form of every other error: `error: --beam: must be at least 1`, or
+    `error: No such option: --frobnicate (see seq2seq translate --help)`."""
+    param, message = getattr(e, "param", None), str(getattr(e, "message", "") or e)
+    if type(e).__name__ == "BadParameter" and param is not None:
+        for pattern, said in _RANGE_PHRASES:
+            message = pattern.sub(said, message)
+        name = max(param.opts, key=len) if param.param_type_name == "option" and param.opts else param.human_readable_name
+        return f"error: {name}: {message}"
+    ctx = getattr(e, "ctx", None)
+    hint = f" (see {ctx.command_path} --help)" if ctx is not None and type(e).__name__ != "BadParameter" else ""
+    return f"error: {e.format_message()}{hint}"  # type: ignore[attr-defined]
+
+
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except _USAGE_ERROR as e:
         if type(e).__name__ == "NoArgsIsHelpError":
             print(e.ctx.get_help() if e.ctx is not None else e.format_message())
             sys.exit(0)
-        ctx = getattr(e, "ctx", None)
-        where = f" ({ctx.command_path})" if ctx is not None else ""
-        print(f"error{where}: {e.format_message()}", file=sys.stderr)
+        print(usage_line(e), file=sys.stderr)
         sys.exit(2)
     except _CLICK_EXCEPTION as e:
         print(f"error: {e.format_message()}", file=sys.stderr)

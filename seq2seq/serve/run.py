@@ -147,8 +147,8 @@ def serve(
     if not ipaddress.ip_address(address.split("%")[0]).is_loopback:
         log.warning("warning: listening on %s: reachable from other machines, and the server has no authentication", address)
     log.info(
-        "serving %s (%s -> %s, %s, beam %d, max batch %d) on %s; Ctrl-C stops",
-        t.path, t.cfg.data.src_lang, t.cfg.data.tgt_lang, t.device, state.beam, batch, _url(sock),
+        "serving %s (%s, %s, beam %d, max batch %d) on %s; Ctrl-C stops",
+        t.path, t.cfg.data.sides, t.device, state.beam, batch, _url(sock),
     )
     server.run(sockets=[sock])
     how = signal.Signals(stopped_by[0]).name if stopped_by else "the server"

@@ -46,7 +46,7 @@ def describe(path: Path) -> dict[str, Any]:
         "src_vocab_size": len(ckpt.src_vocab),
         "tgt_vocab_size": len(ckpt.tgt_vocab),
         "shared_vocab": ckpt.src_vocab == ckpt.tgt_vocab,
-        "languages": f"{cfg.data.src_lang} -> {cfg.data.tgt_lang}",
+        "languages": cfg.data.sides,
         "tokenizer": _tokenizer_summary(ckpt.src_tokenizer),
         "tgt_tokenizer": _tokenizer_summary(ckpt.tgt_tokenizer),
         "step": ckpt.step,

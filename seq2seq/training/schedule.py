@@ -50,18 +50,11 @@ from typing import Any
 
 from seq2seq.config import TrainConfig, choices
 from seq2seq.errors import ConfigError
+from seq2seq.metric import LOWER_IS_BETTER, improves  # noqa: F401 (the direction of train.metric; trainer imports them here)
 
 SCHEDULES = choices("train", "schedule")  # config.py holds the choices
-LOWER_IS_BETTER = ("cer", "wer")  # error rates; every other train.metric is better higher
 HORIZON_KINDS = ("warmup_cosine", "wsd")  # the schedules that decay to min_lr at a horizon
 PLAN_BY = 0.2  # the share of train.max_time after which the horizon is planned without waiting for a validation
-
-
-def improves(score: float, best: float | None, metric: str) -> bool:
-    """Is `score` better than `best` (None: nothing yet, so yes) for `metric`?"""
-    if best is None:
-        return True
-    return score < best if metric in LOWER_IS_BETTER else score > best
 
 
 class Patience:

@@ -24,6 +24,7 @@ from seq2seq.config import Config, TrainConfig
 from seq2seq.data.batch import Batch, collate
 from seq2seq.device import autocast, choose_precision
 from seq2seq.errors import DataError
+from seq2seq.metric import said
 from seq2seq.model.checkpoint import Checkpoint, record_default_model
 from seq2seq.model.loss import masked_nll
 from seq2seq.model.network import Seq2Seq, count_parameters
@@ -392,10 +393,9 @@ def score_validation(run: Run) -> Scored:
 def log_validation(run: Run, scored: Scored, improved: bool) -> None:
     """One line per validation: the raw weights' figures, the EMA's score beside them, and whether it is the best."""
     p, t, r = run.progress, run.cfg.train, scored.record
-    label = metric_label(t.metric)
-    extra = "" if t.metric in ("bleu", "chrf") else f" {label} {r[f'val_{t.metric}']:.2f}"
+    extra = "" if t.metric in ("bleu", "chrf") else " " + said(t.metric, r[f"val_{t.metric}"])
     if run.ema is not None:
-        extra += f"; EMA {label} {r[f'val_ema_{t.metric}']:.2f}"
+        extra += "; EMA " + said(t.metric, r[f"val_ema_{t.metric}"])
     best = "" if not improved else " (best, EMA)" if scored.ema else " (best)"
     log.info(
         "step %d: val loss %.4f ppl %.2f BLEU %.2f chrF %.2f%s%s",
@@ -548,6 +548,6 @@ def finish(run: Run, reason: str, resumed_at: int | None) -> TrainResult:
     if run.machine.dist.is_main:
         record_default_model(files.root)
         best = best_record(ema_views(read_metrics(files.metrics)), t.metric, p.step) if files.metrics.exists() else None
-    shown = "none yet" if p.best_score is None else f"{p.best_score:.2f}"
-    log.info("done: %d steps in %.1f s, best val %s %s -> %s", p.step, p.elapsed, label, shown, files.best)
+    shown = f"{label} none yet" if p.best_score is None else said(t.metric, p.best_score)
+    log.info("done: %d steps in %.1f s, best val %s -> %s", p.step, p.elapsed, shown, files.best)
     return TrainResult(files.root, p, best)
