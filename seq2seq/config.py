@@ -134,6 +134,12 @@ class TrainConfig:
         1.0, "probability of feeding the gold previous token; otherwise the model's own greedy prediction", min=0.0, max=1.0
     )
     valid_every: int = _opt(0, "validate every N updates (0: at the end of each epoch)", min=0)
+    valid_every_minutes: Optional[float] = _opt(
+        None,
+        "validate every N minutes of training time, as max_time counts it (validations included), at each multiple of "
+        "N (a mark passed while validating is skipped); not with valid_every (null: valid_every decides)",
+        min_excl=0.0,
+    )
     log_every: int = _opt(50, "write a training-loss line to train.log every N updates", min=1)
     num_threads: Optional[int] = _opt(None, "CPU threads for torch (null: torch's default)", min=1)
     tensorboard: bool = _opt(False, "also write TensorBoard event files into RUN_DIR/tensorboard (needs the `tensorboard` extra)")
@@ -306,7 +312,13 @@ def config_from_dict(raw: Any) -> Config:
     for key in raw:
         if key not in SECTIONS:
             raise ConfigError(f"{key}: unknown section{_did_you_mean(str(key), SECTIONS)}")
-    return Config(**{name: _build_section(name, cls, raw.get(name)) for name, cls in SECTIONS.items()})
+    cfg = Config(**{name: _build_section(name, cls, raw.get(name)) for name, cls in SECTIONS.items()})
+    if cfg.train.valid_every_minutes is not None and cfg.train.valid_every:
+        raise ConfigError(
+            f"train.valid_every_minutes: validates by the clock, train.valid_every ({cfg.train.valid_every}) by "
+            "updates: set one of them (train.valid_every: 0)"
+        )
+    return cfg
 
 
 def config_to_dict(cfg: Config) -> dict[str, dict[str, Any]]:

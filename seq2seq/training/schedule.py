@@ -24,7 +24,7 @@ When, for warmup_cosine (`plan_due`), whose curve bends from warmup's end on and
 first validation at or after the end of warmup, when one comes within PLAN_BY of the
 budget; else at the first update at or after warmup's end once PLAN_BY of the budget has passed. Planning at a
 validation measures what a validation costs, which a budget must pay for every train.valid_every updates (or every
-epoch): leaving it out plans too many updates when validations are slow (a large validation set decoded step by
+epoch, or every train.valid_every_minutes): leaving it out plans too many updates when validations are slow (a large validation set decoded step by
 step). Waiting longer for one would leave the rate at its peak for too large a share of the run and plan from
 the first validation's time alone. PLAN_BY is a fifth: measured on the German G2P recipe (8 minutes, 2-core EPYC),
 a plan at a tenth (48 s, 23 s after warmup) came out 21% short of the updates the run then made (3,481 planned,
@@ -250,11 +250,33 @@ def validation_estimate(pace: Pace, valid_sentences: int, sentences_per_update: 
     return pace.seconds_per_update * valid_sentences / max(sentences_per_update, 1e-9)
 
 
-def budget_rate(pace: Pace, valid_interval: int, valid_seconds: float) -> float:
+def validation_due(t: TrainConfig, step: int, before: float, after: float) -> bool:
+    """Does update `step` end with a validation? Every train.valid_every updates, or, with train.valid_every_minutes,
+    when the update took the training clock (seconds, validations included) from `before` past a multiple of the
+    interval. `before` is the clock after the previous update and its validation, so a mark passed while validating
+    is skipped (a validation slower than the interval never makes every update validate). The rule reads only the
+    clock, which the checkpoint keeps (Progress.elapsed): a resumed run goes on to the next mark of the same series."""
+    if t.valid_every_minutes is not None:
+        interval = t.valid_every_minutes * 60
+        return math.floor(after / interval) > math.floor(before / interval)
+    return bool(t.valid_every) and step % t.valid_every == 0
+
+
+def updates_between_validations(t: TrainConfig, pace: Pace, per_epoch: int, valid_seconds: float) -> float:
+    """About how many updates come between two validations: train.valid_every, an epoch's batches, or under
+    train.valid_every_minutes what the interval holds at the pace once a validation (`valid_seconds`, or the mean
+    measured) has taken its share of it."""
+    if t.valid_every_minutes is None:
+        return float(t.valid_every or per_epoch)
+    one = pace.valid_seconds / pace.validations if pace.validations else valid_seconds
+    return max(t.valid_every_minutes * 60 - one, 0.0) / max(pace.seconds_per_update, 1e-9)
+
+
+def budget_rate(pace: Pace, valid_interval: float, valid_seconds: float) -> float:
     """Updates per second, validations included: training seconds per update, plus one validation's
     `valid_seconds` (the mean measured when any was) per `valid_interval` updates."""
     one = pace.valid_seconds / pace.validations if pace.validations else valid_seconds
-    return 1.0 / max(pace.seconds_per_update + one / max(valid_interval, 1), 1e-9)
+    return 1.0 / max(pace.seconds_per_update + one / max(valid_interval, 1.0), 1e-9)
 
 
 def budget_horizon(pace: Pace, budget_s: float, rate: float) -> int:

@@ -40,7 +40,7 @@ from seq2seq.training.resume import restore, rng_state, set_rng_state
 from seq2seq.training.rundir import RunFiles, ensure_dir, prepare_run_dir, remove_stale_run_files
 from seq2seq.training.schedule import (
     HORIZON_KINDS, LOWER_IS_BETTER, EarlyStopping, LRSchedule, Pace, budget_horizon, budget_rate, improves,
-    validation_estimate,
+    updates_between_validations, validation_due, validation_estimate,
 )
 from seq2seq.training.validate import (
     KeptBest, best_record, degeneration, metric_label, metric_value, validation_record, validation_scores,
@@ -226,6 +226,7 @@ def loop(run: Run) -> str:
             # step (under train.max_time the schedule's horizon is first planned, once, from the saved progress)
             if run.schedule.pending:
                 plan_horizon(run)
+            before = p.elapsed  # the training clock before this update, for train.valid_every_minutes
             batch = collate([data.examples[i] for i in index]).to(machine.device)
             for group in run.optimizer.param_groups:
                 group["lr"] = run.schedule.lr_at(p.step + 1)
@@ -244,8 +245,11 @@ def loop(run: Run) -> str:
             # log
             if p.step % 10 == 0 or p.step % t.log_every == 0:
                 window = report(run, window, bar)
-            # validate -> keep best -> save
-            if t.valid_every and p.step % t.valid_every == 0:
+            # validate -> keep best -> save (by the clock: rank 0's decides, as the ranks' clocks differ)
+            due = validation_due(t, p.step, before, p.elapsed)
+            if t.valid_every_minutes is not None:
+                due = distributed.from_main(float(due), machine.dist) > 0.5
+            if due:
                 validate_and_save(run)
             # save on schedule or on a signal (all ranks stop at the same step, even if only some got it)
             interrupted = distributed.any_rank(run.stop_request is not None and run.stop_request.requested, machine.dist)
@@ -260,7 +264,7 @@ def loop(run: Run) -> str:
         bar.close()
         p.epoch += 1
         p.batch_in_epoch = 0
-        if not t.valid_every and p.validated_at != p.step:
+        if not t.valid_every and t.valid_every_minutes is None and p.validated_at != p.step:
             validate_and_save(run)  # the end of an epoch
     return "train.patience" if run.early.stopped else "train.epochs"
 
@@ -418,7 +422,7 @@ def plan_horizon(run: Run) -> None:
         per_epoch = len(d.sampler.batches(p.epoch))  # this rank's batches, one per update
         per_batch = len(d.examples) / max(per_epoch * dist.world_size, 1)  # sentences a rank trains on per update
         estimate = validation_estimate(pace, len(d.valid_pairs.pairs), per_batch)
-        rate = budget_rate(pace, t.valid_every or per_epoch, estimate)
+        rate = budget_rate(pace, updates_between_validations(t, pace, per_epoch, estimate), estimate)
         planned = float(budget_horizon(pace, budget, rate))
     planned = distributed.from_main(planned, dist)
     if planned < 0:
@@ -518,6 +522,8 @@ def log_setup(run: Run) -> None:
         log.info("decoder loop for training: %s", "the fast Bahdanau loop" if fast else "the textbook loop")
     if m.dist.enabled:
         log.info("distributed: %d processes, each update takes one batch from each", m.dist.world_size)
+    if t.valid_every_minutes is not None:
+        log.info("validation every %g min of training time (train.valid_every_minutes)", t.valid_every_minutes)
     better = "lower" if t.metric in LOWER_IS_BETTER else "higher"
     log.info("best.pt follows val %s (train.metric; %s is better)", metric_label(t.metric), better)
 

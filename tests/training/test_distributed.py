@@ -16,6 +16,7 @@ from seq2seq.data.encoding import Encoder, encode_pairs
 from seq2seq.data.corpus import load_corpus
 from seq2seq.data.tokenizer import plain_tokenizers
 from seq2seq.training.distributed import rescale_position
+from seq2seq.training.metrics import read_metrics
 from seq2seq.model.loss import masked_nll
 from seq2seq.model.network import Seq2Seq
 from seq2seq.data.vocab import Vocab
@@ -147,3 +148,14 @@ def test_two_processes_plan_one_horizon_and_keep_one_ema(tmp_path: Path) -> None
     assert state["ema"]["weights"].keys() == state["model"].keys() and state["ema"]["updates"] == 6
     log = (tmp_path / "run" / "train.log").read_text(encoding="utf-8")
     assert log.count("learning-rate horizon: 6 updates, planned from the rate of updates 3-5") == 1
+
+
+def test_two_processes_validate_together_by_rank_0s_clock(tmp_path: Path) -> None:
+    """train.valid_every_minutes under two processes: the ranks' clocks differ, so rank 0's decides for both (a rank
+    that validated alone would wait in the validation's collectives for the other, which trains on)."""
+    config = _write_setup(tmp_path)
+    keys = ["train.valid_every_minutes=0.0005"]  # 30 ms: a mark every few of the 10 updates
+    _as_torchrun_would(tmp_path, config, *[arg for key in keys for arg in ("--set", key)])
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    validations = [r for r in read_metrics(tmp_path / "run" / "metrics.jsonl") if "val_loss" in r]
+    assert state["step"] == 10 and state["progress"]["validations"] == len(validations) >= 2
