@@ -187,7 +187,7 @@ def evaluate(
         return
     from seq2seq.metric import rate_lines
 
-    typer.echo(f"model        {t.name}")
+    typer.echo(f"model        {t.path}")
     typer.echo(f"decoding     {scores.setup.describe()}")
     typer.echo(f"sentences    {scores.n_sentences}  (target tokens {scores.n_tokens})")
     typer.echo(f"references   {scores.references} at most per sentence")
@@ -196,10 +196,7 @@ def evaluate(
     typer.echo(f"TER          {scores.ter:.2f}   {scores.signatures['ter']}")
     for line in rate_lines(scores.exact_match, scores.cer, scores.wer):
         typer.echo(line)
-    if scores.loss is None or scores.ppl is None:
-        typer.echo(f"loss / ppl   none  ({t.kind}: no teacher-forced pass to score)")
-    else:
-        typer.echo(f"loss / ppl   {scores.loss:.4f} / {scores.ppl:.2f}  (per real target token)")
+    typer.echo(f"loss / ppl   {scores.loss:.4f} / {scores.ppl:.2f}  (per real target token)")
 
 
 @app.command()
@@ -364,10 +361,6 @@ from seq2seq.cli import tools  # noqa: E402 (the commands beside the main path, 
 tools.register(app)
 
 
-def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2, never a traceback."""
-    try:
-        code = app(standalone_mode=False)
 # Typer's range checks speak another language than every other error of ours ("Input should be greater than or equal
 # to 1"); said as ours are, "error: --beam: must be at least 1".
 _RANGE_PHRASES = (
@@ -394,6 +387,10 @@ def usage_line(e: Exception) -> str:
     return f"error: {e.format_message()}{hint}"  # type: ignore[attr-defined]
 
 
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    try:
+        code = app(standalone_mode=False)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except _USAGE_ERROR as e:
