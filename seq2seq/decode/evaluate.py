@@ -27,6 +27,7 @@ from seq2seq.model.quantize import quantization_of
 from seq2seq.decode.search import decode
 # The text metrics live torch-free in decode/metrics (`seq2seq score` needs no torch); imported here by their old callers too.
 from seq2seq.decode.metrics import ErrorRates, References, bleu_chrf_ter, error_rates, reference_lists, reference_streams  # noqa: F401
+from seq2seq.metric import word_error
 
 SPLITS = ("val", "test")  # the corpora of a config that `eval --split` scores: data.valid, data.test
 
@@ -67,7 +68,8 @@ class Scores:
     def as_dict(self) -> dict[str, object]:
         return {
             "bleu": self.bleu, "chrf": self.chrf, "ter": self.ter,
-            "exact_match": self.exact_match, "cer": self.cer, "wer": self.wer, "loss": self.loss, "ppl": self.ppl,
+            "exact_match": self.exact_match, "word_error": word_error(self.exact_match), "cer": self.cer, "wer": self.wer,
+            "loss": self.loss, "ppl": self.ppl,
             "n_sentences": self.n_sentences, "n_tokens": self.n_tokens, "references": self.references,
             **dataclasses.asdict(self.setup),
             "signatures": self.signatures,
