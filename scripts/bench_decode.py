@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from seq2seq.data.corpus import read_lines
-from seq2seq.device import autocast, describe_cpu
+from seq2seq.device import describe_cpu
 from seq2seq.decode.evaluate import bleu_chrf_ter
 from seq2seq.decode.search import decode
 from seq2seq.decode.translator import Translator
@@ -28,11 +28,10 @@ from seq2seq.decode.translator import Translator
 
 def measure(t: Translator, sources: list[list[int]], refs: list[str], beam: int, batch: int) -> dict:
     cfg = dataclasses.replace(t.cfg.decode, beam_size=beam, batch_size=batch)
-    with autocast(t.device, t.precision):
-        decode(t.model, sources[: min(64, len(sources))], cfg, t.device)  # warm-up
-        start = time.perf_counter()
-        nbests = decode(t.model, sources, cfg, t.device)
-        seconds = time.perf_counter() - start
+    decode(t.backend, sources[: min(64, len(sources))], cfg)  # warm-up
+    start = time.perf_counter()
+    nbests = decode(t.backend, sources, cfg)
+    seconds = time.perf_counter() - start
     outputs = [t.detokenize(n[0].ids) for n in nbests]
     bleu = bleu_chrf_ter(outputs, refs)[0]
     tokens = sum(len(n[0].ids) + 1 for n in nbests)

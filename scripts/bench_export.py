@@ -51,24 +51,24 @@ def main() -> None:
 
     import torch
 
-    from seq2seq.decode.translator import Translator
+    from seq2seq.decode.translator import open_model
     from seq2seq.model.checkpoint import Checkpoint, resolve_model_path
     from seq2seq.model.export import export_checkpoint
-    from seq2seq.runtime.translator import ExportTranslator
 
     if args.threads:
         torch.set_num_threads(args.threads)
     lines = Path(args.input).read_text(encoding="utf-8").splitlines()
-    ckpt = Checkpoint.read(resolve_model_path(args.model))
+    path = resolve_model_path(args.model)
+    ckpt = Checkpoint.read(path)
     paths = {
-        "torch fp32": Translator.from_checkpoint(ckpt, "cpu", "fp32"),
-        "torch int8": Translator.from_checkpoint(ckpt, "cpu", "fp32", quantize="int8"),
+        "torch fp32": open_model(path, device="cpu", precision="fp32"),
+        "torch int8": open_model(path, device="cpu", precision="fp32", quantize="int8"),
     }
     tmp = tempfile.TemporaryDirectory(prefix="bench-export-")
     for quantize in ("none", "int8"):
         out = Path(tmp.name) / quantize
         export_checkpoint(ckpt, out, quantize)
-        paths[f"export {'fp32' if quantize == 'none' else 'int8'}"] = ExportTranslator.load(out, threads=args.threads or 0)
+        paths[f"export {'fp32' if quantize == 'none' else 'int8'}"] = open_model(out, threads=args.threads or 0)
     results: dict[str, dict] = {}
     for name, t in paths.items():
         for beam in (1, 5):

@@ -1,5 +1,6 @@
 """Padding changes nothing: loss, gradients, encoder states, attention and translations, on every decoder path
-(the reference Bahdanau loop, the fast one, Luong), with label smoothing, and with teacher forcing below 1.
+(the reference Bahdanau loop, the fast one, Luong), with label smoothing, with teacher forcing below 1, and for an
+ensemble of two models (decode/ensemble) as for one.
 
 Decoding reads neither label smoothing nor the teacher-forcing ratio (they exist only in training), so the
 translation tests need no variant of either; with teacher forcing 0, the training pass itself decodes greedily
@@ -14,9 +15,11 @@ import torch
 
 from seq2seq.config import DecodeConfig
 from seq2seq.data.batch import collate, pad
+from seq2seq.decode import search
+from seq2seq.decode.ensemble import Ensemble
+from seq2seq.decode.torch_backend import TorchBackend
 from seq2seq.model.fast_bahdanau import bahdanau_steps
 from seq2seq.model.loss import masked_nll
-from seq2seq.decode.search import beam_search, greedy_search
 from tests.conftest import random_examples, tiny_model
 
 PATHS = {  # every decoder path: the reference Bahdanau loop, the fast one (seq2seq.model.fast_bahdanau), Luong
@@ -34,6 +37,23 @@ OPTIONS = [pytest.param({**PATHS[p], **VARIANTS[v]}, id=f"{p}-{v}") for p, v in 
 def model_for(seed: int, options: dict):
     """A tiny model with `options`, its config (`bahdanau_loop` chooses the Bahdanau path of teacher-forced passes)."""
     return tiny_model(seed, **options)
+
+
+def backend(*models):
+    """The search's view of `models`: one model, or the ensemble of several."""
+    members = [TorchBackend(m, torch.device("cpu"), "fp32") for m in models]
+    return members[0] if len(members) == 1 else Ensemble(members)
+
+
+def greedy_search(models, src, lengths, cfg):
+    return search.greedy_search(backend(*models), src.numpy(), lengths.numpy(), cfg)
+
+
+def beam_search(models, src, lengths, cfg, nbest):
+    return search.beam_search(backend(*models), src.numpy(), lengths.numpy(), cfg, nbest)
+
+
+ENSEMBLE = [pytest.param(False, id="one"), pytest.param(True, id="ensemble")]
 
 
 def _single_losses(model, examples, label_smoothing=0.0):
@@ -161,25 +181,27 @@ def test_attention_on_pads_is_exactly_zero(options):
     assert torch.allclose(weights.sum(-1), torch.ones(weights.shape[:2]), atol=1e-5)
 
 
+@pytest.mark.parametrize("ensemble", ENSEMBLE)
 @pytest.mark.parametrize("options", OPTIONS)
-def test_greedy_translation_same_alone_and_in_batch(options):
-    model = model_for(6, options)
+def test_greedy_translation_same_alone_and_in_batch(options, ensemble):
+    models = [model_for(6, options)] + ([model_for(16, options)] if ensemble else [])
     sources = [s for s, _ in random_examples(9, 6)]
     src, lengths = pad(sources)
-    batch = greedy_search(model, src, lengths, DecodeConfig(max_len_a=1.0, max_len_b=5))
+    batch = greedy_search(models, src, lengths, DecodeConfig(max_len_a=1.0, max_len_b=5))
     for s, hyp in zip(sources, batch):
-        alone = greedy_search(model, torch.tensor([s]), torch.tensor([len(s)]), DecodeConfig(max_len_a=1.0, max_len_b=5))[0]
+        alone = greedy_search(models, torch.tensor([s]), torch.tensor([len(s)]), DecodeConfig(max_len_a=1.0, max_len_b=5))[0]
         assert hyp.ids == alone.ids
         assert abs(hyp.score - alone.score) < 1e-4
 
 
+@pytest.mark.parametrize("ensemble", ENSEMBLE)
 @pytest.mark.parametrize("options", OPTIONS)
-def test_beam_translation_same_alone_and_in_batch(options):
-    model = model_for(7, options)
+def test_beam_translation_same_alone_and_in_batch(options, ensemble):
+    models = [model_for(7, options)] + ([model_for(17, options)] if ensemble else [])
     sources = [s for s, _ in random_examples(6, 7)]
     beam = DecodeConfig(beam_size=3, length_penalty=1.0, max_len_a=1.0, max_len_b=4, min_len=0)
-    batch = beam_search(model, *pad(sources), beam, nbest=3)
+    batch = beam_search(models, *pad(sources), beam, nbest=3)
     for s, nbest in zip(sources, batch):
-        alone = beam_search(model, torch.tensor([s]), torch.tensor([len(s)]), beam, nbest=3)[0]
+        alone = beam_search(models, torch.tensor([s]), torch.tensor([len(s)]), beam, nbest=3)[0]
         assert [h.ids for h in alone] == [h.ids for h in nbest]
         assert [h.score for h in alone] == pytest.approx([h.score for h in nbest], abs=1e-4)

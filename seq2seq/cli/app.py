@@ -9,12 +9,15 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from dataclasses import dataclass
+
 import typer
 
 from seq2seq import __version__
 from seq2seq.errors import ConfigError, Seq2SeqError
 from seq2seq.cli.options import (
-    BatchOpt, BeamOpt, ConfigOpt, ModelOpt, QuantizeOpt, SetOpt, check_quantize, load_config_arg,
+    BatchOpt, BeamOpt, ConfigOpt, ModelsOpt, PrecisionOpt, QuantizeOpt, SetOpt, check_precision, check_quantize,
+    load_config_arg,
 )
 
 # Typer re-exports click's BadParameter (vendored since typer 0.25); find its base classes by name so
@@ -127,7 +130,7 @@ def build_vocab(config: Path = ConfigOpt, overrides: Optional[List[str]] = SetOp
 
 @app.command("eval")
 def evaluate(
-    model: Optional[str] = ModelOpt,
+    models: Optional[List[str]] = ModelsOpt,
     split: str = typer.Option("val", "--split", metavar="val|test", help="Which corpus of the model's config to score: val or test."),
     data: Optional[Path] = typer.Option(
         None, "--data", metavar="FILE.tsv",
@@ -141,6 +144,7 @@ def evaluate(
     beam: Optional[int] = BeamOpt,
     batch_size: Optional[int] = BatchOpt,
     quantize: Optional[str] = QuantizeOpt,
+    precision: Optional[str] = PrecisionOpt,
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE", help="Also write the translations to this file."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -148,16 +152,17 @@ def evaluate(
     """Score a model: sacreBLEU BLEU, chrF and TER, exact match, CER and WER on detokenized output; loss and perplexity per real token.
 
     Several references per source (TSV lines that share a source, or several --ref files) count an output right
-    when it matches any of them; the loss stays over every (source, reference) pair.
+    when it matches any of them; the loss stays over every (source, reference) pair. An export or an ensemble
+    (--model repeated) is scored on everything but the loss. Sources are read as translate reads them (truncated
+    to decode.max_src_len tokens).
 
     \b
     Example:
       seq2seq eval --split test --json
       seq2seq eval --data lexicon-test.tsv
       seq2seq eval --src test.en --ref test.de --ref test2.de
+      seq2seq eval --model exports/demo --model runs/demo --split test     (an ensemble)
     """
-    from seq2seq.model.checkpoint import resolve_model_path
-
     if split not in ("val", "test"):
         raise ConfigError(f"--split: {split!r} is not one of val, test")
     if (src is None) != (not ref):
@@ -167,15 +172,16 @@ def evaluate(
     if output is not None:
         _check_output_path(output, "--output")  # now, not after the decoding
     check_quantize(quantize)
-    resolve_model_path(model)  # a wrong --model fails before torch is imported (seconds)
-    from seq2seq.decode.evaluate import evaluate as run_eval, load_split
-    from seq2seq.decode.translator import Translator
+    check_precision(precision)
+    from seq2seq.decode.translator import open_model, resolve_model
 
-    t = Translator.load(model, quantize=quantize)
+    for model in models or [None]:
+        resolve_model(model)  # a wrong --model fails before torch is imported (seconds)
+    from seq2seq.decode.evaluate import evaluate as run_eval, load_split
+
+    t = open_model(models, quantize=quantize, precision=precision)
     eval_set = load_split(t.cfg.data, split, src, ref, data)
-    scores = run_eval(
-        t.model, eval_set, t.src, t.tgt, t.device, t.precision, t.decode_config(beam, batch_size), progress=not quiet and sys.stderr.isatty()
-    )
+    scores = run_eval(t, eval_set, beam_size=beam, batch_size=batch_size, progress=not quiet and sys.stderr.isatty())
     if output is not None:
         from seq2seq.files import atomic_write_text
 
@@ -183,11 +189,11 @@ def evaluate(
     if as_json:
         from seq2seq.files import dump_json
 
-        typer.echo(dump_json({**scores.as_dict(), "model": str(t.path)}))
+        typer.echo(dump_json({**scores.as_dict(), "model": t.name}))
         return
     from seq2seq.metric import rate_lines
 
-    typer.echo(f"model        {t.path}")
+    typer.echo(f"model        {t.name}")
     typer.echo(f"decoding     {scores.setup.describe()}")
     typer.echo(f"sentences    {scores.n_sentences}  (target tokens {scores.n_tokens})")
     typer.echo(f"references   {scores.references} at most per sentence")
@@ -196,7 +202,10 @@ def evaluate(
     typer.echo(f"TER          {scores.ter:.2f}   {scores.signatures['ter']}")
     for line in rate_lines(scores.exact_match, scores.cer, scores.wer):
         typer.echo(line)
-    typer.echo(f"loss / ppl   {scores.loss:.4f} / {scores.ppl:.2f}  (per real target token)")
+    if scores.loss is None or scores.ppl is None:
+        typer.echo(f"loss / ppl   none  ({t.kind}: no teacher-forced pass to score)")
+    else:
+        typer.echo(f"loss / ppl   {scores.loss:.4f} / {scores.ppl:.2f}  (per real target token)")
 
 
 @app.command()
@@ -253,13 +262,15 @@ def _read_inputs(texts: Optional[List[str]], input_file: Optional[Path]) -> list
 @app.command()
 def translate(
     texts: Optional[List[str]] = typer.Argument(None, metavar="TEXT", hidden=True, show_default=False),
-    model: Optional[str] = ModelOpt,
+    models: Optional[List[str]] = ModelsOpt,
     input_file: Optional[Path] = typer.Option(None, "--input", "-i", metavar="FILE", help="Translate this file, line by line."),
     batch_size: Optional[int] = BatchOpt,
     beam: Optional[int] = BeamOpt,
     quantize: Optional[str] = QuantizeOpt,
+    precision: Optional[str] = PrecisionOpt,
     as_json: bool = typer.Option(
-        False, "--json", help="Print one JSON object per line: input, output, score, tokens (and the attention with --attention)."
+        False, "--json", help="Print one JSON object per line: input, output, score (the sum of the token log-probabilities, "
+        "<eos> included), tokens (and the attention with --attention)."
     ),
     attention: Optional[str] = typer.Option(
         None, "--attention", "-a", metavar="FILE|-",
@@ -270,9 +281,9 @@ def translate(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, banner or info lines."),
     nbest: int = typer.Option(
         1, "--nbest", "-n", min=1, metavar="N",
-        help="Print the N best translations of each input: N lines `score<TAB>translation` (best first; the score is the "
-        "length-normalized log-probability), then an empty line; with --json one object per input holding `nbest`. "
-        "Needs a beam of at least N [default beam: max(N, decode.beam_size)].",
+        help="Print the N best translations of each input: N lines `score<TAB>translation` (best first: ranked by the "
+        "score divided by the length penalty; the score as --json's), then an empty line; with --json one object per "
+        "input holding `nbest`. Needs a beam of at least N [default beam: max(N, decode.beam_size)].",
     ),
 ) -> None:
     """Translate text: one output line per input line, in input order (an empty line gives an empty line).
@@ -287,8 +298,10 @@ def translate(
       seq2seq translate --beam 5 --nbest 3 "I love you"
       echo "I love you" | seq2seq translate --json
       seq2seq translate "I love you" --attention a.png     (or --attention - for the terminal)
+      seq2seq translate --model exports/demo "I love you"     (an export: onnxruntime, no torch)
+      seq2seq translate --model runs/a --model runs/b "I love you"     (an ensemble)
     """
-    from seq2seq.model.checkpoint import resolve_model_path
+    from seq2seq.decode.search import nbest_beam
 
     attention_file = None if attention in (None, "-") else Path(attention)
     if attention_file is not None:
@@ -298,49 +311,55 @@ def translate(
         pyplot()  # no matplotlib: say so before loading the model
     interactive = not texts and input_file is None and sys.stdin.isatty()
     lines = [] if interactive else _read_inputs(texts, input_file)
-    if beam is not None and nbest > beam:
-        raise ConfigError(f"--nbest {nbest} needs --beam {nbest} or more")
+    nbest_beam(nbest, beam, 1)  # n best need a beam of n: said before the model loads
     if nbest > 1 and attention is not None:
         raise ConfigError("--attention shows one translation per input; leave out --nbest")
-    from seq2seq.model.export_format import is_export
+    check_quantize(quantize)
+    check_precision(precision)
+    from seq2seq.decode.translator import open_model, resolve_model
 
-    if is_export(model):  # an export (seq2seq export) decodes on onnxruntime; torch is never imported
-        from seq2seq.cli.exported import translate_export
-
-        progress = not quiet and not texts and sys.stderr.isatty()
-        translate_export(
-            str(model), lines, interactive, beam=beam, batch_size=batch_size, quantize=quantize, nbest=nbest,
-            as_json=as_json, attention=attention, quiet=quiet, progress=progress,
-        )
-        return
-    resolve_model_path(model)  # the cheap checks first: importing torch takes seconds
-    from seq2seq.decode.results import TranslateOptions
-    from seq2seq.decode.translator import Translator
-
-    t = Translator.load(model, quantize=quantize)
+    for model in models or [None]:
+        resolve_model(model)  # the cheap checks first: importing torch takes seconds (an export never imports it)
+    t = open_model(models, quantize=quantize, precision=precision)
     options = TranslateOptions(beam, batch_size, nbest, as_json, attention_file, attention == "-", quiet)
     if interactive:
         from seq2seq.cli.interactive import prompt_loop
 
         d = t.cfg.data
-        banner = "" if quiet else f"seq2seq {__version__}: {t.path} ({d.sides}). Type a sentence; :q or Ctrl-D quits."
+        kind = "" if t.kind == "checkpoint" else f", {t.kind}"
+        banner = "" if quiet else f"seq2seq {__version__}: {t.name} ({d.src_lang} -> {d.tgt_lang}{kind}). Type a sentence; :q or Ctrl-D quits."
         prompt_loop(lambda text: _emit(t, [text], options, progress=False), banner)
         return
     # A bar only where a person watches stderr: a log file would collect every redraw.
     _emit(t, lines, options, progress=not quiet and not texts and sys.stderr.isatty())
 
 
-def _emit(t, lines: list[str], options, progress: bool) -> None:  # noqa: ANN001 (Translator, TranslateOptions: imported lazily)
+@dataclass(frozen=True)
+class TranslateOptions:
+    """What `translate` was asked for, beyond the texts: how to decode and how to show the results."""
+
+    beam_size: int | None  # None: the model's decode.beam_size (with nbest > 1: at least nbest)
+    batch_size: int | None  # None: the model's decode.batch_size
+    nbest: int  # translations per input; above 1, `score<TAB>translation` blocks
+    as_json: bool  # one JSON object per input instead of plain text
+    attention_file: Path | None  # draw each input's attention into this image (several inputs: FILE-1.png, ...)
+    attention_terminal: bool  # show each input's attention as shaded blocks on stderr
+    quiet: bool  # no `attention: FILE` lines
+
+
+def _emit(t, lines: list[str], options: TranslateOptions, progress: bool) -> None:  # noqa: ANN001 (a Translator: imported lazily)
     """Translate `lines` and print them on stdout (n-best blocks when options.nbest > 1); heatmaps go to images or stderr."""
     from seq2seq.cli.show import attention_image_path, save_attention_plot, terminal_heatmap
-    from seq2seq.data.results import nbest_blocks
-    from seq2seq.decode.results import translate_results
+    from seq2seq.decode.results import nbest_blocks, translate_results
 
     if options.nbest > 1:
         sys.stdout.write("".join(nbest_blocks(t, lines, options.nbest, options.beam_size, options.batch_size, options.as_json)))
         sys.stdout.flush()
         return
-    results = translate_results(t, lines, options, progress)
+    with_attention = options.attention_file is not None or options.attention_terminal
+    results = translate_results(
+        t, lines, beam_size=options.beam_size, batch_size=options.batch_size, attention=with_attention, progress=progress
+    )
     for i, r in enumerate(results):
         sys.stdout.write((r.to_json() if options.as_json else r.output) + "\n")
         if not r.attention:

@@ -10,6 +10,16 @@ import typer
 ConfigOpt = typer.Option(..., "--config", "-c", metavar="FILE.yaml", help="YAML config file.", show_default=False)
 SetOpt = typer.Option(None, "--set", "-s", metavar="SECTION.KEY=VALUE", help="Override a config key (repeatable), e.g. --set train.lr=3e-4.")
 ModelOpt = typer.Option(None, "--model", "-m", metavar="RUN_DIR|FILE.pt", help="Run directory or .pt checkpoint [default: the last trained run].", show_default=False)
+ModelsOpt = typer.Option(
+    None, "--model", "-m", metavar="RUN_DIR|FILE.pt|EXPORT_DIR",
+    help="Run directory, .pt checkpoint or export directory (seq2seq export); repeat it to decode with the ensemble of "
+    "the models (the mean of their probabilities) [default: the last trained run].", show_default=False,
+)
+PrecisionOpt = typer.Option(
+    None, "--precision", metavar="auto|fp32|bf16",
+    help="Decode a checkpoint in this precision [default: its train.precision]. In fp32 a checkpoint decodes as its "
+    "export does (same translations, scores within 1e-4); an export decodes in fp32 only.", show_default=False,
+)
 BatchOpt = typer.Option(None, "--batch-size", "-b", min=1, metavar="N", help="Sentences per decoding batch [default: decode.batch_size].", show_default=False)
 BeamOpt = typer.Option(None, "--beam", "-k", min=1, metavar="N", help="Beam size; 1 is greedy [default: decode.beam_size].", show_default=False)
 QuantizeOpt = typer.Option(
@@ -24,6 +34,15 @@ def check_quantize(quantize: Optional[str]) -> None:
     valid = choices("decode", "quantize")
     if quantize is not None and quantize not in valid:
         raise typer.BadParameter(f"{quantize!r} is not one of {', '.join(valid)}", param_hint="'--quantize'")
+
+
+def check_precision(precision: Optional[str]) -> None:
+    """--precision takes the choices of train.precision (config.py holds them)."""
+    from seq2seq.config import choices
+
+    valid = choices("train", "precision")
+    if precision is not None and precision not in valid:
+        raise typer.BadParameter(f"{precision!r} is not one of {', '.join(valid)}", param_hint="'--precision'")
 
 
 def load_config_arg(config: Path, overrides: Optional[List[str]]):  # noqa: ANN202 (Config, imported lazily)

@@ -1,8 +1,10 @@
 """Scores on a corpus: sacreBLEU BLEU / chrF / TER on detokenized output; exact match, character and word (token)
 error rates for tasks where BLEU is the wrong measure; and loss / perplexity per real token.
 
-An output is scored once per item against all of its references (data/references: TSV lines that share a source
-are one item), while the loss is over every (source, reference) pair."""
+Any model decodes through its Translator (decode/translator: a checkpoint, an export or an ensemble), its sources
+encoded and truncated exactly as `translate` encodes them. An output is scored once per item against all of its
+references (data/references: TSV lines that share a source are one item), while the loss is over every (source,
+reference) pair, where the model has a teacher-forced pass (a checkpoint; not an export or an ensemble). No torch."""
 
 from __future__ import annotations
 
@@ -10,24 +12,19 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import torch
-
-from seq2seq.config import DataConfig, DecodeConfig
-from seq2seq.data.batch import collate
-from seq2seq.data.encoding import Encoder, Example, encode_pairs
+from seq2seq.config import DataConfig
+from seq2seq.data.encoding import encode_pairs
 from seq2seq.data.corpus import Pair
 from seq2seq.data.references import EvalSet, load_eval_corpus, one_reference_each, read_references, read_tsv_references
-from seq2seq.device import autocast
 from seq2seq.errors import ConfigError, DataError
-from seq2seq.model.loss import masked_nll
-from seq2seq.model.network import Seq2Seq
-from seq2seq.model.quantize import quantization_of
-from seq2seq.decode.search import decode
 # The text metrics live torch-free in decode/metrics (`seq2seq score` needs no torch); imported here by their old callers too.
 from seq2seq.decode.metrics import ErrorRates, References, bleu_chrf_ter, error_rates, reference_lists, reference_streams  # noqa: F401
 from seq2seq.metric import word_error
+
+if TYPE_CHECKING:
+    from seq2seq.decode.translator import Translator
 
 SPLITS = ("val", "test")  # the corpora of a config that `eval --split` scores: data.valid, data.test
 
@@ -56,8 +53,8 @@ class Scores:
     exact_match: float  # % of outputs equal to one of their references (whitespace normalized)
     cer: float  # character error rate, %: edit distance / reference characters, over the corpus (the closest reference)
     wer: float  # word (whitespace token) error rate, %: the phoneme error rate of G2P, the WER of ASR-style text
-    loss: float  # of the model that decoded: the int8 one when quantized
-    ppl: float
+    loss: float | None  # of the model that decoded (the int8 one when quantized); None: an export or an ensemble
+    ppl: float | None
     n_sentences: int  # items: sources scored, each once
     n_tokens: int  # real target tokens of every (source, reference) pair: what the loss is over
     setup: DecodingSetup
@@ -74,26 +71,6 @@ class Scores:
             **dataclasses.asdict(self.setup),
             "signatures": self.signatures,
         }
-
-
-@torch.inference_mode()
-def corpus_loss(
-    model: Seq2Seq, examples: Sequence[Example], device: torch.device, precision: str, batch_size: int
-) -> tuple[float, int]:
-    """Teacher-forced summed NLL over real target tokens and their count (no label smoothing)."""
-    was_training = model.training
-    model.eval()
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i][1]))
-    total, n_tokens = 0.0, 0
-    for start in range(0, len(order), batch_size):
-        batch = collate([examples[i] for i in order[start : start + batch_size]]).to(device)
-        with autocast(device, precision):
-            logits = model(batch.src, batch.src_lengths, batch.tgt_in)
-        loss_sum, n = masked_nll(logits, batch.tgt_out)
-        total += float(loss_sum)
-        n_tokens += n
-    model.train(was_training)
-    return total, n_tokens
 
 
 def load_split(
@@ -120,40 +97,37 @@ def load_split(
 
 
 def evaluate(
-    model: Seq2Seq,
-    data: EvalSet | Sequence[Pair],
-    src: Encoder,
-    tgt: Encoder,
-    device: torch.device,
-    precision: str,
-    decode_cfg: DecodeConfig,
-    *,
+    translator: Translator, data: EvalSet | Sequence[Pair], *, beam_size: int | None = None, batch_size: int | None = None,
     progress: bool = False,
 ) -> Scores:
-    """Decode each item's source as `decode_cfg` says, score against its raw references, and compute the
-    teacher-forced loss over every (source, reference) pair.
+    """Decode each item's source with `translator` (beam_size / batch_size None: its decode config's), the sources
+    as `translate` reads them (truncated to decode.max_src_len); score against the raw references, and compute the
+    teacher-forced loss over every (source, reference) pair where the translator has one.
 
-    `data`: an EvalSet (data/references), or pairs, each its own item with one reference. One `model` does both,
-    so that loss and BLEU describe the same weights (a quantized model: its int8 ones); the Scores record how
+    `data`: an EvalSet (data/references), or pairs, each its own item with one reference. One model does both, so
+    that loss and BLEU describe the same weights (a quantized model: its int8 ones); the Scores record how
     (`DecodingSetup`). The loss batches by decode_cfg.batch_size too. `progress`: show a progress bar on stderr
     while decoding.
     """
     data = data if isinstance(data, EvalSet) else one_reference_each(data)
-    was_training = model.training
-    model.eval()
-    loss_sum, n_tokens = corpus_loss(model, encode_pairs(data.pairs, src, tgt), device, precision, decode_cfg.batch_size)
-    with autocast(device, precision):
-        nbests = decode(model, [src.source_ids(item.src) for item in data.items], decode_cfg, device, progress=progress)
-    model.train(was_training)
-    outputs = [tgt.text(hyps[0].ids) for hyps in nbests]  # the lines translate prints and `eval --output` writes
+    decode_cfg = translator.decode_config(beam_size, batch_size)
+    examples = encode_pairs(data.pairs, translator.src, translator.tgt)
+    summed = translator.loss(examples, decode_cfg.batch_size)
+    sources = translator.sources([item.src for item in data.items])
+    hyps = translator.hypotheses(sources, decode_cfg.batch_size, progress=progress, beam_size=decode_cfg.beam_size)
+    outputs = [translator.detokenize(h.ids) for h in hyps]  # the lines translate prints and `eval --output` writes
     references = [item.refs for item in data.items]
     bleu, chrf, ter, signatures = bleu_chrf_ter(outputs, references)
     rates = error_rates(outputs, references)
-    loss = loss_sum / max(n_tokens, 1)
-    ppl = math.exp(min(loss, 100.0)) if math.isfinite(loss) else loss  # exp overflows past ~709; inf stays inf, NaN NaN
-    setup = DecodingSetup(decode_cfg.beam_size, decode_cfg.batch_size, quantization_of(model), precision, device.type)
+    if summed is None:
+        loss = ppl = None
+        n_tokens = sum(len(tgt) + 1 for _, tgt in examples)  # each target and its <eos>, as data/batch.decoder_steps counts
+    else:
+        n_tokens = summed[1]
+        loss = summed[0] / max(n_tokens, 1)
+        ppl = math.exp(min(loss, 100.0)) if math.isfinite(loss) else loss  # exp overflows past ~709; inf stays inf, NaN NaN
+    setup = DecodingSetup(decode_cfg.beam_size, decode_cfg.batch_size, translator.quantize, translator.precision, translator.device)
     return Scores(
         bleu, chrf, ter, rates.exact_match, rates.cer, rates.wer, loss, ppl, len(data.items), n_tokens, setup, signatures,
         outputs, data.max_references,
     )
-

@@ -1,39 +1,70 @@
-"""`translate`'s request and its results with a checkpoint: what the user asked for (TranslateOptions) and the
-Translator's hypotheses made into data/results.Result records (the text side, which needs no torch, lives there)."""
+"""What a translation reports, made from the Translator's hypotheses: data/results.Result records (one JSON object
+per input with --json) and n-best blocks (`score<TAB>translation` lines). No torch: the same for every model."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+import logging
 from typing import TYPE_CHECKING, Sequence
 
-from seq2seq.data.results import Result, make_results
+from seq2seq.data.encoding import Source
+from seq2seq.data.report import unknown_warning
+from seq2seq.data.results import Result
+from seq2seq.decode.search import Hypothesis
+from seq2seq.files import dump_json
 
 if TYPE_CHECKING:
     from seq2seq.decode.translator import Translator
 
-
-@dataclass(frozen=True)
-class TranslateOptions:
-    """What `translate` was asked for, beyond the texts: how to decode and how to show the results."""
-
-    beam_size: int | None  # None: the model's decode.beam_size (with nbest > 1: at least nbest)
-    batch_size: int | None  # None: the model's decode.batch_size
-    nbest: int  # translations per input; above 1, `score<TAB>translation` blocks
-    as_json: bool  # one JSON object per input instead of plain text
-    attention_file: Path | None  # draw each input's attention into this image (several inputs: FILE-1.png, ...)
-    attention_terminal: bool  # show each input's attention as shaded blocks on stderr
-    quiet: bool  # no `attention: FILE` lines
-
-    @property
-    def with_attention(self) -> bool:
-        return self.attention_file is not None or self.attention_terminal
+log = logging.getLogger("seq2seq")
 
 
-def translate_results(translator: Translator, texts: Sequence[str], options: TranslateOptions, progress: bool) -> list[Result]:
-    """Decode `texts` (the best hypothesis each, with the attention when `options` shows it) into Results."""
+def translate_results(
+    translator: Translator, texts: Sequence[str], *, beam_size: int | None, batch_size: int | None, attention: bool,
+    progress: bool,
+) -> list[Result]:
+    """Decode `texts` (the best hypothesis each, with the attention when asked) into Results; beam_size / batch_size
+    None: the model's."""
     sources = translator.sources(texts)
-    hyps = translator.hypotheses(
-        sources, options.batch_size, return_attention=options.with_attention, progress=progress, beam_size=options.beam_size
-    )
+    hyps = translator.hypotheses(sources, batch_size, return_attention=attention, progress=progress, beam_size=beam_size)
     return make_results(translator, sources, hyps)
+
+
+def make_results(translator: Translator, sources: Sequence[Source], hyps: Sequence[Hypothesis], warn_unknown: bool = True) -> list[Result]:
+    """Pair each source (`translator.sources`) with its hypothesis (decoded with or without attention).
+
+    An input whose tokens are mostly unknown gets `Result.warning`; `warn_unknown` also logs one warning naming
+    those lines (the server leaves it out and answers the warning per sentence: line numbers of a merged batch
+    would mean nothing)."""
+    out, unknown_lines = [], []
+    for line, (source, hyp) in enumerate(zip(sources, hyps), start=1):
+        text = source.text
+        if not text.strip():
+            out.append(Result(text, "", 0.0, [], [], None if hyp.attention is None else []))
+            continue
+        tokens = translator.tgt.vocab.decode(hyp.ids)
+        attention = None if hyp.attention is None else hyp.attention.tolist()
+        warning = unknown_warning(source.ids)
+        if warning is not None:
+            unknown_lines.append(line)
+        out.append(Result(text, translator.detokenize(hyp.ids), hyp.score, tokens, source.tokens, attention, warning))
+    if warn_unknown and unknown_lines:
+        log.warning(
+            "warning: most tokens of %d input line(s) are unknown to the model's source vocabulary (line %s%s): "
+            "is the input written and tokenized as in training?",
+            len(unknown_lines), ", ".join(map(str, unknown_lines[:5])), ", ..." if len(unknown_lines) > 5 else "",
+        )
+    return out
+
+
+def nbest_blocks(
+    translator: Translator, texts: Sequence[str], nbest: int, beam_size: int | None, batch_size: int | None, as_json: bool
+) -> list[str]:
+    """Per text, its `nbest` best translations: one JSON object holding `nbest` (`as_json`), or `score<TAB>translation`
+    lines and an empty line (an empty text: no translations). beam_size / batch_size None: the model's."""
+    out = []
+    for text, block in zip(texts, translator.nbest(translator.sources(texts), nbest, beam_size, batch_size)):
+        if as_json:
+            out.append(dump_json({"input": text, "nbest": [{"output": o, "score": sc} for sc, o in block]}) + "\n")
+        else:
+            out.append("".join(f"{sc:.4f}\t{o}\n" for sc, o in block) + "\n")
+    return out

@@ -1,8 +1,12 @@
-"""A trained model ready to use: checkpoint -> model + tokenizers + vocabularies, and text in, text out.
+"""One Translator for every model: a Backend (decode/backend) with its decode config and both text sides; text in,
+text out. `open_model` is the one place that decides what a `--model` is: a checkpoint (a run directory or .pt file),
+an export (a directory of `seq2seq export`) or, given several, an ensemble of them.
 
     from seq2seq import Translator
-    t = Translator.load("runs/demo")
+    t = Translator.load("runs/demo")                       # or an export directory, or ["runs/a", "runs/b"]
     t.translate(["I love you"])
+
+No torch here: a checkpoint imports it when it loads (decode/torch_backend), an export never does.
 """
 
 from __future__ import annotations
@@ -12,79 +16,63 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
-from seq2seq.model.checkpoint import Checkpoint, resolve_model_path
 from seq2seq.config import Config, DecodeConfig
-from seq2seq.config import replace as config_replace
-from seq2seq.data.encoding import Encoder, Source, encode_sources
-from seq2seq.data.results import nbest_beam, nbest_texts
-from seq2seq.device import autocast, resolve_device, resolve_precision
-from seq2seq.errors import CheckpointError
-from seq2seq.model.network import Seq2Seq
-from seq2seq.decode.search import Hypothesis, decode
+from seq2seq.data.encoding import Encoder, Example, Source, encode_sources
+from seq2seq.decode.backend import Backend, Loaded
+from seq2seq.decode.ensemble import Ensemble
+from seq2seq.decode.search import Hypothesis, decode, nbest_beam
+from seq2seq.errors import CheckpointError, ConfigError
 
-
-def _check_finite(ckpt: Checkpoint) -> None:
-    """Refuse weights holding NaN or infinity (a run that diverged): every output would be empty, every score NaN.
-
-    A sum per tensor screens them (4 ms for 66 MB of weights, against 60 ms for `isfinite` over every
-    element); only a tensor whose sum is not finite is looked at element by element, so huge finite
-    weights whose sum overflows are not mistaken for broken ones.
-    """
-    for name, weight in ckpt.weights.items():
-        if weight.is_floating_point() and not torch.isfinite(weight.sum()) and not bool(torch.isfinite(weight).all()):
-            where = ckpt.path if ckpt.path is not None else "checkpoint"
-            raise CheckpointError(f"{where}: weights {name} hold NaN or infinite values (the training diverged?): it cannot translate")
+ModelArg = str | Path | None  # a --model: run directory, .pt file or export directory; None: the last trained run
 
 
 @dataclass
 class Translator:
-    """A model ready to decode: its config, the model on its device, both encoders and the checkpoint it came from."""
+    """A model ready to decode (one, or an ensemble of several): its backend, config, text sides and origin."""
 
-    cfg: Config
-    model: Seq2Seq
+    backend: Backend
+    cfg: Config  # the (first) model's: decode defaults, max_src_len, the data's languages
     src: Encoder
     tgt: Encoder
-    device: torch.device
-    precision: str
-    path: Path  # the checkpoint file
-    checkpoint: Checkpoint | None  # decoding_only(), its weights the fp32 model's (with int8, not `model`'s); None: built in memory
+    models: tuple[Loaded, ...]  # each model as opened: where it lives, its kind, steps and best score
+    device: str
+    precision: str  # fp32 | bf16 (exports and int8: fp32)
+    quantize: str  # none | int8
 
     @classmethod
     def load(
-        cls, model: str | Path | None = None, device: str = "auto", precision: str | None = None, quantize: str | None = None
+        cls, model: ModelArg | Sequence[ModelArg] = None, device: str = "auto", precision: str | None = None,
+        quantize: str | None = None,
     ) -> "Translator":
-        """Load a run directory or .pt file (None: the last trained run) for decoding.
+        """`open_model`: a run directory, .pt file or export directory (None: the last trained run), or a list of them
+        (an ensemble)."""
+        return open_model(model, device=device, precision=precision, quantize=quantize)
 
-        `device`: auto, cpu or cuda (auto is the CPU with int8 weights, which run there only); `precision` None:
-        the checkpoint's train.precision, resolved for the device; `quantize` None: the checkpoint's
-        decode.quantize (none | int8: int8 weights on the CPU, decoding in fp32).
-        """
-        path = resolve_model_path(model)
-        return cls.from_checkpoint(Checkpoint.read(path), device, precision, quantize)
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """Each model's checkpoint file or export directory."""
+        return tuple(m.path for m in self.models)
 
-    @classmethod
-    def from_checkpoint(
-        cls, ckpt: Checkpoint, device: str, precision: str | None, quantize: str | None = None
-    ) -> "Translator":
-        """A Translator for a checkpoint already read (see `load` for `device`, `precision` and `quantize`)."""
-        cfg = ckpt.config
-        if quantize is not None and quantize != cfg.decode.quantize:
-            cfg = config_replace(cfg, "decode", quantize=quantize)
-        dev = resolve_device("cpu" if device == "auto" and cfg.decode.quantize != "none" else device)
-        _check_finite(ckpt)
-        net = ckpt.build_model().to(dev)
-        # the fp32 model's tensors, not a copy; with int8 `model` below is another model, made from them
-        kept = dataclasses.replace(ckpt.decoding_only(), weights=net.state_dict())
-        if cfg.decode.quantize != "none":
-            from seq2seq.model.quantize import quantize_for_decoding
+    @property
+    def path(self) -> Path:
+        """The model's checkpoint file or export directory (an ensemble's first)."""
+        return self.paths[0]
 
-            net = quantize_for_decoding(net, cfg.decode.quantize, dev)
-            precision = "fp32"  # int8 matmuls with fp32 activations; bf16 autocast has nothing left to do
-        prec = resolve_precision(precision or cfg.train.precision, dev)
-        src, tgt = Encoder(ckpt.src_tokenizer, ckpt.src_vocab), Encoder(ckpt.tgt_tokenizer, ckpt.tgt_vocab)
-        return cls(cfg, net, src, tgt, dev, prec, ckpt.path or Path("checkpoint"), kept)
+    @property
+    def name(self) -> str:
+        """How reports name the model: its path; an ensemble's `ensemble of N: A + B`."""
+        if len(self.paths) == 1:
+            return str(self.path)
+        return f"ensemble of {len(self.paths)}: " + " + ".join(map(str, self.paths))
+
+    @property
+    def kind(self) -> str:
+        """checkpoint, export, or `ensemble of N checkpoints` / `exports` / `models`."""
+        kinds = [m.kind for m in self.models]
+        if len(kinds) == 1:
+            return kinds[0]
+        what = f"{kinds[0]}s" if len(set(kinds)) == 1 else "models"
+        return f"ensemble of {len(kinds)} {what}"
 
     def decode_config(self, beam_size: int | None = None, batch_size: int | None = None) -> DecodeConfig:
         """The model's decode config with the per-call choices a user made (--beam, --batch-size); None keeps it."""
@@ -104,11 +92,8 @@ class Translator:
 
         beam_size / batch_size None: those of the model's decode config (beam 1: greedy).
         """
-        with autocast(self.device, self.precision):
-            nbests = decode(
-                self.model, [s.ids for s in sources], self.decode_config(beam_size, batch_size), self.device,
-                return_attention=return_attention, progress=progress,
-            )
+        d = self.decode_config(beam_size, batch_size)
+        nbests = decode(self.backend, [s.ids for s in sources], d, return_attention=return_attention, progress=progress)
         return [hyps[0] for hyps in nbests]
 
     def nbest(
@@ -118,10 +103,9 @@ class Translator:
 
         beam_size None: the larger of decode.beam_size and `nbest`; it must be at least `nbest`.
         """
-        beam = nbest_beam(nbest, beam_size, self.cfg.decode.beam_size)
-        with autocast(self.device, self.precision):
-            results = decode(self.model, [s.ids for s in sources], self.decode_config(beam, batch_size), self.device, nbest=nbest)
-        return nbest_texts(sources, results, self.detokenize)
+        d = self.decode_config(nbest_beam(nbest, beam_size, self.cfg.decode.beam_size), batch_size)
+        results = decode(self.backend, [s.ids for s in sources], d, nbest=nbest)
+        return [[(h.score, self.detokenize(h.ids)) for h in hyps] if s.text.strip() else [] for s, hyps in zip(sources, results)]
 
     def detokenize(self, ids: Sequence[int]) -> str:
         return self.tgt.text(ids)
@@ -130,3 +114,99 @@ class Translator:
         """One output line per input text, in input order (an empty input gives an empty output)."""
         hyps = self.hypotheses(self.sources(texts), batch_size, beam_size=beam_size)
         return [self.detokenize(h.ids) if text.strip() else "" for text, h in zip(texts, hyps)]
+
+    def loss(self, examples: Sequence[Example], batch_size: int) -> tuple[float, int] | None:
+        """Teacher-forced summed NLL of `examples` and their target tokens; None for an export or an ensemble."""
+        return self.backend.loss(examples, batch_size)
+
+    @classmethod
+    def of(cls, models: Sequence[Loaded]) -> "Translator":
+        """One Translator for the opened `models`: the model itself, or their ensemble when there are several, whose
+        vocabularies and tokenizers must agree (the first model's config gives the decoding defaults)."""
+        first = models[0]
+        for other in models[1:]:
+            check_compatible(first, other)
+        backend = first.backend if len(models) == 1 else Ensemble([m.backend for m in models])
+
+        def joined(values: Sequence[str]) -> str:
+            return values[0] if len(set(values)) == 1 else "/".join(values)
+
+        return cls(
+            backend, first.cfg, first.src, first.tgt, tuple(models),
+            joined([m.device for m in models]), joined([m.precision for m in models]), joined([m.quantize for m in models]),
+        )
+
+
+def check_compatible(first: Loaded, other: Loaded) -> None:
+    """Models decode together only with the same vocabularies and tokenizers: a ConfigError naming the difference."""
+    for side in ("src", "tgt"):
+        a, b = getattr(first, side), getattr(other, side)
+        name = "source" if side == "src" else "target"
+        if a.vocab != b.vocab:
+            raise ConfigError(
+                f"--model {other.path}: its {name} vocabulary differs from {first.path}'s ({len(b.vocab)} against "
+                f"{len(a.vocab)} tokens{_first_difference(a.vocab.itos, b.vocab.itos)}): an ensemble needs the same vocabularies"
+            )
+        if a.tokenizer != b.tokenizer:
+            raise ConfigError(
+                f"--model {other.path}: its {name} tokenizer differs from {first.path}'s ({_tokenizer(b)} against "
+                f"{_tokenizer(a)}): an ensemble needs the same tokenizers"
+            )
+
+
+def _first_difference(a: Sequence[str], b: Sequence[str]) -> str:
+    i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+    return "" if i is None else f"; id {i} is {b[i]!r} against {a[i]!r}"
+
+
+def _tokenizer(encoder: Encoder) -> str:
+    t = encoder.tokenizer
+    sp = "" if t.sp_model is None else f", a {len(t.sp_model)}-byte sentencepiece model"
+    return f"level {t.level}, lowercase {t.lowercase}{sp}"
+
+
+def open_model(
+    models: ModelArg | Sequence[ModelArg] = None, *, device: str = "auto", precision: str | None = None,
+    quantize: str | None = None, threads: int = 0,
+) -> Translator:
+    """The one place that decides what a `--model` is. Each of `models` (one, or several for an ensemble; None: the
+    last trained run) is an export directory (`seq2seq export`; onnxruntime, no torch, fp32, `threads` 0:
+    onnxruntime's choice) or a run directory or .pt checkpoint (torch, on `device`).
+
+    `precision` None: a checkpoint's train.precision resolved for the device (auto | fp32 | bf16 override it; an
+    export decodes in fp32 only); `quantize` None: the model's decode.quantize (an export's is fixed at export time).
+    """
+    listed = list(models) if isinstance(models, (list, tuple)) else [models]
+    if not listed:
+        listed = [None]
+    return Translator.of([_open_one(m, device, precision, quantize, threads) for m in listed])
+
+
+def resolve_model(model: ModelArg) -> tuple[Path, str]:
+    """A `--model` -> (its checkpoint file or export directory, checkpoint | export), without reading it (no torch):
+    the cheap check a command makes before it loads anything; errors name every kind a --model may be."""
+    from seq2seq.model.checkpoint import resolve_model_path
+    from seq2seq.model.export_format import is_export
+
+    if is_export(model):
+        return Path(str(model)), "export"
+    if model is not None and not Path(model).exists():
+        raise CheckpointError(f"{model}: no such model (give a run directory, a .pt checkpoint or an export directory)")
+    try:
+        return resolve_model_path(model), "checkpoint"
+    except CheckpointError as e:
+        if model is not None and Path(model).is_dir():
+            raise CheckpointError(f"{model}: run directory holds no best.pt or last.pt (nor is it an export: no export.json)") from None
+        raise e from None
+
+
+def _open_one(model: ModelArg, device: str, precision: str | None, quantize: str | None, threads: int) -> Loaded:
+    path, kind = resolve_model(model)
+    if kind == "export":
+        from seq2seq.decode.onnx_backend import open_export
+
+        return open_export(path, precision, quantize, threads)
+    from seq2seq.decode.torch_backend import open_checkpoint  # torch: only for a checkpoint
+    from seq2seq.model.checkpoint import Checkpoint
+
+    return open_checkpoint(Checkpoint.read(path), device, precision, quantize)

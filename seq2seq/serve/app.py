@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import html
 import json
 import logging
 import time
 import traceback
+import urllib.parse
 from importlib import resources
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -30,11 +32,14 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from seq2seq.serve.requests import (
-    RequestError, ServeState, health_info, onmt_answer, onmt_models, parse_json, parse_onmt, parse_plain, plain_translation,
+    RequestError, ServeState, health_info, model_summary, onmt_answer, onmt_models, parse_json, parse_onmt, parse_plain,
+    plain_translation,
 )
 
 PAGE_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:"
 PAGE_MAX_BEAM = "{{max_beam}}"  # the page's placeholder for the largest beam a request may ask for
+PAGE_MODEL = "{{model}}"  # ... for the model's description (serve/requests.model_summary)
+PAGE_EXAMPLES = "{{examples}}"  # ... for the links that translate a validation sentence
 _INFO = "seq2seq.request"  # the scope key of the per-request log record
 _DRAIN_FACTOR = 8  # a body up to this many times the limit is read (and dropped) before the 413
 log = logging.getLogger("seq2seq")
@@ -123,16 +128,22 @@ def _page_template() -> str:
     return resources.files("seq2seq.serve").joinpath("page.html").read_text(encoding="utf-8")
 
 
-def page_html(max_beam: int) -> str:
-    """The page with this server's limits filled in, so the page repeats none of them."""
+def page_html(max_beam: int, model: str = "", examples: Sequence[str] = ()) -> str:
+    """The page with this server's limits, the model's description and the examples to try filled in (escaped), so
+    the page repeats none of them; each example is a link to /?q=EXAMPLE, which translates it."""
     template = _page_template()
-    assert PAGE_MAX_BEAM in template, "page.html holds the max_beam placeholder"
-    return template.replace(PAGE_MAX_BEAM, str(max_beam))
+    assert all(p in template for p in (PAGE_MAX_BEAM, PAGE_MODEL, PAGE_EXAMPLES)), "page.html holds the placeholders"
+    links = " ".join(f'<a class="example" href="/?q={urllib.parse.quote(text)}">{html.escape(text)}</a>' for text in examples)
+    return (
+        template.replace(PAGE_MAX_BEAM, str(max_beam)).replace(PAGE_MODEL, html.escape(model))
+        .replace(PAGE_EXAMPLES, f"Try: {links}" if links else "")
+    )
 
 
 async def _page(request: Request) -> Response:
-    html = page_html(_state(request).limits.max_beam)
-    return HTMLResponse(html, headers={"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff"})
+    state = _state(request)
+    page = page_html(state.limits.max_beam, model_summary(state.translator), state.examples)
+    return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff"})
 
 
 async def _on_request_error(request: Request, exc: Exception) -> Response:

@@ -12,10 +12,13 @@ import asyncio
 import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
-from seq2seq.data.encoding import Source
-from seq2seq.data.results import Decodes, Hypothesis, Result, make_results
+from seq2seq.data.results import Result
+from seq2seq.decode.results import make_results
+
+if TYPE_CHECKING:
+    from seq2seq.decode.translator import Translator
 
 
 DEFAULT_WAIT_MS = 5.0  # how long a request may wait for others to share its decoding batch
@@ -35,22 +38,12 @@ class Decoded(NamedTuple):
     src_length: int  # source tokens before truncation to max_src_len, <eos> not counted
 
 
-class Serves(Decodes, Protocol):
-    """A translator the server decodes with: decode/translator.Translator, or an export's
-    runtime/translator.ExportTranslator (no torch); both make sources and results the same way."""
-
-    def hypotheses(
-        self, sources: Sequence[Source], batch_size: int | None = None, return_attention: bool = False, progress: bool = False,
-        beam_size: int | None = None,
-    ) -> Sequence[Hypothesis]: ...
-
-
 DecodeFn = Callable[[list[str], Settings], list[Decoded]]
 
 
-def decode_texts(t: Serves, texts: list[str], settings: Settings, batch_size: int) -> list[Decoded]:
-    """Translate `texts` with `settings` in one call of the translator (a checkpoint's or an export's), which
-    batches them by `batch_size`."""
+def decode_texts(t: Translator, texts: list[str], settings: Settings, batch_size: int) -> list[Decoded]:
+    """Translate `texts` with `settings` in one call of the translator (any model: a checkpoint, an export, an
+    ensemble), which batches them by `batch_size`."""
     # Each answer says whether its sentence was truncated (Decoded.src_length) and whether most of its tokens are
     # unknown (Result.warning): no log line naming lines of a merged batch, which would mean nothing to any client.
     sources = t.sources(texts, warn_truncated=False)

@@ -14,11 +14,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
+from seq2seq.config import DataConfig
+from seq2seq.data.references import load_eval_corpus
+from seq2seq.decode.search import nbest_beam
+from seq2seq.errors import ConfigError, DataError
+from seq2seq.metric import said
 from seq2seq.serve.batching import Decoded, Settings
 
 if TYPE_CHECKING:
     from seq2seq.decode.translator import Translator
-    from seq2seq.runtime.translator import ExportTranslator
     from seq2seq.serve.batching import Batcher
 
 MODEL_ID = 0  # the id of the one model, as OpenNMT-py's clients name it
@@ -39,11 +43,11 @@ class Limits:
 class ServeState:
     """What the server serves and has done: the answers of /health and the defaults of requests come from here."""
 
-    translator: Translator | ExportTranslator  # a checkpoint's, or an export's (no torch)
+    translator: Translator  # any model: a checkpoint, an export (no torch), an ensemble
     batcher: Batcher
     limits: Limits
     beam: int  # the beam of requests that name none: --beam, else the model's decode.beam_size
-    quantize: str  # the model's decode.quantize, after --quantize
+    examples: list[str] = field(default_factory=list)  # sources the page offers to try (from the validation data)
     started: float = field(default_factory=time.monotonic)
     requests: int = 0
 
@@ -111,12 +115,11 @@ def _int_value(value: Any, where: str, low: int, high: int) -> int:
 
 
 def _beam_for(asked: int | None, nbest: int, default: int, names: tuple[str, str]) -> int:
-    """The beam to decode with: the one asked for, else the default widened to `nbest`."""
-    if asked is None:
-        return max(default, nbest)
-    if nbest > asked:
-        raise RequestError(f"'{names[1]}' {nbest} needs '{names[0]}' {nbest} or more, got {asked}")
-    return asked
+    """The beam to decode with: the one asked for, else the default widened to `nbest` (decode/search.nbest_beam)."""
+    try:
+        return nbest_beam(nbest, asked, default, (f"'{names[0]}'", f"'{names[1]}'"))
+    except ConfigError as e:
+        raise RequestError(str(e)) from None
 
 
 PLAIN_FIELDS = ("text", "beam", "nbest", "attention")
@@ -226,7 +229,7 @@ def onmt_answer(texts: list[str], decoded: list[Decoded], nbest: int) -> list[li
 def onmt_models(state: ServeState) -> list[dict[str, Any]]:
     """OpenNMT-py's model list: the one model, with the options a request gets by default."""
     opt = {"beam_size": state.beam, "n_best": DEFAULT_NBEST, "batch_size": state.batcher.max_batch}
-    return [{"model_id": MODEL_ID, "models": [str(state.translator.path)], "loaded": True, "timeout": -1, "opt": opt}]
+    return [{"model_id": MODEL_ID, "models": [str(p) for p in state.translator.paths], "loaded": True, "timeout": -1, "opt": opt}]
 
 
 def health_info(state: ServeState) -> dict[str, Any]:
@@ -234,14 +237,15 @@ def health_info(state: ServeState) -> dict[str, Any]:
     t = state.translator
     return {
         "status": "ok",
-        "model": str(t.path),
+        "model": t.name,
+        "kind": t.kind,
         "src_lang": t.cfg.data.src_lang,
         "tgt_lang": t.cfg.data.tgt_lang,
         "src_vocab": len(t.src.vocab),
         "tgt_vocab": len(t.tgt.vocab),
         "device": str(t.device),
         "precision": t.precision,
-        "quantize": state.quantize,
+        "quantize": t.quantize,
         "beam": state.beam,
         "max_batch": state.batcher.max_batch,
         "uptime_s": round(time.monotonic() - state.started, 3),
@@ -251,3 +255,39 @@ def health_info(state: ServeState) -> dict[str, Any]:
         "sentences_decoded": state.batcher.sentences,
         "limits": asdict(state.limits),
     }
+
+
+# ---- the page ----------------------------------------------------------------------------------------------
+
+PAGE_EXAMPLES = 3  # sources of the validation data the page offers to try
+PAGE_EXAMPLE_CHARS = 80  # the longest example offered
+
+
+def page_examples(data_cfg: DataConfig, n: int = PAGE_EXAMPLES) -> list[str]:
+    """The first `n` distinct sources of the model's validation data (data.valid) of at most PAGE_EXAMPLE_CHARS
+    characters, for the page to offer; none when the config names no validation data or it is not on this machine."""
+    if not data_cfg.valid:
+        return []
+    try:
+        items = load_eval_corpus(data_cfg, "valid").items
+    except (DataError, ConfigError, OSError, UnicodeError):
+        return []
+    found: list[str] = []
+    for item in items:
+        if 0 < len(item.src) <= PAGE_EXAMPLE_CHARS and item.src not in found:
+            found.append(item.src)
+            if len(found) == n:
+                break
+    return found
+
+
+def model_summary(t: Translator) -> str:
+    """What the page says of the model: what it maps, each model's path, kind, training steps and best validation
+    score (`en -> de: runs/demo/best.pt (checkpoint, 1200 steps, best val BLEU 35.20)`; an ensemble names each)."""
+    parts = []
+    for m in t.models:
+        facts = [m.kind] + ([] if m.step is None else [f"{m.step} steps"])
+        facts += [] if m.best is None else [f"best val {said(m.cfg.train.metric, m.best)}"]
+        parts.append(f"{m.path} ({', '.join(facts)})")
+    head = t.cfg.data.sides if len(parts) == 1 else f"{t.cfg.data.sides}, {t.kind}"
+    return f"{head}: {' + '.join(parts)}"

@@ -14,11 +14,11 @@ import signal
 import socket
 import sys
 import threading
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from seq2seq.errors import ConfigError, install_hint
 from seq2seq.serve.batching import DEFAULT_WAIT_MS, Batcher, decode_texts
-from seq2seq.serve.requests import Limits, ServeState
+from seq2seq.serve.requests import Limits, ServeState, page_examples
 
 if TYPE_CHECKING:
     import uvicorn
@@ -107,10 +107,11 @@ def _url(sock: socket.socket) -> str:
 
 
 def serve(
-    model: str | None, *, host: str, port: int, beam: int | None = None, max_batch: int | None = None,
+    models: Sequence[str | None] | str | None, *, host: str, port: int, beam: int | None = None, max_batch: int | None = None,
     quantize: str | None = None, wait_ms: float = DEFAULT_WAIT_MS,
 ) -> None:
-    """Load the model once and serve it until SIGINT or SIGTERM; the requests in flight finish first.
+    """Load the model (one, or several decoding as an ensemble: decode/translator.open_model) once and serve it until
+    SIGINT or SIGTERM; the requests in flight finish first.
 
     `beam`, `max_batch` and `quantize` None: the model's decode.beam_size, decode.batch_size, decode.quantize.
     `host` and `port` have their defaults in the command line only.
@@ -122,21 +123,13 @@ def serve(
 
     _setup_logging()
     sock = listen(host, port)  # a busy port fails before torch is imported and the model loads
-    from seq2seq.model.export_format import is_export
+    from seq2seq.decode.translator import open_model
 
-    if is_export(model):  # an export (seq2seq export) decodes on onnxruntime; torch is never imported
-        from seq2seq.runtime.translator import ExportTranslator
-
-        t = ExportTranslator.load(str(model), quantize=quantize)
-    else:
-        from seq2seq.decode.translator import Translator
-
-        t = Translator.load(model, quantize=quantize)
+    t = open_model(models, quantize=quantize)  # an export decodes on onnxruntime: torch is never imported
     decode = t.cfg.decode
     batch = max_batch or decode.batch_size
     batcher = Batcher(lambda texts, settings: decode_texts(t, texts, settings, batch), batch, wait_ms / 1000)
-    quantized = getattr(t, "quantize", decode.quantize)  # an export's is chosen at export time
-    state = ServeState(t, batcher, Limits(max_src_len=decode.max_src_len), beam or decode.beam_size, quantized)
+    state = ServeState(t, batcher, Limits(max_src_len=decode.max_src_len), beam or decode.beam_size, page_examples(t.cfg.data))
     config = uvicorn.Config(
         build_app(state), log_level="warning", access_log=False, lifespan="on", ws="none",
         timeout_graceful_shutdown=GRACE_S, server_header=False,
@@ -148,7 +141,7 @@ def serve(
         log.warning("warning: listening on %s: reachable from other machines, and the server has no authentication", address)
     log.info(
         "serving %s (%s, %s, beam %d, max batch %d) on %s; Ctrl-C stops",
-        t.path, t.cfg.data.sides, t.device, state.beam, batch, _url(sock),
+        t.name, t.cfg.data.sides, t.device, state.beam, batch, _url(sock),
     )
     server.run(sockets=[sock])
     how = signal.Signals(stopped_by[0]).name if stopped_by else "the server"

@@ -36,11 +36,12 @@ from seq2seq.data.batch import collate, decoder_steps
 from seq2seq.data.corpus import Pair, load_corpus
 from seq2seq.data.encoding import Encoder, Example
 from seq2seq.device import (
-    NATIVE_BF16_FEATURES, autocast, choose_precision, cpu_capabilities, cpu_has_native_bf16, describe_cpu, keep_freed_memory,
+    NATIVE_BF16_FEATURES, choose_precision, cpu_capabilities, cpu_has_native_bf16, describe_cpu, keep_freed_memory,
     resolve_device, resolve_precision,
 )
 from seq2seq.model.network import Seq2Seq, count_parameters
 from seq2seq.decode.search import Hypothesis, decode
+from seq2seq.decode.torch_backend import TorchBackend
 from seq2seq.training.build import build_data, make_optimizer, read_corpora
 from seq2seq.training.distributed import DistContext
 from seq2seq.training.rundir import RunFiles
@@ -196,7 +197,7 @@ def run_bench(
         from seq2seq.decode.translator import Translator
 
         trained = Translator.load(decode_model, device=str(device), precision=precision, quantize=cfg.decode.quantize)
-        model, sources = trained.model.eval(), [s.ids for s in trained.sources(eval_texts)]
+        model, sources = trained.backend.model.eval(), [s.ids for s in trained.sources(eval_texts)]
         decode_precision = trained.precision
     elif cfg.decode.quantize != "none":
         from seq2seq.model.quantize import quantize_for_decoding
@@ -284,13 +285,13 @@ def _decode_speeds(
 ) -> dict[str, float]:
     """Sentences/s and output tokens/s (<eos> included) of decoding `sources` as `decode_cfg` says, after decoding
     the first `warmup` of them untimed."""
-    with autocast(device, precision):
-        if warmup:
-            decode(model, sources[:warmup], decode_cfg, device)
-        _sync(device)
-        start = time.perf_counter()
-        hyps: list[Hypothesis] = [nbest[0] for nbest in decode(model, sources, decode_cfg, device)]
-        _sync(device)
+    backend = TorchBackend(model, device, precision)  # each call under the precision's autocast
+    if warmup:
+        decode(backend, sources[:warmup], decode_cfg)
+    _sync(device)
+    start = time.perf_counter()
+    hyps: list[Hypothesis] = [nbest[0] for nbest in decode(backend, sources, decode_cfg)]
+    _sync(device)
     elapsed = time.perf_counter() - start
     out_tokens = sum(len(h.ids) + 1 for h in hyps)
     return {f"{name}_sentences_per_s": len(sources) / elapsed, f"{name}_tokens_per_s": out_tokens / elapsed}

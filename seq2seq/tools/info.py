@@ -1,4 +1,5 @@
-"""What a checkpoint is, from the checkpoint alone: architecture, size, vocabularies, training, best score, config."""
+"""What a model is, from the model alone: a checkpoint's or an export's architecture, size, vocabularies, training,
+best score and config; an ensemble's models, each."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import yaml
 
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.model.checkpoint import Checkpoint
-from seq2seq.config import Config, config_to_dict
+from seq2seq.config import Config, config_from_dict, config_to_dict
 from seq2seq.files import finite_or_null
 from seq2seq.metric import label as metric_label
 from seq2seq.device import choose_precision, resolve_device
@@ -41,6 +42,7 @@ def describe(path: Path) -> dict[str, Any]:
     best = scores.get(f"val_{metric}") if scores else run_best
     return finite_or_null({
         "path": str(path),
+        "kind": "checkpoint",
         "architecture": architecture(cfg),
         "parameters": count_parameters(ckpt.build_model()),
         "src_vocab_size": len(ckpt.src_vocab),
@@ -59,6 +61,53 @@ def describe(path: Path) -> dict[str, Any]:
         "scores": scores,
         "config": config_to_dict(cfg),
     })
+
+
+def describe_export(directory: Path) -> dict[str, Any]:
+    """The summary `describe` makes of a checkpoint, for an export (`seq2seq export`): from its export.json; what an
+    export does not keep (epochs, training time, scores) is None."""
+    from seq2seq.model.export_format import read_manifest
+
+    manifest = read_manifest(directory)
+    cfg = config_from_dict(manifest["config"])
+    about = manifest.get("model", {})
+
+    def tokenizer(entry: dict[str, Any]) -> dict[str, Any]:
+        out = {"level": entry["level"], "lowercase": entry["lowercase"]}
+        if entry.get("sp_model") is not None:
+            out["sp_model"] = f"{(directory / entry['sp_model']).stat().st_size} bytes"
+        return out
+
+    return finite_or_null({
+        "path": str(directory),
+        "kind": "export",
+        "quantize": manifest["quantize"],
+        "architecture": architecture(cfg),
+        "parameters": about.get("parameters"),
+        "src_vocab_size": len(manifest["src_vocab"]),
+        "tgt_vocab_size": len(manifest["tgt_vocab"]),
+        "shared_vocab": manifest["src_vocab"] == manifest["tgt_vocab"],
+        "languages": cfg.data.sides,
+        "tokenizer": tokenizer(manifest["tokenizer"]["src"]),
+        "tgt_tokenizer": tokenizer(manifest["tokenizer"]["tgt"]),
+        "step": about.get("step"),
+        "epochs_done": None,
+        "training_seconds": None,
+        "precision": {"configured": cfg.train.precision, "here": "fp32", "reason": "an export decodes in fp32, on onnxruntime"},
+        "best_val_bleu": None,
+        "metric": cfg.train.metric,
+        "best_val": None,
+        "scores": None,
+        "config": config_to_dict(cfg),
+    })
+
+
+def format_models(summaries: list[dict[str, Any]]) -> str:
+    """`format_info` of one model; of an ensemble, a line saying so, then each model's."""
+    if len(summaries) == 1:
+        return format_info(summaries[0])
+    head = f"ensemble of {len(summaries)} models: decoded together, by the mean of their probabilities (same vocabularies and tokenizers)"
+    return "\n\n".join([head] + [f"model {i}\n{format_info(s)}" for i, s in enumerate(summaries, start=1)])
 
 
 def _tokenizer_summary(tokenizer: Tokenizer) -> dict[str, Any]:
@@ -99,10 +148,10 @@ def format_info(info: dict[str, Any]) -> str:
     tokenizer = src_tok if src_tok == tgt_tok else f"source {src_tok}; target {tgt_tok}"
     vocab = f"{info['src_vocab_size']} source, {info['tgt_vocab_size']} target" + (" (shared)" if info["shared_vocab"] else "")
     rows = [
-        ("checkpoint", info["path"]),
+        (info.get("kind", "checkpoint"), info["path"] + (f" (quantize {info['quantize']})" if info.get("quantize") == "int8" else "")),
         ("languages", info["languages"]),
         ("architecture", info["architecture"]),
-        ("parameters", f"{info['parameters']:,}"),
+        ("parameters", "unknown" if info["parameters"] is None else f"{info['parameters']:,}"),
         ("vocabulary", vocab),
         ("tokenizer", tokenizer),
         ("trained", f"{info['step']} steps, {plural(info['epochs_done'], 'full epoch')}, {_duration(info['training_seconds'])}"),

@@ -7,16 +7,18 @@ table (seq2seq/metric.py) is the one place that says which.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import dataclasses
 from typing import Any, Sequence
 
 import torch
 
-from seq2seq.config import DecodeConfig
+from seq2seq.config import Config, DecodeConfig
 from seq2seq.data.encoding import Encoder
 from seq2seq.data.references import EvalSet
 from seq2seq.data.report import degeneration_warning
 from seq2seq.decode.evaluate import Scores, evaluate
+from seq2seq.decode.torch_backend import loaded_model
+from seq2seq.decode.translator import Translator
 from seq2seq.errors import ConfigError
 from seq2seq.model.checkpoint import Checkpoint
 from seq2seq.model.network import Seq2Seq
@@ -33,9 +35,17 @@ def validation_scores(
 ) -> Scores:
     """Greedy decoding of the validation set, whatever decode.beam_size says (a beam would cost k times as much).
 
-    `valid` is scored as `eval` scores it (data/references: TSV lines that share a source are one item with several
-    references), so train.metric, best.pt and `eval --split val` agree."""
-    return evaluate(model, valid, src, tgt, device, precision, replace(decode_cfg, beam_size=1), progress=progress)
+    `valid` is scored as `eval` scores it, through a Translator of the model being trained (not a copy): the
+    sources encoded as `translate` reads them, and TSV lines that share a source one item with several references
+    (data/references), so train.metric, best.pt and `eval --split val` agree."""
+    was_training = model.training
+    model.eval()
+    try:
+        cfg = dataclasses.replace(Config(), decode=decode_cfg)
+        translator = Translator.of([loaded_model(model, cfg, src, tgt, device, precision)])
+        return evaluate(translator, valid, beam_size=1, progress=progress)
+    finally:
+        model.train(was_training)
 
 
 def metric_value(scores: Scores, metric: str) -> float:

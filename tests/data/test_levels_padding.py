@@ -13,7 +13,8 @@ from seq2seq.data.encoding import Encoder, encode_pairs
 from seq2seq.data.subword import train_tokenizers
 from seq2seq.data.tokenizer import SUBWORD_LEVELS, plain_tokenizers
 from seq2seq.data.vocab import build_vocabs
-from seq2seq.decode.search import beam_search, greedy_search
+from seq2seq.decode import search
+from seq2seq.decode.torch_backend import TorchBackend
 from seq2seq.model.loss import masked_nll
 from seq2seq.model.network import Seq2Seq
 from tests.conftest import toy_pairs
@@ -71,14 +72,17 @@ def test_batch_gradient_is_the_sum_of_single_gradients(encoded) -> None:
 
 def test_greedy_and_beam_translations_are_the_same_alone_and_in_a_batch(encoded) -> None:
     model, examples = encoded
+    backend = TorchBackend(model, torch.device("cpu"), "fp32")
+    greedy_search = lambda src, lengths, cfg: search.greedy_search(backend, src.numpy(), lengths.numpy(), cfg)  # noqa: E731
+    beam_search = lambda src, lengths, cfg, nbest: search.beam_search(backend, src.numpy(), lengths.numpy(), cfg, nbest)  # noqa: E731
     sources = [s for s, _ in examples]
     greedy = DecodeConfig(max_len_a=1.0, max_len_b=5)
     beam = DecodeConfig(beam_size=3, max_len_a=1.0, max_len_b=4)
-    batch_greedy = greedy_search(model, *pad(sources), greedy)
-    batch_beam = beam_search(model, *pad(sources), beam, nbest=2)
+    batch_greedy = greedy_search(*pad(sources), greedy)
+    batch_beam = beam_search(*pad(sources), beam, nbest=2)
     for s, hyp, nbest in zip(sources, batch_greedy, batch_beam):
-        alone = greedy_search(model, torch.tensor([s]), torch.tensor([len(s)]), greedy)[0]
+        alone = greedy_search(torch.tensor([s]), torch.tensor([len(s)]), greedy)[0]
         assert hyp.ids == alone.ids and hyp.score == pytest.approx(alone.score, abs=1e-4)
-        alone_beam = beam_search(model, torch.tensor([s]), torch.tensor([len(s)]), beam, nbest=2)[0]
+        alone_beam = beam_search(torch.tensor([s]), torch.tensor([len(s)]), beam, nbest=2)[0]
         assert [h.ids for h in alone_beam] == [h.ids for h in nbest]
         assert [h.score for h in alone_beam] == pytest.approx([h.score for h in nbest], abs=1e-4)

@@ -15,7 +15,8 @@ from seq2seq.config import Config, ModelConfig, replace as replace_config
 from seq2seq.data.encoding import encode_pairs
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import Vocab
-from seq2seq.decode.evaluate import DecodingSetup, Scores, bleu_chrf_ter, corpus_loss, error_rates, evaluate
+from seq2seq.decode.evaluate import DecodingSetup, Scores, bleu_chrf_ter, error_rates, evaluate
+from seq2seq.decode.torch_backend import corpus_loss, open_checkpoint
 from seq2seq.decode.translator import Translator
 from seq2seq.files import dump_json
 from seq2seq.model.checkpoint import Checkpoint
@@ -62,10 +63,11 @@ def test_the_loss_ignores_the_search_and_beam_hypotheses_are_each_sentence_alone
     # a barely trained model can then flip (auto picks bf16 on a CPU with native bf16)
     t = Translator.load(bpe_run, precision="fp32")
     pairs = toy_pairs("val", 30)
-    greedy = evaluate(t.model, pairs, t.src, t.tgt, t.device, "fp32", replace(t.cfg.decode, beam_size=1))
-    beam = evaluate(t.model, pairs, t.src, t.tgt, t.device, "fp32", replace(t.cfg.decode, beam_size=3, length_penalty=1.0))
+    greedy = evaluate(t, pairs, beam_size=1)
+    beam = evaluate(replace(t, cfg=replace_config(t.cfg, "decode", length_penalty=1.0)), pairs, beam_size=3)
     assert greedy.loss == beam.loss and greedy.n_tokens == beam.n_tokens
     assert greedy.ppl == pytest.approx(2.718281828459045 ** greedy.loss)
+    t = replace(t, cfg=replace_config(t.cfg, "decode", length_penalty=1.0))
     assert beam.hypotheses == [t.translate([s], beam_size=3)[0] for s, _ in pairs]
 
 
@@ -90,12 +92,16 @@ def ckpt() -> Checkpoint:
     return toy_checkpoint()
 
 
+def from_checkpoint(ckpt: Checkpoint, device: str, precision: str | None, quantize: str | None = None) -> Translator:
+    return Translator.of([open_checkpoint(ckpt, device, precision, quantize)])
+
+
 def loss_of(t: Translator, precision: str, batch_size: int) -> float:
-    """Teacher-forced loss per token of `t.model` on PAIRS, outside `evaluate`.
+    """Teacher-forced loss per token of `t`'s torch model on PAIRS, outside `evaluate`.
 
     The batch size matters with int8: dynamic quantization scales the activations per batch.
     """
-    total, n = corpus_loss(t.model, encode_pairs(PAIRS, t.src, t.tgt), t.device, precision, batch_size)
+    total, n = corpus_loss(t.backend.model, encode_pairs(PAIRS, t.src, t.tgt), t.backend.device, precision, batch_size)
     return total / n
 
 
@@ -104,15 +110,14 @@ def loss_of(t: Translator, precision: str, batch_size: int) -> float:
 
 
 def test_the_int8_loss_is_the_int8_models_and_the_scores_say_so(ckpt: Checkpoint) -> None:
-    fp32 = Translator.from_checkpoint(ckpt, "cpu", "fp32", "none")
-    int8 = Translator.from_checkpoint(ckpt, "cpu", None, "int8")
+    fp32 = from_checkpoint(ckpt, "cpu", "fp32", "none")
+    int8 = from_checkpoint(ckpt, "cpu", None, "int8")
     assert loss_of(int8, "fp32", 5) != loss_of(fp32, "fp32", 5)  # int8 rounding moves the loss: the check below means something
-    decode_cfg = int8.decode_config(beam_size=2, batch_size=5)
-    scores = evaluate(int8.model, PAIRS, int8.src, int8.tgt, int8.device, int8.precision, decode_cfg)
+    scores = evaluate(int8, PAIRS, beam_size=2, batch_size=5)
     assert scores.loss == pytest.approx(loss_of(int8, "fp32", 5), rel=1e-9)
     assert scores.ppl == pytest.approx(math.exp(scores.loss))
     assert scores.setup == DecodingSetup(beam_size=2, batch_size=5, quantize="int8", precision="fp32", device="cpu")
-    plain = evaluate(fp32.model, PAIRS, fp32.src, fp32.tgt, fp32.device, "fp32", fp32.decode_config())
+    plain = evaluate(fp32, PAIRS)
     assert plain.setup == DecodingSetup(beam_size=1, batch_size=128, quantize="none", precision="fp32", device="cpu")
     assert plain.loss == pytest.approx(loss_of(fp32, "fp32", 128), rel=1e-9)
 
@@ -123,8 +128,8 @@ def test_eval_json_and_table_report_the_quantized_models_loss_and_the_setup(tmp_
     ckpt.write(path)
     prefix = write_corpus(tmp_path, "dev", PAIRS)
     files = ["--src", f"{prefix}.en", "--ref", f"{prefix}.de"]
-    int8_loss = loss_of(Translator.from_checkpoint(ckpt, "cpu", None, "int8"), "fp32", 7)
-    fp32_loss = loss_of(Translator.from_checkpoint(ckpt, "cpu", "fp32", "none"), "fp32", 7)
+    int8_loss = loss_of(from_checkpoint(ckpt, "cpu", None, "int8"), "fp32", 7)
+    fp32_loss = loss_of(from_checkpoint(ckpt, "cpu", "fp32", "none"), "fp32", 7)
     assert abs(int8_loss - fp32_loss) > 1e-6
 
     code, out, err = invoke(capsys, monkeypatch, "eval", "--model", str(path), *files, "--quantize", "int8", "--beam", "2", "--batch-size", "7", "--json", "-q")
@@ -249,18 +254,30 @@ def test_a_ref_file_with_another_line_count_is_one_line_exit_2(tmp_path, monkeyp
 def test_scored_outputs_are_the_lines_encoder_text_makes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Output ids become a line in one place, data/encoding.Encoder.text: a line break decoded inside an output (a
     sentencepiece byte-fallback piece <0x0A> can make one) is a space, so `eval --output` keeps one line per output."""
-    import seq2seq.decode.evaluate as evaluate_module
-    from seq2seq.config import DecodeConfig
+    import seq2seq.decode.translator as translator_module
     from seq2seq.data.encoding import Encoder
     from seq2seq.data.vocab import SPECIALS
     from seq2seq.decode.search import Hypothesis
+    from seq2seq.decode.torch_backend import loaded_model
     from tests.conftest import tiny_model
 
     vocab = Vocab([*SPECIALS, "a", "b", "\n"])
     char = Tokenizer("char")
     src, tgt = Encoder(char, vocab), Encoder(char, vocab)
     ids = [vocab.stoi["a"], vocab.stoi["\n"], vocab.stoi["b"]]
-    monkeypatch.setattr(evaluate_module, "decode", lambda model, sources, *args, **kwargs: [[Hypothesis(ids, 0.0, None)] for _ in sources])
-    scores = evaluate(tiny_model(), [("ab", "a b")], src, tgt, torch.device("cpu"), "fp32", DecodeConfig())
+    monkeypatch.setattr(translator_module, "decode", lambda model, sources, *args, **kwargs: [[Hypothesis(ids, 0.0, None)] for _ in sources])
+    t = Translator.of([loaded_model(tiny_model(), Config(), src, tgt, torch.device("cpu"), "fp32")])
+    scores = evaluate(t, [("ab", "a b")])
     assert scores.hypotheses == [tgt.text(ids)] == ["a b"]
     assert scores.exact_match == 100.0
+
+
+def test_eval_reads_sources_as_translate_does_truncated_to_max_src_len(ckpt: Checkpoint) -> None:
+    """Issue 33: eval decoded sources untruncated while translate truncated them at decode.max_src_len, so on a long
+    input the two commands disagreed. Now both read them through Translator.sources."""
+    short = from_checkpoint(replace(ckpt, config=replace_config(ckpt.config, "decode", max_src_len=2)), "cpu", "fp32")
+    pairs = [(s + " " + s, t) for s, t in PAIRS[:8]]  # longer than 2 tokens each
+    assert all(source.truncated for source in short.sources([s for s, _ in pairs], warn_truncated=False))
+    assert evaluate(short, pairs).hypotheses == short.translate([s for s, _ in pairs])
+    untruncated = from_checkpoint(ckpt, "cpu", "fp32")
+    assert evaluate(untruncated, pairs).hypotheses != evaluate(short, pairs).hypotheses

@@ -7,15 +7,12 @@ import dataclasses
 import json
 import logging
 
-from seq2seq.data.results import Result, display_token, make_results, nbest_blocks
-from seq2seq.decode.results import TranslateOptions, translate_results
+from seq2seq.data.results import Result, display_token
+from seq2seq.decode.results import make_results, nbest_blocks, translate_results
 from seq2seq.data.tokenizer import JOINER
 from tests.decode.test_translator import tiny_translator
 
 ATTENTION = [[0.5, 0.25, 0.25], [0.1, 0.2, 0.7], [0.0, 0.0, 1.0]]
-OPTIONS = TranslateOptions(
-    beam_size=3, batch_size=None, nbest=2, as_json=False, attention_file=None, attention_terminal=False, quiet=True
-)
 
 
 def test_json_holds_the_attention_only_when_asked_and_rows_name_their_tokens() -> None:
@@ -43,8 +40,7 @@ def test_nbest_blocks_are_score_tab_translation_lines_then_an_empty_line() -> No
         assert block.endswith("\n\n") and obj["input"] == text
         lines = block[:-1].splitlines()
         assert len(lines) == 2 and len(obj["nbest"]) == 2
-        scores = [float(line.split("\t")[0]) for line in lines]
-        assert scores == sorted(scores, reverse=True)
+        scores = [float(line.split("\t")[0]) for line in lines]  # sums of log-probabilities, ranked with the length penalty
         assert [line.split("\t", 1)[1] for line in lines] == [h["output"] for h in obj["nbest"]]
         assert scores == [round(h["score"], 4) for h in obj["nbest"]]
 
@@ -84,7 +80,7 @@ def counting_translator(max_src_len: int = 250):
 def test_a_source_is_tokenized_once_on_its_way_to_a_translation() -> None:
     t, counter = counting_translator()
     texts = ["a b", "der die das", "x c"]
-    results = translate_results(t, texts, dataclasses.replace(OPTIONS, nbest=1, attention_terminal=True), progress=False)
+    results = translate_results(t, texts, beam_size=3, batch_size=None, attention=True, progress=False)
     assert counter.calls == len(texts)
     assert [r.src_tokens for r in results] == [["a", "b", "<eos>"], ["der", "die", "das", "<eos>"], ["x", "c", "<eos>"]]
 

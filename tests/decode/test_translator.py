@@ -15,6 +15,7 @@ from seq2seq.config import Config, ModelConfig, replace
 from seq2seq.data.encoding import Encoder
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import SPECIALS, Vocab
+from seq2seq.decode.torch_backend import loaded_model
 from seq2seq.decode.translator import Translator
 from seq2seq.model.network import Seq2Seq
 from tests.conftest import line
@@ -34,7 +35,7 @@ def tiny_translator(max_src_len: int = 250) -> Translator:
     cfg = replace(Config(), "decode", max_src_len=max_src_len, max_len_a=0.0, max_len_b=3, batch_size=4)
     model = Seq2Seq(ModelConfig(emb_size=8, hidden_size=8, dropout=0.0), len(vocab), len(vocab)).eval()
     encoder = Encoder(Tokenizer("word"), vocab)
-    return Translator(cfg, model, encoder, encoder, torch.device("cpu"), "fp32", Path("random"), {})
+    return Translator.of([loaded_model(model, cfg, encoder, encoder, torch.device("cpu"), "fp32", Path("random"))])
 
 
 TRANSLATOR = tiny_translator(max_src_len=30)

@@ -13,6 +13,7 @@ import torch
 from seq2seq.config import DecodeConfig, ModelConfig
 from seq2seq.data.batch import collate, pad
 from seq2seq.decode.search import greedy_search
+from seq2seq.decode.torch_backend import TorchBackend
 from seq2seq.model.loss import masked_nll
 from seq2seq.model.network import Dropout, Seq2Seq, count_parameters, make_src_pad_mask
 from tests.conftest import expected_parameter_count, random_examples, tiny_model
@@ -187,6 +188,6 @@ def test_learns_to_reverse_sequences(attention):
     model.eval()
     test = sample(100)
     src, lengths = pad([s for s, _ in test])
-    hyps = greedy_search(model, src, lengths, DecodeConfig(max_len_a=1.0, max_len_b=2))
+    hyps = greedy_search(TorchBackend(model, torch.device("cpu"), "fp32"), src.numpy(), lengths.numpy(), DecodeConfig(max_len_a=1.0, max_len_b=2))
     exact = sum(h.ids == t for h, (_, t) in zip(hyps, test))
     assert exact == 100, f"{exact}/100 reversed exactly"

@@ -24,12 +24,12 @@ def test_int8_decoding_scores_within_a_point_of_fp32_and_warns_nothing(tiny_run:
         int8 = Translator.load(run, device="cpu", quantize="int8")
         pairs = load_split(fp32.cfg.data, "val", None, None)
         scores = {
-            name: evaluate(t.model, pairs, t.src, t.tgt, t.device, t.precision, t.cfg.decode)
+            name: evaluate(t, pairs)
             for name, t in (("fp32", fp32), ("int8", int8))
         }
     assert int8.cfg.decode.quantize == "int8" and int8.precision == "fp32"
-    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in int8.model.modules())
-    assert not any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in fp32.model.modules())
+    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in int8.backend.model.modules())
+    assert not any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in fp32.backend.model.modules())
     assert scores["fp32"].bleu > 20, scores["fp32"].bleu  # a model that translates, so the comparison means something
     assert abs(scores["int8"].bleu - scores["fp32"].bleu) <= 1.0, (scores["fp32"].bleu, scores["int8"].bleu)
 
@@ -57,5 +57,5 @@ def test_quantize_is_cpu_only_and_names_its_choices() -> None:
 def test_device_auto_decodes_int8_on_the_cpu_where_a_gpu_is_present(tiny_run: Path, monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a CUDA machine, as far as `auto` can tell
     t = Translator.load(tiny_run / "runs" / "tiny", quantize="int8")  # device auto
-    assert t.device.type == "cpu" and t.cfg.decode.quantize == "int8"
+    assert t.device == "cpu" and t.cfg.decode.quantize == "int8"
     assert t.translate(["I love you"]) == Translator.load(tiny_run / "runs" / "tiny", device="cpu", quantize="int8").translate(["I love you"])

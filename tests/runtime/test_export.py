@@ -59,7 +59,8 @@ def test_nothing_of_the_export_path_imports_torch(no_torch_env: dict) -> None:
     code = (
         "import sys\n"
         "try:\n    import torch\nexcept ImportError:\n    pass\nelse:\n    raise SystemExit('torch imported')\n"
-        "import seq2seq.cli.app, seq2seq.cli.exported, seq2seq.runtime.translator, seq2seq.data.results\n"
+        "import seq2seq.cli.app, seq2seq.decode.translator, seq2seq.decode.onnx_backend, seq2seq.decode.ensemble\n"
+        "import seq2seq.decode.results, seq2seq.decode.evaluate, seq2seq.data.results\n"
         "import seq2seq.serve.run, seq2seq.serve.batching, seq2seq.serve.requests\n"
         "print('torch' in sys.modules and sys.modules['torch'] is not None)\n"
     )
@@ -139,12 +140,11 @@ def test_a_directory_that_is_not_an_export_is_one_line_and_exit_2(no_torch_env: 
 
 
 def test_serving_an_export_decodes_as_serving_the_checkpoint(exported: Path, export_run: Path) -> None:
-    from seq2seq.decode.translator import Translator
-    from seq2seq.runtime.translator import ExportTranslator
+    from seq2seq.decode.translator import open_model
     from seq2seq.serve.batching import Settings, decode_texts
 
     texts = INPUTS[:6]
-    torch_t, export_t = Translator.load(export_run, precision="fp32"), ExportTranslator.load(exported, threads=1)
+    torch_t, export_t = open_model(export_run, precision="fp32"), open_model(exported, threads=1)
     for settings in (Settings(1, 1, True), Settings(5, 3, False)):
         theirs, ours = decode_texts(torch_t, texts, settings, 4), decode_texts(export_t, texts, settings, 4)
         assert [d.result.output for d in ours] == [d.result.output for d in theirs]
@@ -160,3 +160,88 @@ def test_a_checkpoint_without_torch_installed_is_one_line_and_exit_2(export_run:
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert "torch" in proc.stderr and "seq2seq export" in proc.stderr
+
+
+def _json_lines(proc) -> list[dict]:  # noqa: ANN001
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def _same_translations(ours: list[dict], theirs: list[dict]) -> None:
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        for x, y in (zip(a["nbest"], b["nbest"]) if "nbest" in b else [(a, b)]):
+            assert x["output"] == y["output"] and abs(x["score"] - y["score"]) < 1e-4
+
+
+def test_eval_scores_an_export_on_everything_but_the_loss_without_torch(
+    exported: Path, export_run: Path, no_torch_env: dict, tmp_path: Path
+) -> None:
+    """Issue 33: `eval --model EXPORT` refused the export ("holds no best.pt or last.pt")."""
+    theirs = json.loads(run_cli("eval", "--model", str(export_run), "--json", "--quiet", cwd=tmp_path).stdout)
+    proc = run_without_torch(no_torch_env, "-m", "seq2seq", "eval", "--model", str(exported), "--json", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    ours = json.loads(proc.stdout)
+    assert ours["loss"] is None and ours["ppl"] is None and theirs["loss"] > 0
+    for key in ("bleu", "chrf", "ter", "exact_match", "cer", "wer", "n_sentences", "n_tokens", "beam_size"):
+        assert ours[key] == pytest.approx(theirs[key]), key
+    assert ours["model"] == str(exported) and ours["precision"] == "fp32"
+    text = run_without_torch(no_torch_env, "-m", "seq2seq", "eval", "--model", str(exported), "--quiet")
+    assert text.returncode == 0 and "loss / ppl   none  (export: no teacher-forced pass to score)" in text.stdout
+
+
+def test_info_describes_an_export(exported: Path, export_run: Path, tmp_path: Path) -> None:
+    proc = run_cli("info", "--model", str(exported), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    ckpt = json.loads(run_cli("info", "--model", str(export_run), "--json", cwd=tmp_path).stdout)
+    assert info["kind"] == "export" and ckpt["kind"] == "checkpoint" and info["path"] == str(exported)
+    for key in ("parameters", "src_vocab_size", "tgt_vocab_size", "step", "architecture", "languages", "config"):
+        assert info[key] == ckpt[key], key
+    text = run_cli("info", "--model", str(exported), cwd=tmp_path)
+    assert text.returncode == 0 and text.stdout.startswith(f"export        {exported}\n")
+    assert "precision     fp32 here (an export decodes in fp32, on onnxruntime)" in text.stdout
+
+
+@pytest.mark.parametrize("extra", [["--beam", "1"], [], ["--nbest", "3"]], ids=["greedy", "beam5", "nbest3"])
+def test_an_ensemble_of_the_export_with_itself_translates_as_the_export_and_as_the_torch_ensemble(
+    extra: list[str], exported: Path, export_run: Path, no_torch_env: dict, tmp_path: Path
+) -> None:
+    inputs = str(_write_inputs(tmp_path))
+    args = ["translate", "--input", inputs, "--quiet", "--json", *extra]
+    alone = _json_lines(run_without_torch(no_torch_env, "-m", "seq2seq", *args, "--model", str(exported)))
+    twice = _json_lines(run_without_torch(no_torch_env, "-m", "seq2seq", *args, "--model", str(exported), "--model", str(exported)))
+    torch_twice = _json_lines(run_cli(*args, "--model", str(export_run), "--model", str(export_run), cwd=tmp_path))
+    _same_translations(twice, alone)
+    _same_translations(twice, torch_twice)
+
+
+def test_models_that_cannot_decode_together_are_one_line_and_exit_2(export_run: Path, bpe_run: Path, tmp_path: Path) -> None:
+    for command in (["translate", "hello"], ["eval"], ["info"]):
+        proc = run_cli(*command, "--model", str(export_run), "--model", str(bpe_run), cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+        assert f"--model {bpe_run}" in proc.stderr and "differs from" in proc.stderr and "an ensemble needs" in proc.stderr
+
+
+def test_the_export_decodes_as_the_checkpoint_in_fp32_and_precision_says_so(
+    api_run: Path, no_torch_env: dict, tmp_path: Path
+) -> None:
+    """Issue 32 item 9: "the export gives the same translations, scores within 1e-4" holds in fp32; a checkpoint
+    trained with precision auto decodes in bf16 on a CPU with native bf16, and `--precision fp32` checks the claim."""
+    from seq2seq.model.checkpoint import Checkpoint
+    from seq2seq.model.export import export_checkpoint
+
+    out = tmp_path / "export"
+    export_checkpoint(Checkpoint.read(api_run / "best.pt"), out)
+    texts = [s for s, _ in toy_pairs("val", 12)]
+    args = ["translate", "--json", "--quiet", "--beam", "3", *texts]
+    export = _json_lines(run_without_torch(no_torch_env, "-m", "seq2seq", *args, "--model", str(out)))
+    fp32 = _json_lines(run_cli(*args, "--model", str(api_run), "--precision", "fp32", cwd=tmp_path))
+    _same_translations(fp32, export)
+    ev = json.loads(run_cli("eval", "--model", str(api_run), "--precision", "fp32", "--json", "--quiet", cwd=tmp_path).stdout)
+    assert ev["precision"] == "fp32"
+    for bad, words in ((["--precision", "fp16"], "'fp16' is not one of auto, fp32, bf16"),
+                       (["--precision", "bf16", "--model", str(out)], "is an export, which decodes in fp32")):
+        proc = run_without_torch(no_torch_env, "-m", "seq2seq", "translate", "hello", *(bad if "--model" in bad else [*bad, "--model", str(out)]))
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and words in proc.stderr, proc.stderr

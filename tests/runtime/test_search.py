@@ -1,5 +1,5 @@
-"""The exported graphs compute what the torch model computes (padding included), and the runtime's searches decode
-what decode/search.py decodes: same tokens, scores within 1e-4, the same alone or in a batch."""
+"""The exported graphs compute what the torch model computes (padding included), and the one search decodes them
+as it decodes the torch model: same tokens, scores within 1e-4, the same alone or in a batch; ensembles too."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import torch
 
 from seq2seq.config import DecodeConfig
 from seq2seq.data.vocab import SPECIALS
-from seq2seq.decode.search import decode as torch_decode
+from seq2seq.decode.ensemble import Ensemble
+from seq2seq.decode.onnx_backend import OnnxGraphs
+from seq2seq.decode.search import decode
+from seq2seq.decode.torch_backend import TorchBackend
 from seq2seq.errors import CheckpointError
 from seq2seq.model.export import check_graphs, trace_graphs, with_metadata
 from seq2seq.model.export_format import graph_metadata
-from seq2seq.runtime.graphs import OnnxGraphs
-from seq2seq.runtime.search import decode as runtime_decode
 from tests.conftest import random_examples, tiny_model
 
 # With dropout, as every real config has: the export must run in eval mode (its wrapper modules once traced in
@@ -63,7 +64,7 @@ def _check_same(ours: list, theirs: list) -> None:
             assert abs(h.score - k.score) < 1e-4
             if k.attention is not None:
                 assert h.attention.shape == tuple(k.attention.shape)
-                assert np.abs(h.attention - k.attention.numpy()).max() < 1e-5
+                assert np.abs(h.attention - k.attention).max() < 1e-5
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -71,18 +72,30 @@ def _check_same(ours: list, theirs: list) -> None:
 def test_runtime_search_decodes_as_torch(name: str, decode_cfg: DecodeConfig, nbest: int, tmp_path: Path) -> None:
     model = tiny_model(**MODELS[name])
     sources = [s for s, _ in random_examples(30, seed=4, max_len=14)]  # longer than the trace (5 tokens)
-    theirs = torch_decode(model, sources, decode_cfg, torch.device("cpu"), nbest=nbest, return_attention=True)
-    ours = runtime_decode(graphs_of(model, tmp_path), sources, decode_cfg, nbest=nbest, return_attention=True)
+    theirs = decode(TorchBackend(model, torch.device("cpu"), "fp32"), sources, decode_cfg, nbest=nbest, return_attention=True)
+    ours = decode(graphs_of(model, tmp_path), sources, decode_cfg, nbest=nbest, return_attention=True)
     _check_same(ours, theirs)
+
+
+@pytest.mark.parametrize("decode_cfg, nbest", [(GREEDY, 1), (BEAM, 1), (BEAM, 3)], ids=["greedy", "beam5", "beam5-nbest3"])
+def test_an_export_ensemble_decodes_as_the_torch_ensemble(decode_cfg: DecodeConfig, nbest: int, tmp_path: Path) -> None:
+    models = [tiny_model(**MODELS["bahdanau-2x2"]), tiny_model(seed=3, **MODELS["luong"])]
+    sources = [s for s, _ in random_examples(30, seed=4, max_len=14)]
+    graphs = [graphs_of(m, (tmp_path / str(i)).mkdir() or tmp_path / str(i)) for i, m in enumerate(models)]
+    theirs = decode(Ensemble([TorchBackend(m, torch.device("cpu"), "fp32") for m in models]), sources, decode_cfg, nbest=nbest, return_attention=True)
+    ours = decode(Ensemble(graphs), sources, decode_cfg, nbest=nbest, return_attention=True)
+    _check_same(ours, theirs)
+    mixed = decode(Ensemble([graphs[0], TorchBackend(models[1], torch.device("cpu"), "fp32")]), sources, decode_cfg, nbest=nbest)
+    assert [[h.ids for h in x] for x in mixed] == [[h.ids for h in x] for x in theirs]
 
 
 @pytest.mark.parametrize("decode_cfg", [GREEDY, BEAM], ids=["greedy", "beam5"])
 def test_a_sentence_alone_decodes_as_in_a_batch_through_the_export(decode_cfg: DecodeConfig, tmp_path: Path) -> None:
     graphs = graphs_of(tiny_model(**MODELS["bahdanau-2x2"]), tmp_path)
     sources = [s for s, _ in random_examples(12, seed=9, max_len=12)]
-    batched = runtime_decode(graphs, sources, decode_cfg, return_attention=True)
+    batched = decode(graphs, sources, decode_cfg, return_attention=True)
     for source, together in zip(sources, batched):
-        alone = runtime_decode(graphs, [source], dataclasses.replace(decode_cfg, batch_size=1), return_attention=True)[0]
+        alone = decode(graphs, [source], dataclasses.replace(decode_cfg, batch_size=1), return_attention=True)[0]
         assert [h.ids for h in alone] == [h.ids for h in together]
         assert abs(alone[0].score - together[0].score) < 1e-5
         assert np.abs(alone[0].attention - together[0].attention).max() < 1e-6

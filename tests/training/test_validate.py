@@ -10,6 +10,7 @@ import pytest
 from seq2seq.config import config_from_dict
 from seq2seq.data.references import group_references, one_reference_each
 from seq2seq.data.report import degeneration_warning
+from seq2seq.decode.torch_backend import open_checkpoint
 from seq2seq.decode.translator import Translator
 from seq2seq.training.build import read_corpora
 from seq2seq.training.rundir import RunFiles
@@ -18,16 +19,16 @@ from tests.decode.test_evaluate import PAIRS, toy_checkpoint
 
 
 def test_validation_scores_an_item_right_when_it_matches_any_of_its_references() -> None:
-    t = Translator.from_checkpoint(toy_checkpoint(), "cpu", "fp32", "none")
+    t = Translator.of([open_checkpoint(toy_checkpoint(), "cpu", "fp32", "none")])
     pairs = PAIRS[:6]
     outputs = t.translate([s for s, _ in pairs], beam_size=1)
     assert all(o != ref for o, (_, ref) in zip(outputs, pairs))  # a random model
     lines = [pair for (s, ref), o in zip(pairs, outputs) for pair in ((s, ref), (s, o))]
 
-    grouped = validation_scores(t.model, group_references(lines), t.src, t.tgt, t.device, "fp32", t.cfg.decode, False)
+    grouped = validation_scores(t.backend.model, group_references(lines), t.src, t.tgt, t.backend.device, "fp32", t.cfg.decode, False)
     assert metric_value(grouped, "exact_match") == pytest.approx(100.0) and metric_value(grouped, "cer") == pytest.approx(0.0)
     assert grouped.n_sentences == len(pairs) and grouped.references == 2 and grouped.hypotheses == outputs
-    ungrouped = validation_scores(t.model, one_reference_each(lines), t.src, t.tgt, t.device, "fp32", t.cfg.decode, False)
+    ungrouped = validation_scores(t.backend.model, one_reference_each(lines), t.src, t.tgt, t.backend.device, "fp32", t.cfg.decode, False)
     assert metric_value(ungrouped, "exact_match") == pytest.approx(50.0) and ungrouped.n_sentences == 2 * len(pairs)
     assert (grouped.loss, grouped.n_tokens) == (ungrouped.loss, ungrouped.n_tokens)  # the loss: every pair, grouped or not
     # the degeneration warning reads one output per item against the item's first reference

@@ -1,0 +1,96 @@
+"""What the search decodes with: the Backend protocol (encode, step, take), a step's result, and a model opened.
+
+Three kinds serve it: the torch model (decode/torch_backend), an export's ONNX graphs (decode/onnx_backend) and an
+ensemble of either (decode/ensemble). The search (decode/search) and the Translator (decode/translator) know only
+this protocol, so they never ask which one they hold. No torch here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol, Sequence
+
+import numpy as np
+
+from seq2seq.config import Config
+from seq2seq.data.encoding import Encoder, Example
+from seq2seq.data.vocab import EOS
+
+
+class Step(NamedTuple):
+    """One decoding step of R rows: each row's c most probable next tokens, best first."""
+
+    scores: np.ndarray  # (R, c) float32 log-probabilities
+    tokens: np.ndarray  # (R, c) int64
+    attention: np.ndarray  # (R, S) float32 this step's attention weights
+    state: Any  # the decoder's state after the step, the backend's own type
+
+
+class Backend(Protocol):
+    """A model as the search sees it. `memory` (the encoder's rows) and `state` (the decoder's) are the backend's own
+    types; the search keeps them whole and asks the backend to keep some of their rows (`take`, `take_state`)."""
+
+    vocab_size: int  # target vocabulary
+
+    def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[Any, Any]:
+        """src (B, S), src_lengths (B,) int64 -> (memory, the decoder's first state), B rows each."""
+        ...
+
+    def log_probs(self, prev: np.ndarray, memory: Any, state: Any) -> tuple[np.ndarray, np.ndarray, Any]:
+        """prev (R,) int64 -> log-probabilities (R, V) float32, attention (R, S) float32, the new state."""
+        ...
+
+    def step(self, prev: np.ndarray, memory: Any, state: Any, c: int, ban_eos: bool) -> Step:
+        """The c best tokens of each row after `prev` (R,); `ban_eos`: <eos> is not among them (before min_len)."""
+        ...
+
+    def take(self, memory: Any, rows: np.ndarray) -> Any:
+        """Keep the memory's rows `rows` (1-D int64, repeats allowed)."""
+        ...
+
+    def take_state(self, state: Any, rows: np.ndarray) -> Any:
+        """Keep the decoder state's rows `rows`."""
+        ...
+
+    def loss(self, examples: Sequence[Example], batch_size: int) -> tuple[float, int] | None:
+        """Teacher-forced summed NLL over the real target tokens and their number; None where the backend has no
+        training graph (an export, an ensemble)."""
+        ...
+
+
+def best_of(log_probs: np.ndarray, c: int, ban_eos: bool) -> tuple[np.ndarray, np.ndarray]:
+    """log_probs (R, V) -> the c largest per row and their tokens, (R, c) each, largest first (numpy's torch.topk).
+    `ban_eos` sets <eos> to -inf first, in place."""
+    if ban_eos:
+        log_probs[:, EOS] = -np.inf
+    if c == 1:
+        tokens = log_probs.argmax(axis=1)[:, None]  # (R, 1)
+        return np.take_along_axis(log_probs, tokens, axis=1), tokens
+    return top(log_probs, c)
+
+
+def top(values: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `c` largest values per row of `values` (R, N) and their indices, largest first."""
+    if c < values.shape[1]:
+        index = np.argpartition(-values, c - 1, axis=1)[:, :c]
+    else:
+        index = np.broadcast_to(np.arange(values.shape[1]), values.shape)
+    found = np.take_along_axis(values, index, axis=1)
+    order = np.argsort(-found, axis=1, kind="stable")
+    return np.take_along_axis(found, order, axis=1), np.take_along_axis(index, order, axis=1)
+
+
+class Loaded(NamedTuple):
+    """One model opened for decoding (a checkpoint or an export): its backend, config, text sides and origin."""
+
+    backend: Backend
+    cfg: Config  # its decode section gives the decoding defaults
+    src: Encoder
+    tgt: Encoder
+    path: Path  # the checkpoint file or the export directory
+    kind: str  # checkpoint | export
+    device: str  # cpu, cuda, ...
+    precision: str  # fp32 | bf16: the autocast it decodes under (exports and int8: fp32)
+    quantize: str  # none | int8, as it runs
+    step: int | None = None  # updates it was trained for, when known
+    best: float | None = None  # its best validation score of train.metric (cfg.train.metric), when known
