@@ -177,6 +177,23 @@ def breakdown(timers: Timers, total: float) -> dict[str, float]:
     return {name: out[name] for name in PHASES}
 
 
+def profile(cfg: Any, run_dir: Path) -> tuple[Any, Timers, float, dict[str, float]]:
+    """Train `cfg` into `run_dir` (replaced) with the timers on; (TrainResult, timers, total s, exclusive s per phase).
+    Everything patched is put back, also when training fails."""
+    cuda = cfg.train.device != "cpu" and torch.cuda.is_available()  # `auto` trains on CUDA when there is one
+    timers = Timers(torch.cuda.synchronize if cuda else (lambda: None))
+    undo: list[Callable[[], None]] = []
+    start = time.perf_counter()
+    try:
+        instrument(timers, undo)
+        result = trainer.train(cfg, run_dir, overwrite=True, quiet=True)
+    finally:
+        for restore in reversed(undo):
+            restore()
+    total = time.perf_counter() - start
+    return result, timers, total, breakdown(timers, total)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "g2p_de.yaml")
@@ -186,18 +203,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     cfg = load_config(args.config, [*args.overrides, f"train.max_time={args.minutes:g}", f"train.run_dir={args.run_dir}"])
-    cuda = cfg.train.device != "cpu" and torch.cuda.is_available()  # `auto` trains on CUDA when there is one
-    timers = Timers(torch.cuda.synchronize if cuda else (lambda: None))
-    undo: list[Callable[[], None]] = []
-    instrument(timers, undo)
-    start = time.perf_counter()
-    try:
-        result = trainer.train(cfg, args.run_dir, overwrite=True, quiet=True)
-    finally:
-        for restore in reversed(undo):
-            restore()
-    total = time.perf_counter() - start
-    phases = breakdown(timers, total)
+    result, timers, total, phases = profile(cfg, args.run_dir)
     steps = result.progress.step
     loop_s = timers.seconds["loop"]
     print(f"{args.config}, train.max_time {args.minutes:g} min: {steps} updates, {timers.calls['validation'] + timers.calls['final validation']} validations, "
