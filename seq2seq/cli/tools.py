@@ -9,26 +9,36 @@ from typing import List, Optional
 
 import typer
 
-from seq2seq.cli.options import ConfigOpt, ModelOpt, QuantizeOpt, SetOpt, check_quantize, load_config_arg
+from seq2seq.cli.options import ConfigOpt, ModelOpt, ModelsOpt, QuantizeOpt, SetOpt, check_quantize, load_config_arg
 
 
 def info(
-    model: Optional[str] = ModelOpt,
+    models: Optional[List[str]] = ModelsOpt,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
 ) -> None:
-    """Describe a checkpoint: architecture, parameters, vocabularies, training steps and time, best val BLEU, config.
+    """Describe a model (a checkpoint or an export): architecture, parameters, vocabularies, training steps and time,
+    best val score, config. Several --model: the ensemble they make, each model described.
 
-    Example: seq2seq info --model runs/demo
+    \b
+    Example:
+      seq2seq info --model runs/demo
+      seq2seq info --model exports/demo --json
     """
-    from seq2seq.model.checkpoint import resolve_model_path
-    from seq2seq.tools.info import describe, format_info
+    from seq2seq.decode.translator import open_model, resolve_model
+    from seq2seq.tools.info import describe, describe_export, format_models
 
-    summary = describe(resolve_model_path(model))
-    typer.echo(json.dumps(summary) if as_json else format_info(summary))
+    found = [resolve_model(model) for model in models or [None]]
+    if len(found) > 1:
+        open_model(models)  # models that cannot decode together (vocabularies, tokenizers): one line, exit 2
+    summaries = [describe_export(path) if kind == "export" else describe(path) for path, kind in found]
+    if as_json:
+        typer.echo(json.dumps(summaries[0] if len(summaries) == 1 else {"ensemble": len(summaries), "models": summaries}))
+    else:
+        typer.echo(format_models(summaries))
 
 
 def serve(
-    model: Optional[str] = ModelOpt,
+    models: Optional[List[str]] = ModelsOpt,
     host: str = typer.Option("127.0.0.1", "--host", metavar="ADDRESS", help="Address to listen on; 0.0.0.0 reaches other machines (no authentication)."),
     port: int = typer.Option(5000, "--port", "-p", metavar="PORT", min=0, max=65535, help="Port to listen on; 0 picks a free one (printed)."),
     beam: Optional[int] = typer.Option(
@@ -51,16 +61,14 @@ def serve(
       seq2seq serve --model runs/demo --port 5000
       curl -s localhost:5000/translate -d '{"text": ["I love you"]}'
     """
-    from seq2seq.model.checkpoint import resolve_model_path
+    from seq2seq.decode.translator import resolve_model
     from seq2seq.serve.run import require_extra, serve as run_server
-
-    from seq2seq.model.export_format import is_export
 
     check_quantize(quantize)
     require_extra()
-    if not is_export(model):  # an export decodes on onnxruntime, without torch
-        resolve_model_path(model)  # the cheap checks first: importing torch takes seconds
-    run_server(model, host=host, port=port, beam=beam, max_batch=max_batch, quantize=quantize)
+    for model in models or [None]:
+        resolve_model(model)  # the cheap checks first: importing torch takes seconds (an export never imports it)
+    run_server(models, host=host, port=port, beam=beam, max_batch=max_batch, quantize=quantize)
 
 
 plot_app = typer.Typer(

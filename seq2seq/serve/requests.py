@@ -122,6 +122,17 @@ def _beam_for(asked: int | None, nbest: int, default: int, names: tuple[str, str
         raise RequestError(str(e)) from None
 
 
+def _check_list(value: Any, limits: Limits, not_list: str, empty: str, counted: str) -> None:
+    """A request's sentences: a list (else `not_list`), not empty (else `empty`), of at most max_sentences (else
+    `counted`, formatted with n, and 413)."""
+    if not isinstance(value, list):
+        raise RequestError(f"{not_list}, got {_kind(value)}")
+    if not value:
+        raise RequestError(empty)
+    if len(value) > limits.max_sentences:
+        raise RequestError(f"{counted.format(n=len(value))}, over the limit of {limits.max_sentences} per request", 413)
+
+
 PLAIN_FIELDS = ("text", "beam", "nbest", "attention")
 
 
@@ -136,12 +147,7 @@ def parse_plain(obj: Any, limits: Limits, beam: int) -> tuple[list[str], Setting
     if "text" not in obj:
         raise RequestError("missing field 'text' (a list of sentences)")
     texts = [obj["text"]] if isinstance(obj["text"], str) else obj["text"]
-    if not isinstance(texts, list):
-        raise RequestError(f"'text' must be a list of strings, got {_kind(texts)}")
-    if not texts:
-        raise RequestError("'text' is an empty list: give at least one sentence")
-    if len(texts) > limits.max_sentences:
-        raise RequestError(f"'text' holds {len(texts)} sentences, over the limit of {limits.max_sentences} per request", 413)
+    _check_list(texts, limits, "'text' must be a list of strings", "'text' is an empty list: give at least one sentence", "'text' holds {n} sentences")
     for i, text in enumerate(texts):
         _check_string(text, f"text[{i}]")
     asked = None if obj.get("beam") is None else _int_value(obj["beam"], "'beam'", 1, limits.max_beam)
@@ -162,12 +168,7 @@ def parse_onmt(obj: Any, limits: Limits, beam: int) -> tuple[list[str], Settings
 
     OpenNMT-py's request names no beam: it is the server's `beam`, widened to the request's n-best.
     """
-    if not isinstance(obj, list):
-        raise RequestError(f'expected a JSON list like [{{"src": "...", "id": {MODEL_ID}}}], got {_kind(obj)}')
-    if not obj:
-        raise RequestError('empty list: give at least one {"src": "..."} item')
-    if len(obj) > limits.max_sentences:
-        raise RequestError(f"{len(obj)} items, over the limit of {limits.max_sentences} per request", 413)
+    _check_list(obj, limits, f'expected a JSON list like [{{"src": "...", "id": {MODEL_ID}}}]', 'empty list: give at least one {"src": "..."} item', "{n} items")
     texts: list[str] = []
     nbest: int | None = None
     for i, item in enumerate(obj):

@@ -7,7 +7,9 @@ each error kind that HTTP adds (the body's size, the endpoint, the method) and o
 from __future__ import annotations
 
 import http.client
+import html
 import json
+import urllib.parse
 import logging
 import os
 import re
@@ -218,6 +220,45 @@ def test_the_page_is_served_from_the_package(server: Server):
     assert f'id="beam" type="number" min="1" max="{LIMITS.max_beam}"' in page and "{{" not in page  # filled by the server
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), "the page loads nothing from elsewhere"
     assert "default-src 'none'" in response.getheader("content-security-policy")
+
+
+@needs_extra
+def test_the_page_names_the_model_and_offers_sentences_of_its_validation_data(server: Server, tiny_run: Path):
+    """Issue 33 §6: the page says which model answers (what it maps, its steps and best validation score, its kind)
+    and links two or three validation sources, each translating itself on the page (/?q=...)."""
+    from seq2seq.model.checkpoint import Checkpoint
+
+    _, page, _ = call(server.port, "GET", "/")
+    ckpt = Checkpoint.read(tiny_run / "runs" / "tiny" / "best.pt")
+    best = ckpt.scores[f"val_{ckpt.config.train.metric}"]
+    assert f"en -&gt; de: runs/tiny/best.pt (checkpoint, {ckpt.step} steps, best val BLEU {best:.2f})" in page
+    examples = list(dict.fromkeys(s for s, _ in toy_pairs("val", 120)))[:3]
+    links = re.findall(r'<a class="example" href="/\?q=([^"]*)">([^<]*)</a>', page)
+    assert [urllib.parse.unquote(q) for q, _ in links] == examples and [html.unescape(t) for _, t in links] == examples
+
+
+@needs_extra
+def test_an_ensemble_serves_as_its_model_and_says_it_is_one(tiny_run: Path, reference: list[dict[str, Any]]):
+    s = Server(tiny_run, "--model", "runs/tiny", "--model", "runs/tiny")
+    try:
+        info = health(s.port)
+        assert info["kind"] == "ensemble of 2 checkpoints" and info["model"] == "ensemble of 2: runs/tiny/best.pt + runs/tiny/best.pt"
+        got = translate(s.port, {"text": SENTENCES, "beam": 1})
+        assert [g["output"] for g in got] == [r["output"] for r in reference]
+        assert [g["score"] for g in got] == pytest.approx([r["score"] for r in reference], abs=1e-4)
+        _, page, _ = call(s.port, "GET", "/")
+        assert "en -&gt; de, ensemble of 2 checkpoints: runs/tiny/best.pt (checkpoint" in page
+    finally:
+        assert s.stop() == 0, s.stderr()
+
+
+def test_the_page_escapes_what_it_is_filled_with() -> None:
+    from seq2seq.serve.app import page_html
+
+    page = page_html(64, "<b>model</b>", ["a < b & c", "x"])
+    assert "&lt;b&gt;model&lt;/b&gt;" in page and "<b>model" not in page
+    assert '<a class="example" href="/?q=a%20%3C%20b%20%26%20c">a &lt; b &amp; c</a>' in page
+    assert "Try:" not in page_html(64, "m", [])
 
 
 # ---- errors over HTTP ------------------------------------------------------------------------------------------
