@@ -245,3 +245,17 @@ def test_the_export_decodes_as_the_checkpoint_in_fp32_and_precision_says_so(
                        (["--precision", "bf16", "--model", str(out)], "is an export, which decodes in fp32")):
         proc = run_without_torch(no_torch_env, "-m", "seq2seq", "translate", "hello", *(bad if "--model" in bad else [*bad, "--model", str(out)]))
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and words in proc.stderr, proc.stderr
+
+
+def test_info_describes_an_ensemble_and_the_model_errors_and_help_name_exports(exported: Path, export_run: Path, tmp_path: Path) -> None:
+    text = run_cli("info", "--model", str(exported), "--model", str(export_run), cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("ensemble of 2 models") and f"model 1\nexport        {exported}" in text.stdout
+    assert f"model 2\ncheckpoint    {export_run / 'best.pt'}" in text.stdout
+    info = json.loads(run_cli("info", "--model", str(exported), "--model", str(export_run), "--json", cwd=tmp_path).stdout)
+    assert info["ensemble"] == 2 and [m["kind"] for m in info["models"]] == ["export", "checkpoint"]
+    missing = run_cli("translate", "--model", "nope", "hi", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr == "error: nope: no such model (give a run directory, a .pt checkpoint or an export directory)\n"
+    for command in ("translate", "eval", "serve", "info"):
+        assert "EXPORT_DIR" in run_cli(command, "--help", cwd=tmp_path).stdout, command
