@@ -233,8 +233,8 @@ def tune(
     ),
     space: Optional[Path] = typer.Option(
         None, "--space", metavar="FILE.yaml", show_default=False,
-        help="The search space: config keys with a range or choices [default: hidden and embedding sizes, lr, dropout, "
-        "max_tokens, attention, and the schedule and ema_decay where the config has them].",
+        help="The search space: config keys with a range or choices [default: lr, one size knob for the hidden and "
+        "embedding sizes, dropout, label smoothing, max_tokens; the rest stays the config's].",
     ),
     storage: Optional[str] = typer.Option(
         None, "--storage", metavar="URL", show_default=False,
@@ -246,11 +246,13 @@ def tune(
         help="Where the trials' run directories (DIR/trial-NNNN), the study, best.yaml and trials.png go [default: runs/<config stem>-tune].",
     ),
 ) -> None:
-    """Search hyperparameters with Optuna (needs the tune extra: pip install -e '.[tune]'): TPE proposes each trial's
-    settings, successive halving stops trials that trail at equal minutes of training, and each trial is an ordinary
-    run directory trained by `seq2seq train`. The same command again continues the study.
+    """Search hyperparameters with Optuna (needs the tune extra: pip install -e '.[tune]'): quasi-random trials, then
+    multivariate TPE, propose each trial's settings; every trial validates at the same minutes of training, and
+    successive halving stops those that trail there; each trial is an ordinary run directory trained by
+    `seq2seq train`. The same command again continues the study.
 
-    Prints a table of the trials and writes DIR/best.yaml (the config with the best settings) and DIR/trials.png.
+    Prints a table of the trials (their scores at each rung) and writes DIR/best.yaml (the config with the best
+    settings, training into DIR-best) and DIR/trials.png; runs/latest then names the best trial's run.
 
     \b
     Example:
@@ -261,8 +263,7 @@ def tune(
 
     result = run_tune(TuneOptions(config, tuple(overrides or ()), budget, trial_minutes, space, storage, out))
     typer.echo(result.table)
-    if result.best is not None:
-        typer.echo(f"best config: {result.best}; train it with: seq2seq train --config {result.best}", err=True)
+    typer.echo(result.hint, err=True)  # how to train best.yaml, and the run directory it goes to
 
 
 def register(app: typer.Typer) -> None:

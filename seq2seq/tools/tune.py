@@ -1,12 +1,15 @@
-"""`seq2seq tune`: a hyperparameter search on Optuna (the `tune` extra). Its TPE sampler proposes each trial's
-settings from the trials so far; its successive-halving pruner stops a trial whose best score after some minutes of
-training is not among the best third of the trials that got that far (rungs at 1/9 and 1/3 of a trial's minutes).
+"""`seq2seq tune`: a hyperparameter search on Optuna (the `tune` extra). The first trials take quasi-random settings
+(Optuna's QMC sampler, a scrambled Sobol sequence), the rest multivariate TPE's, modelled on the trials so far. Every
+trial validates by the clock at each ninth of its minutes (train.valid_every_minutes), so all trials are scored at
+the same seconds of training; at the rungs, a ninth and a third of its minutes, successive halving stops a trial not
+among the best third of the trials scored at that second (`goes_on`: no trial goes on for being the first there).
 
 Each trial is an ordinary run directory, DIR/trial-NNNN (tools/tune_trial). The study lives in DIR/study.journal
 (Optuna's journal file) or in the database of --storage, so the same command again continues it, and several
 machines given one --storage run trials of one study. A trial left running by a tuner that was killed (its process
 is gone from this machine) is marked failed and its settings are queued to run first. At the end: a table of the
-trials, DIR/best.yaml (the base config with the best trial's settings, ready for `seq2seq train`) and DIR/trials.png.
+trials (each one's score at each rung), DIR/best.yaml (the base config with the best trial's settings and a run
+directory of its own, ready for `seq2seq train`) and DIR/trials.png; runs/latest then names the best trial's run.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ import time
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from seq2seq.config import Config, dump_config, load_config
 from seq2seq.errors import ConfigError, install_hint
 from seq2seq.files import atomic_write_text
-from seq2seq.tools.tune_space import Dimension, as_overrides, check_space, default_space, read_space
-from seq2seq.tools.tune_trial import Outcome, run_trial, train_command
+from seq2seq.model.checkpoint import DEFAULT_MODEL_FILE, record_default_model
+from seq2seq.tools.tune_space import Dimension, as_overrides, check_space, default_space, expand, has_key, read_space
+from seq2seq.tools.tune_trial import Outcome, Rungs, run_trial, train_command
 from seq2seq.training.rundir import ensure_dir
 from seq2seq.training.schedule import LOWER_IS_BETTER
 
@@ -32,7 +36,8 @@ log = logging.getLogger("seq2seq")
 
 STUDY_FILE, BEST_FILE, PLOT_FILE, LOG_FILE = "study.journal", "best.yaml", "trials.png", "tune.log"
 REDUCTION_FACTOR = 3  # successive halving keeps the best third at each rung
-N_STARTUP_TRIALS = 5  # random settings before TPE models the results (Optuna's 10 would fill a whole small budget)
+EMA_DECAY = 0.999  # trials of a config without the EMA get it, so that a rung scores the better of two weights
+GUESSED_OVERHEAD_MIN = 0.5  # a trial's start-up and final validation, before a trial of this study measured them
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class TuneResult:
     table: str
     best: Path | None  # best.yaml, None while no trial has completed
     plot: Path | None  # trials.png, None without matplotlib
+    hint: str = ""  # the last line: how to train best.yaml, and where it goes
 
 
 def default_trial_minutes(budget: float) -> float:
@@ -106,21 +112,82 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def open_study(optuna: Any, storage: Any, name: str, metric: str, seed: int, trial_seconds: float) -> Any:
-    """Create the study or load it, checking it optimizes the same metric; a TPE sampler and successive halving."""
+def open_study(optuna: Any, storage: Any, name: str, metric: str) -> Any:
+    """Create the study or load it, checking it optimizes the same metric. No Optuna pruner: `goes_on` decides."""
     direction = "minimize" if metric in LOWER_IS_BETTER else "maximize"
-    pruner = optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=max(1, int(trial_seconds / REDUCTION_FACTOR**2)), reduction_factor=REDUCTION_FACTOR
-    )
-    study = optuna.create_study(storage=storage, study_name=name, direction=direction, pruner=pruner, load_if_exists=True)
+    study = optuna.create_study(storage=storage, study_name=name, direction=direction, pruner=optuna.pruners.NopPruner(), load_if_exists=True)
     known = study.user_attrs.get("metric")
     if known is None:
         study.set_user_attr("metric", metric)
     elif known != metric:
         raise ConfigError(f"the study {name!r} optimizes val {known}, this config's train.metric is {metric}: use another --out")
-    # Seeded from train.seed and the trials so far: a continued study does not draw its first settings again.
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials), n_startup_trials=N_STARTUP_TRIALS)
     return study
+
+
+def goes_on(value: float, others: Sequence[float], lower_is_better: bool, factor: int = REDUCTION_FACTOR) -> bool:
+    """Successive halving at a rung: does a trial scoring `value` go on, against the `others` scored at the same
+    second? When it is among the best max(1, n // factor) of the n scores (its own included; a tie goes its way), and
+    only then: a trial alone at a rung has beaten nobody, and stops. (Optuna's SuccessiveHalvingPruner lets the first
+    trial at a rung go on, so the first trial of every study ran to its end whatever it scored, and the first of the
+    next `factor - 1` went on by beating it alone.) Each rung thus needs one trial that stopped there to compare with:
+    a study's first trial stops at the first rung, the first to reach the second rung stops there."""
+    if not others:
+        return False
+    better = sum(1 for other in others if (other < value if lower_is_better else other > value))
+    return better < max(1, (len(others) + 1) // factor)
+
+
+def rung_judge(study: Any, trial: Any, lower_is_better: bool) -> Callable[[int, float], bool]:
+    """The pruner of one trial: at `step` (milliseconds of training), stop it (True) unless `goes_on` against every
+    other trial of the study with a score at that step (whatever its state: pruned there, completed, or running on
+    another machine)."""
+
+    def judge(step: int, value: float) -> bool:
+        others = [t.intermediate_values[step] for t in study.get_trials(deepcopy=False)
+                  if t.number != trial.number and step in t.intermediate_values]
+        return not goes_on(value, others, lower_is_better)
+
+    return judge
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a budget buys: trials, of which the first `startup` quasi-random."""
+
+    trials: int  # about: with the pruner stopping two of three at each rung
+    full: int  # if every trial ran to its end
+    overhead: float  # minutes of a trial's start-up and final validation (measured, or guessed)
+    startup: int
+
+    def describe(self, budget: float, minutes: float) -> str:
+        return (f"the budget of {budget:g} min buys about {self.trials} trials of {minutes:g} min ({self.full} if none were "
+                f"pruned; {self.overhead:.2f} min of start-up each); the first {self.startup} take quasi-random settings, "
+                "then multivariate TPE")
+
+
+def plan_trials(budget: float, minutes: float, rungs: Rungs, overhead: float | None, startup: int | None) -> Plan:
+    """The trials a budget buys. Successive halving with rungs at marks 1 and 3 of 9 stops two of three trials at each,
+    so in the long run 2/3 of the trials train a ninth of their minutes, 2/9 a third and 1/9 all of them: 7/27 of a
+    trial's minutes each, plus the start-up. A third of them, 3 to 10, are the quasi-random start (fixed for the study
+    when it begins)."""
+    over = GUESSED_OVERHEAD_MIN if overhead is None else overhead
+    share = (2 / 3) * rungs.at[0] / 9 + (2 / 9) * rungs.at[-1] / 9 + 1 / 9 if len(rungs.at) == 2 else 1.0
+    trials = int(budget // (minutes * share + over))
+    full = int(budget // (minutes + over))
+    return Plan(trials, full, over, startup if startup is not None else min(10, max(3, round(trials / 3))))
+
+
+def choose_sampler(optuna: Any, study: Any, seed: int, startup: int) -> Any:
+    """The sampler of the next trial: QMC (scrambled Sobol, seeded: several machines draw one sequence; Optuna draws
+    the very first trial at random, to learn the space) for the first `startup` trials, then multivariate TPE (the
+    dimensions modelled together, not one by one), seeded from train.seed and the trials so far so that a continued
+    study does not draw its first settings again."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    if len(study.trials) < startup:
+        return optuna.samplers.QMCSampler(scramble=True, seed=seed, warn_independent_sampling=False, warn_asynchronous_seeding=False)
+    return optuna.samplers.TPESampler(seed=seed + len(study.trials), n_startup_trials=startup, multivariate=True)
 
 
 def recover_orphans(optuna: Any, study: Any) -> list[int]:
@@ -146,6 +213,21 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Search:
+    """What every trial of this command shares (a record for run_trials and finish)."""
+
+    optuna: Any
+    study: Any
+    options: TuneOptions  # resolved: trial_minutes and out set
+    space: Sequence[Dimension]
+    overrides: tuple[str, ...]  # the user's --set keys and the tuner's fixed ones (train.ema_decay)
+    cfg: Config  # the base config with `overrides`
+    rungs: Rungs
+    seed: int
+    startup: int
+
+
 def tune(options: TuneOptions) -> TuneResult:
     """Run trials until the budget is spent; return the table of all the study's trials and the files written."""
     optuna = import_optuna()
@@ -159,10 +241,13 @@ def tune(options: TuneOptions) -> TuneResult:
     cfg = load_config(options.config, options.overrides)
     space, where = (read_space(options.space), str(options.space)) if options.space else (default_space(), "the default space")
     check_space(space, options.config, options.overrides, where)
+    searched = {key for d in space for key in expand([d], {d.key: d.extremes()[0]})}
+    fixed = (f"train.ema_decay={EMA_DECAY}",) if has_key("train", "ema_decay") and cfg.train.ema_decay == 0 and "train.ema_decay" not in searched else ()
+    overrides = (*options.overrides, *fixed)
     storage = open_storage(optuna, options.storage, options.out)  # a database's before DIR is made: it may fail
     make_out_dir(options.out)
     seed = cfg.train.seed + (zlib.crc32(worker_id().encode()) % 10_000 if options.storage else 0)  # machines differ
-    study = open_study(optuna, storage, options.out.resolve().name, cfg.train.metric, seed, minutes * 60)
+    study = open_study(optuna, storage, options.out.resolve().name, cfg.train.metric)
     if not study.trials and any(options.out.glob("trial-*")):
         raise ConfigError(f"--out {options.out} holds trial directories but no study: use another --out")
     from seq2seq.training.logs import attach_log_file, setup_logging
@@ -171,44 +256,74 @@ def tune(options: TuneOptions) -> TuneResult:
     attach_log_file(options.out / LOG_FILE)
     for number in recover_orphans(optuna, study):
         log.warning("trial %d was left running by a tuner that is gone: marked failed, its settings run again", number)
+    rungs = Rungs.for_minutes(minutes)
+    overheads = [t.user_attrs["overhead"] for t in study.trials if isinstance(t.user_attrs.get("overhead"), (int, float))]
+    plan = plan_trials(options.budget, minutes, rungs, max(overheads) / 60 if overheads else None, study.user_attrs.get("startup"))
+    if "startup" not in study.user_attrs:
+        study.set_user_attr("startup", plan.startup)
     log.info("tuning %s for %g min, trials of %g min of training; %s; study %s", options.config, options.budget, minutes,
              "; ".join(d.describe() for d in space), options.storage or options.out / STUDY_FILE)
-    run_trials(optuna, study, options, space, cfg.train.metric)
-    return finish(study, options, cfg)
+    log.info("not searched, the config's own: %s%s", fixed_settings(cfg, options.config),
+             f"; train.ema_decay {EMA_DECAY}, not the config's 0, so that each rung scores the better of the raw and the "
+             "averaged weights" if fixed else "")
+    cfg = load_config(options.config, overrides)
+    log.info("every trial validates every %.3g s of training, at the same seconds; the rungs at %s s stop a trial not "
+             "among the best third there", rungs.interval, " and ".join(f"{s / 1000:.3g}" for s in rungs.steps))
+    log.info("%s", plan.describe(options.budget, minutes))
+    search = Search(optuna, study, options, space, overrides, cfg, rungs, seed, plan.startup)
+    latest = DEFAULT_MODEL_FILE.read_text(encoding="utf-8") if DEFAULT_MODEL_FILE.is_file() else None
+    try:
+        run_trials(search)
+    finally:  # every trial's run made itself the default model: the best trial's is, or the one before the study
+        result = finish(search, latest)
+    return result
 
 
-def run_trials(optuna: Any, study: Any, options: TuneOptions, space: Sequence[Dimension], metric: str) -> None:
+def fixed_settings(cfg: Config, config: Path) -> str:
+    """The settings the default space leaves alone, as the config has them."""
+    m, t = cfg.model, cfg.train
+    return (f"attention {m.attention}, layers {m.enc_layers}/{m.dec_layers}, schedule {t.schedule} (warmup {t.warmup_steps}), "
+            f"ema_decay {t.ema_decay:g}, clip_grad {t.clip_grad:g} and every other key of {config}")
+
+
+def run_trials(search: Search) -> None:
     """Start trials while the next one can finish in the budget: a trial's minutes plus the longest start-up and
     final validation seen so far in this command."""
+    optuna, study, options = search.optuna, search.study, search.options
     assert options.out is not None and options.trial_minutes is not None  # resolved by tune()
     deadline, overhead, minutes = time.monotonic() + options.budget * 60, 0.0, options.trial_minutes
+    metric = search.cfg.train.metric
     while True:
         left = deadline - time.monotonic()
         if left < minutes * 60 + overhead:
             log.info("budget: %.2f min left, a trial takes about %.2f: no more trials", left / 60, (minutes * 60 + overhead) / 60)
             break
+        study.sampler = choose_sampler(optuna, study, search.seed, search.startup)
         trial = study.ask()
         trial.set_user_attr("worker", worker_id())
-        settings = {d.key: d.suggest(trial) for d in space}
+        params = {d.key: d.suggest(trial) for d in search.space}
+        settings = expand(search.space, params)
         run_dir = options.out / f"trial-{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir))
-        command = train_command(options.config, options.overrides, settings, run_dir, minutes)
+        trial.set_user_attr("settings", settings)
+        trial.set_user_attr("rungs", list(search.rungs.steps))
+        command = train_command(options.config, search.overrides, settings, run_dir, minutes, search.rungs)
         try:
-            outcome = run_trial(trial, command, run_dir, metric, minutes)
+            outcome = run_trial(trial, command, run_dir, metric, search.rungs, rung_judge(study, trial, metric in LOWER_IS_BETTER))
         except KeyboardInterrupt:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             log.warning("interrupted: trial %d stopped (%s); its settings run first when the study continues", trial.number, run_dir)
             raise
         record(optuna, study, trial, outcome)
-        log.info("trial %d: %s: %s", trial.number, format_settings(settings), describe_outcome(outcome, metric))
+        log.info("trial %d: %s: %s", trial.number, format_settings(params), describe_outcome(outcome, metric))
         overhead = max(overhead, outcome.wall - outcome.seconds)
 
 
 def record(optuna: Any, study: Any, trial: Any, outcome: Outcome) -> None:
     """Tell the study how the trial ended; its figures go into the trial's user attributes for the table."""
     figures = {"best": outcome.value, "minutes": outcome.seconds / 60, "updates": outcome.updates, "error": outcome.error,
-               "pruned_at": None if outcome.pruned_at is None else outcome.pruned_at / 60}
+               "pruned_at": None if outcome.pruned_at is None else outcome.pruned_at / 60, "overhead": outcome.wall - outcome.seconds}
     for key, value in figures.items():
         trial.set_user_attr(key, value)
     state = optuna.trial.TrialState
@@ -236,29 +351,59 @@ def describe_outcome(outcome: Outcome, metric: str) -> str:
     return f"{figures}, failed: {outcome.error}" if outcome.state == "failed" else figures
 
 
-def finish(study: Any, options: TuneOptions, cfg: Config) -> TuneResult:
-    """The table of the study's trials, best.yaml and trials.png."""
+def best_run_dir(out: Path) -> Path:
+    """Where best.yaml trains: a run directory of the study's own, beside DIR (not the base config's run, nor a
+    `runs/best` that the next study's best.yaml would train into too)."""
+    return out.parent / f"{out.name}-best"
+
+
+def finish(search: Search, latest: str | None) -> TuneResult:
+    """The table of the study's trials, best.yaml, trials.png, and runs/latest: the best trial's run, or as it was
+    before the study when no trial completed (`latest`, its text then; None: there was none)."""
     from seq2seq.tools.tune_report import plot_study, trials_table
     from seq2seq.training.validate import metric_label
 
+    options, metric = search.options, search.cfg.train.metric
     assert options.out is not None
-    out, metric = options.out, cfg.train.metric
-    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-    best = study.best_trial if any(t.state.name == "COMPLETE" for t in trials) else None
-    best_path = None
-    if best is not None:
-        best_cfg = load_config(options.config, [*options.overrides, *as_overrides(best.params)])
+    out = options.out
+    trials = sorted(search.study.get_trials(deepcopy=False), key=lambda t: t.number)
+    best = search.study.best_trial if any(t.state.name == "COMPLETE" for t in trials) else None
+    best_path, hint = None, f"no trial has completed yet: no {out / BEST_FILE}"
+    if best is None:
+        restore_default_model(latest)
+    else:
+        settings = best.user_attrs.get("settings") or expand(search.space, best.params)
+        target = best_run_dir(out)
+        best_cfg = load_config(options.config, [*search.overrides, *as_overrides({**settings, "train.run_dir": str(target)})])
         best_path = out / BEST_FILE
-        atomic_write_text(best_path, best_yaml(best_cfg, best.number, f"val {metric_label(metric)} {best.value:.2f}", options.config, out))
-        log.info("best: trial %d, val %s %.2f: %s -> %s", best.number, metric_label(metric), best.value, format_settings(best.params), best_path)
-    plot = plot_study(trials, metric, out / PLOT_FILE, f"{out.resolve().name}: {len(trials)} trials")
-    return TuneResult(out, trials_table(trials, metric, None if best is None else best.number), best_path, plot)
+        score = f"val {metric_label(metric)} {best.value:.2f}"
+        atomic_write_text(best_path, best_yaml(best_cfg, best.number, score, options.config, out, len(trials)))
+        record_default_model(Path(best.user_attrs.get("run_dir", out / f"trial-{best.number:04d}")))
+        log.info("runs/latest: trial %d's run %s, the best, is the model eval and translate use without --model",
+                 best.number, best.user_attrs.get("run_dir"))
+        hint = (f"best: trial {best.number}, {score}: {format_settings(best.params)} -> {best_path}; train it with: "
+                f"seq2seq train --config {best_path} (into {target}, its train.run_dir)")
+        log.info("%s", hint)
+    plot = plot_study(trials, metric, out / PLOT_FILE, f"{out.resolve().name}: {len(trials)} trials", search.rungs.steps)
+    table = trials_table(trials, metric, None if best is None else best.number, search.rungs.steps)
+    return TuneResult(out, table, best_path, plot, hint)
 
 
-def best_yaml(cfg: Config, number: int, score: str, config: Path, out: Path) -> str:
-    """The base config with the best trial's settings; run_dir and max_time are the base config's, not the trial's."""
+def restore_default_model(latest: str | None) -> None:
+    """runs/latest as it was before the study: its trials' runs each made themselves the default model."""
+    if latest is not None:
+        atomic_write_text(DEFAULT_MODEL_FILE, latest)
+    elif DEFAULT_MODEL_FILE.is_file():
+        DEFAULT_MODEL_FILE.unlink()
+
+
+def best_yaml(cfg: Config, number: int, score: str, config: Path, out: Path, trials: int) -> str:
+    """The base config with the best trial's settings; max_time is the base config's, not the trial's, and run_dir
+    the study's own (best_run_dir)."""
     head = (
-        f"# seq2seq tune: {config} with the settings of trial {number} ({score}), the best of {out}.\n"
-        f"# Train it with: seq2seq train --config {out / BEST_FILE}\n"
+        f"# seq2seq tune: the settings of trial {number} of {out} ({score}; the best of {trials} trials) on {config}.\n"
+        f"# trial: {number}\n"
+        f"# score: {score}\n"
+        f"# Train it with: seq2seq train --config {out / BEST_FILE}   (into {cfg.train.run_dir}, its train.run_dir)\n"
     )
     return head + dump_config(cfg)

@@ -1,4 +1,5 @@
-"""What `seq2seq tune` shows at the end: a table of the study's trials and a plot of the metric by trial."""
+"""What `seq2seq tune` shows at the end: a table of the study's trials (each one's score at each rung) and a plot of
+each trial's score by minutes of training."""
 
 from __future__ import annotations
 
@@ -33,17 +34,25 @@ def _stopped(trial: Any) -> str:
     return "-" if state == "complete" else state
 
 
-def trials_table(trials: Sequence[Any], metric: str, best_number: int | None) -> str:
-    """One row a trial: its number (* the best), settings, best score, minutes of training, updates, pruned at."""
+def rung_column(step: int) -> str:
+    """A rung's column, from its step (milliseconds of training)."""
+    return f"at {step / 60000:.2f} min"
+
+
+def trials_table(trials: Sequence[Any], metric: str, best_number: int | None, rungs: Sequence[int] = ()) -> str:
+    """One row a trial: its number (* the best), settings, its score at each rung (the best it had reached by that
+    second of training; `rungs`: their steps, milliseconds), its best score, minutes of training, updates, pruned at."""
     keys = list(dict.fromkeys(key for t in trials for key in t.params))
     short = [key.split(".", 1)[-1] for key in keys]  # hidden_size, not model.hidden_size, where no other key shares it
     names = [s if short.count(s) == 1 else key for s, key in zip(short, keys)]
-    head = ["trial", *names, f"val {metric_label(metric)}", "minutes", "updates", "pruned at"]
+    head = ["trial", *names, *(rung_column(r) for r in rungs), f"val {metric_label(metric)}", "minutes", "updates", "pruned at"]
     rows = [head]
     for t in trials:
         score, minutes = score_of(t), t.user_attrs.get("minutes")
+        at = [t.intermediate_values.get(r) for r in rungs]
         rows.append([
             f"{t.number}{' *' if t.number == best_number else ''}", *(_cell(t.params.get(k)) for k in keys),
+            *("-" if v is None else f"{v:.2f}" for v in at),
             "-" if score is None else f"{score:.2f}", "-" if minutes is None else f"{minutes:.2f}",
             _cell(t.user_attrs.get("updates")), _stopped(t),
         ])
@@ -51,15 +60,50 @@ def trials_table(trials: Sequence[Any], metric: str, best_number: int | None) ->
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
-def plot_study(trials: Sequence[Any], metric: str, path: Path, title: str) -> Path | None:
-    """Draw the metric by trial into `path`; without matplotlib (the plot extra), say so and draw nothing."""
-    from seq2seq.tools.plot import plot_trials, pyplot
+def plot_study(trials: Sequence[Any], metric: str, path: Path, title: str, rungs: Sequence[int] = ()) -> Path | None:
+    """Draw each trial's score by minutes of training into `path` (its best so far at each validation, the same
+    seconds for every trial, the rungs marked); without matplotlib (the plot extra), say so and draw nothing."""
+    from seq2seq.tools.plot import pyplot
 
     try:
         pyplot()
     except ConfigError as e:
         log.info("%s skipped: %s", path.name, e)
         return None
-    points = [(t.number, score_of(t), t.state.name == "PRUNED") for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
-    plot_trials([(n, s, pruned) for n, s, pruned in points if s is not None], path, title, f"val {metric_label(metric)}", metric in LOWER_IS_BETTER)
+    done = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED") and t.intermediate_values]
+    best = max((t for t in done if t.state.name == "COMPLETE"), key=lambda t: t.value if metric not in LOWER_IS_BETTER else -t.value, default=None)
+    curves = [(t.number, sorted((step / 60000, v) for step, v in t.intermediate_values.items()), t.state.name == "PRUNED") for t in done]
+    plot_trial_curves(curves, [r / 60000 for r in rungs], None if best is None else best.number, path, title,
+                      f"val {metric_label(metric)}", metric in LOWER_IS_BETTER)
     return path
+
+
+def plot_trial_curves(
+    curves: Sequence[tuple[int, Sequence[tuple[float, float]], bool]], rungs: Sequence[float], best: int | None,
+    path: Path, title: str, label: str, lower_is_better: bool,
+) -> None:
+    """One line a trial (number, its (minutes, score) points, pruned): completed trials in colour, pruned ones grey
+    ending in an x where they were stopped, the best trial bold, the rungs as dashed vertical lines."""
+    from seq2seq.tools.plot import DPI, check_image_path, finish_axis, pyplot, save
+
+    check_image_path(path)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(9.0, 5.0), dpi=DPI)
+    for number, points, pruned in curves:
+        xs, ys = zip(*points)
+        if pruned:
+            ax.plot(xs, ys, "-", color="gray", alpha=0.5, linewidth=1)
+            ax.plot(xs[-1:], ys[-1:], "x", color="gray")
+        else:
+            ax.plot(xs, ys, "-o", markersize=3, linewidth=2.5 if number == best else 1.2,
+                    label=f"trial {number}" + (" (best)" if number == best else ""))
+    for i, minute in enumerate(rungs):
+        ax.axvline(minute, linestyle="--", color="black", alpha=0.3, label="rungs" if i == 0 else None)
+    ax.set_xlabel("minutes of training")
+    ax.set_ylabel(label + (" (lower is better)" if lower_is_better else "") + ", best so far")
+    finish_axis(ax, bool(curves), "no trials yet")
+    from matplotlib.ticker import AutoLocator
+
+    ax.xaxis.set_major_locator(AutoLocator())  # minutes, not steps: fractions of one too
+    ax.set_title(title + ("; pruned trials grey" if any(pruned for _, _, pruned in curves) else ""))
+    save(fig, path)

@@ -7,6 +7,10 @@ The file maps each dotted key to one dimension:
     model.hidden_size: {type: int, low: 128, high: 512, step: 64}
     train.lr: {type: float, low: 1e-4, high: 3e-3, log: true}
     model.attention: {type: categorical, choices: [bahdanau, luong]}
+    size: {type: int, low: 128, high: 512, step: 64, sets: {model.hidden_size: 1, model.emb_size: 0.5}}
+
+A knob (a name with no dot, and `sets`) sets several config keys from one value, each the value times its factor
+(rounded for an integer knob): one dimension where two would leave the sampler a space twice as large to learn.
 
 The config says what is valid (config.py holds every key, type and range): a dimension is valid when the config
 accepts its extreme values (low and high: the config's checks are ranges, so all between pass too) or each choice.
@@ -24,22 +28,31 @@ from seq2seq.config import SECTIONS, choices, load_config, read_yaml
 from seq2seq.errors import ConfigError
 
 KINDS = ("int", "float", "categorical")
-FIELDS = {"int": ("type", "low", "high", "step", "log"), "float": ("type", "low", "high", "step", "log"), "categorical": ("type", "choices")}
-# Set by the tuner for every trial (run_dir, max_time) or the study's objective itself (metric): not to be searched.
-TUNER_KEYS = ("train.run_dir", "train.max_time", "train.metric")
+FIELDS = {"int": ("type", "low", "high", "step", "log", "sets"), "float": ("type", "low", "high", "step", "log", "sets"), "categorical": ("type", "choices")}
+# Set by the tuner for every trial (run_dir, max_time, the validations at its rungs) or the study's objective itself
+# (metric): not to be searched.
+TUNER_KEYS = ("train.run_dir", "train.max_time", "train.metric", "train.valid_every", "train.valid_every_minutes")
 
 
 @dataclass(frozen=True)
 class Dimension:
-    """One config key and the values a trial may give it: `low`..`high` (int or float; `step`, `log`) or `choices`."""
+    """One config key and the values a trial may give it: `low`..`high` (int or float; `step`, `log`) or `choices`;
+    or a knob (`sets`: the config keys it sets, each to the value times its factor)."""
 
-    key: str  # "model.hidden_size"
+    key: str  # "model.hidden_size", or a knob's name ("size")
     kind: str  # one of KINDS
     low: float | int | None = None
     high: float | int | None = None
     step: float | int | None = None
     log: bool = False
     choices: tuple[Any, ...] = ()
+    sets: tuple[tuple[str, float], ...] = ()  # a knob's config keys and factors: (("model.hidden_size", 1.0), ...)
+
+    def settings(self, value: Any) -> dict[str, Any]:
+        """The config keys a value of this dimension sets: its own key, or a knob's keys."""
+        if not self.sets:
+            return {self.key: value}
+        return {key: int(round(value * factor)) if self.kind == "int" else value * factor for key, factor in self.sets}
 
     def extremes(self) -> tuple[Any, ...]:
         """The values whose validity implies every value's: the bounds of a range, or each choice."""
@@ -57,7 +70,8 @@ class Dimension:
         if self.kind == "categorical":
             return f"{self.key} in {{{', '.join(str(c) for c in self.choices)}}}"
         extra = (f", step {self.step}" if self.step else "") + (", log" if self.log else "")
-        return f"{self.key} in [{self.low:g}, {self.high:g}{extra}]"
+        knob = "" if not self.sets else " (" + ", ".join(f"{k} = {self.key}" + ("" if f == 1 else f" x {f:g}") for k, f in self.sets) + ")"
+        return f"{self.key} in [{self.low:g}, {self.high:g}{extra}]{knob}"
 
 
 def has_key(section: str, key: str) -> bool:
@@ -66,22 +80,34 @@ def has_key(section: str, key: str) -> bool:
 
 
 def default_space() -> list[Dimension]:
-    """The space searched without --space: sizes, learning rate, dropout, batch tokens and attention; the schedule
-    (wsd or warmup_cosine) and weight averaging (ema_decay 0 or 0.999) where this version's config has them."""
-    space = [
-        Dimension("model.hidden_size", "int", 128, 768, step=64),
-        Dimension("model.emb_size", "int", 64, 512, step=64),
+    """The space searched without --space: the five settings that move a score most in a few minutes of training.
+
+    The learning rate (log scale); one size knob for the hidden and embedding sizes together (embedding = half the
+    hidden size); dropout; label smoothing; the batch (tokens, log scale). Everything else stays the config's own and is
+    not searched: the attention, the schedule and its warmup, the layers, the weight averaging (the tuner turns
+    train.ema_decay on at 0.999 where the config has it off, so that each rung scores the better of the raw and the
+    averaged weights), clipping, the data. A few dozen trials an hour cannot learn more dimensions than these:
+    trials needed grow fast with each one (issue 34: 9 dimensions gave TPE about 7 informed trials an hour)."""
+    return [
         Dimension("train.lr", "float", 1e-4, 3e-3, log=True),
+        Dimension("size", "int", 128, 768, step=64, sets=(("model.hidden_size", 1.0), ("model.emb_size", 0.5))),
         Dimension("model.dropout", "float", 0.0, 0.5),
+        Dimension("train.label_smoothing", "float", 0.0, 0.2),
         Dimension("train.max_tokens", "int", 1000, 8000, log=True),
-        Dimension("model.attention", "categorical", choices=choices("model", "attention")),
     ]
-    schedules = [s for s in ("wsd", "warmup_cosine") if s in choices("train", "schedule")]
-    if len(schedules) == 2:  # one of them alone is no choice: the config's own schedule stays
-        space.append(Dimension("train.schedule", "categorical", choices=tuple(schedules)))
-    if has_key("train", "ema_decay"):
-        space.append(Dimension("train.ema_decay", "categorical", choices=(0.0, 0.999)))
-    return space
+
+
+def expand(space: Sequence[Dimension], params: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's config settings from its parameters (a knob's value becomes the keys it sets); a parameter this space
+    does not name (a study begun with another space) is kept where it is a config key."""
+    dims = {d.key: d for d in space}
+    settings: dict[str, Any] = {}
+    for name, value in params.items():
+        if name in dims:
+            settings.update(dims[name].settings(value))
+        elif "." in name:
+            settings[name] = value
+    return settings
 
 
 def read_space(path: Path) -> list[Dimension]:
@@ -136,7 +162,25 @@ def parse_dimension(key: str, spec: Any, where: str) -> Dimension:
         raise ConfigError(f"{where}: `step` must be positive, got {step}")
     if log and (low <= 0 or (step is not None and step != 1)):
         raise ConfigError(f"{where}: a log scale needs `low` > 0 and no `step`")
-    return Dimension(key, kind, low, high, step, log)
+    return Dimension(key, kind, low, high, step, log, sets=parse_sets(spec.get("sets"), key, where))
+
+
+def parse_sets(sets: Any, key: str, where: str) -> tuple[tuple[str, float], ...]:
+    """A knob's `sets`: a mapping of config keys to positive factors; a knob's name has no dot, a key's one."""
+    if sets is None:
+        if "." not in key:
+            raise ConfigError(f"{where}: a config key is section.key, e.g. model.hidden_size (or a knob with `sets`)")
+        return ()
+    if "." in key:
+        raise ConfigError(f"{where}: a knob with `sets` is named without a dot (e.g. size), not like a config key")
+    if not isinstance(sets, dict) or not sets:
+        raise ConfigError(f"{where}: `sets` must map config keys to factors, e.g. {{model.hidden_size: 1, model.emb_size: 0.5}}")
+    factors = []
+    for target, factor in sets.items():
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 0:
+            raise ConfigError(f"{where}: `sets`: {target}: the factor must be a number above 0, got {factor!r}")
+        factors.append((str(target), float(factor)))
+    return tuple(factors)
 
 
 def as_overrides(settings: Mapping[str, Any]) -> list[str]:
@@ -148,17 +192,20 @@ def as_overrides(settings: Mapping[str, Any]) -> list[str]:
 def check_space(space: Sequence[Dimension], config: Path, overrides: Sequence[str], where: str) -> None:
     """Refuse a space a trial could fail on: the tuner's own keys, and any key or extreme value the config refuses
     (checked by loading the config with it, so that config.py's own message names the problem)."""
-    keys = [d.key for d in space]
+    keys = [key for d in space for key in (d.key, *(k for k, _ in d.sets))]
     for d in space:
-        if d.key.count(".") != 1:
-            raise ConfigError(f"{where}: {d.key}: a config key is section.key, e.g. model.hidden_size")
-        if d.key in TUNER_KEYS:
-            raise ConfigError(f"{where}: {d.key} is set by `seq2seq tune` itself and cannot be searched")
-        if keys.count(d.key) > 1:
-            raise ConfigError(f"{where}: {d.key} is given twice")
+        for key in [d.key] if not d.sets else [k for k, _ in d.sets]:
+            if key.count(".") != 1:
+                raise ConfigError(f"{where}: {key}: a config key is section.key, e.g. model.hidden_size")
+            if key in TUNER_KEYS:
+                raise ConfigError(f"{where}: {key} is set by `seq2seq tune` itself and cannot be searched")
+        for key in (d.key, *(k for k, _ in d.sets)):
+            if keys.count(key) > 1:
+                raise ConfigError(f"{where}: {key} is given twice")
         for value in d.extremes():
             try:
-                load_config(config, [*overrides, *as_overrides({d.key: value})])
+                load_config(config, [*overrides, *as_overrides(d.settings(value))])
             except ConfigError as e:
-                message = str(e).removeprefix("--set ").removeprefix(f"{d.key}: ")
-                raise ConfigError(f"{where}: {d.key}: {message}") from None
+                message = str(e).removeprefix("--set ")
+                named = any(message.startswith(f"{key}: ") for key in d.settings(value))  # config.py named the key
+                raise ConfigError(f"{where}: {message}" if named else f"{where}: {d.key}: {message}") from None

@@ -1,6 +1,7 @@
 """One trial of `seq2seq tune`: an ordinary `seq2seq train` in a subprocess, so that its run directory is like any
-other (`info`, `eval` and `train --resume` work on it). The tuner reads the run's metrics.jsonl as it grows, reports
-each validation to the trial with the seconds of training as the step, and stops the run when the pruner says so.
+other (`info`, `eval` and `train --resume` work on it). The run validates by the clock (train.valid_every_minutes) at
+the same seconds of training as every other trial; the tuner reads its metrics.jsonl as it grows, reports each
+validation to the trial at its mark's second, and stops the run when the pruner says so at a rung.
 
 Time, not updates, is the resource: settings that make more or fewer updates a second (a model's size, the batch)
 are compared at equal minutes of training, which is what the budget buys. The run is stopped with SIGINT, the
@@ -10,13 +11,14 @@ own session, so that a Ctrl-C at the terminal reaches the tuner alone, which the
 
 from __future__ import annotations
 
+import math
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from seq2seq.tools.tune_space import as_overrides
 from seq2seq.training.metrics import read_metrics
@@ -41,22 +43,54 @@ class Outcome:
     error: str = ""
 
 
-class Reporter:
-    """Reports a run's validations to its Optuna trial and asks the pruner after each.
+@dataclass(frozen=True)
+class Rungs:
+    """When a trial validates and when the pruner judges it, in seconds of training: the trial validates every
+    `interval` (train.valid_every_minutes, a ninth of its minutes), and the pruner asks at the marks `at` (1 and 3:
+    a ninth and a third of the trial, successive halving's rungs for a reduction factor of 3). Every trial validates
+    at the same seconds, so each rung compares all trials at the same second of training."""
 
-    The value reported is the best score of `metric` so far, not the last one, so that a rung of the pruner compares
-    what each trial had reached by that time, as the trial's final value (its best) does. The step is the whole
-    seconds of training; a second already reported is skipped (Optuna keeps one value a step), and the best of a
-    later validation in it arrives with the next second. From `until` seconds on (the trial's max_time) the pruner
-    is not asked: the run has done its training, and stopping it would only call a finished trial pruned.
+    interval: float  # seconds between validations
+    at: tuple[int, ...] = (1, 3)  # the marks (multiples of `interval`) that are rungs
+
+    @classmethod
+    def for_minutes(cls, minutes: float, marks: int = 9) -> "Rungs":
+        return cls(minutes * 60 / marks)
+
+    def mark(self, elapsed: float) -> int:
+        """The mark a validation at `elapsed` seconds was made for: the last multiple of the interval it passed."""
+        return math.floor(elapsed / self.interval + 1e-9)
+
+    def step(self, mark: int) -> int:
+        """The step a mark is reported at: its milliseconds of training (Optuna's steps are integers, and the marks of
+        a short trial are fractions of a second apart)."""
+        return int(round(mark * self.interval * 1000))
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        """The rungs' steps (milliseconds of training)."""
+        return tuple(self.step(m) for m in self.at)
+
+
+class Reporter:
+    """Reports a run's validations to its Optuna trial and asks `judge` at each rung whether to stop it.
+
+    The value reported is the best score of `metric` so far, not the last one, so that a rung compares what each
+    trial had reached by then, as the trial's final value (its best) does. The step is the mark's milliseconds (every
+    trial reports the same steps); a mark already reported is skipped. A rung is judged at the first mark at or
+    past it, the last rung included, against the other trials' scores at the rung's own step (where a validation
+    slower than the interval skipped the rung's mark, the trial's score comes from the next one: up to one interval
+    more training than the others had there); the trial's end is no rung (its final value is its best).
+    `judge(step, value)` says True to stop it.
     """
 
-    def __init__(self, trial: Any, metric: str, until: float | None = None):
-        self.trial, self.metric, self.key, self.until = trial, metric, f"val_{metric}", until
+    def __init__(self, trial: Any, metric: str, rungs: Rungs, judge: Callable[[int, float], bool] | None = None):
+        self.trial, self.metric, self.key, self.rungs, self.judge = trial, metric, f"val_{metric}", rungs, judge
         self.best: float | None = None
         self.seconds, self.updates = 0.0, 0
         self.validations = 0  # validation records taken so far
-        self.reported: int | None = None  # the last second reported
+        self.reported: int | None = None  # the last mark reported
+        self.judged = 0  # rungs judged so far
 
     def score(self, record: dict[str, Any]) -> float | None:
         """A record's score of the metric (None: not a validation). With train.ema_decay a validation scores the
@@ -78,19 +112,30 @@ class Reporter:
         for record, score in scored[self.validations :]:
             if improves(score, self.best, self.metric):
                 self.best = score
-            second = int(record.get("elapsed") or 0)
-            if not prune and (self.reported is None or second > self.reported):
-                self.trial.report(self.best, second)
-                self.reported = second
-                prune = (self.until is None or record.get("elapsed", 0) < self.until) and self.trial.should_prune()
+            mark = self.rungs.mark(float(record.get("elapsed") or 0.0))
+            if prune or (self.reported is not None and mark <= self.reported):
+                continue
+            assert self.best is not None
+            step = self.rungs.step(mark)
+            self.trial.report(self.best, step)
+            self.reported = mark
+            if self.judged < len(self.rungs.at) and mark >= self.rungs.at[self.judged]:  # a rung
+                while self.judged < len(self.rungs.at) and mark >= self.rungs.at[self.judged]:
+                    rung, self.judged = self.rungs.at[self.judged], self.judged + 1
+                prune = self.judge is not None and self.judge(self.rungs.step(rung), self.best)
         self.validations = len(scored)
         return prune
 
 
-def train_command(config: Path, overrides: Sequence[str], settings: dict[str, Any], run_dir: Path, minutes: float) -> list[str]:
+def train_command(
+    config: Path, overrides: Sequence[str], settings: dict[str, Any], run_dir: Path, minutes: float, rungs: Rungs,
+) -> list[str]:
     """`python -m seq2seq train` for one trial: the base config and overrides, the trial's settings, its run
-    directory and minutes (later --set win: the trial's own keys override the user's)."""
-    keys = [*overrides, *as_overrides(settings), *as_overrides({"train.run_dir": str(run_dir), "train.max_time": minutes})]
+    directory and minutes, and validations by the clock at the rungs' interval (later --set win: the trial's own keys
+    override the user's)."""
+    own = {"train.run_dir": str(run_dir), "train.max_time": minutes, "train.valid_every": 0,
+           "train.valid_every_minutes": rungs.interval / 60}
+    keys = [*overrides, *as_overrides(settings), *as_overrides(own)]
     return [sys.executable, "-m", "seq2seq", "train", "--config", str(config), *(a for k in keys for a in ("--set", k)), "--quiet"]
 
 
@@ -132,12 +177,12 @@ def last_line(path: Path) -> str:
     return lines[-1] if lines else ""
 
 
-def run_trial(trial: Any, command: list[str], run_dir: Path, metric: str, minutes: float) -> Outcome:
-    """Train one trial's run (`minutes` of training) in a subprocess, reporting its validations to `trial`; an
-    interrupt of the tuner (KeyboardInterrupt) stops the run as pruning does and is raised again."""
+def run_trial(trial: Any, command: list[str], run_dir: Path, metric: str, rungs: Rungs, judge: Callable[[int, float], bool]) -> Outcome:
+    """Train one trial's run in a subprocess, reporting its validations to `trial` and stopping it when `judge` says
+    so at a rung; an interrupt of the tuner (KeyboardInterrupt) stops the run as pruning does and is raised again."""
     files = RunFiles(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    reporter = Reporter(trial, metric, until=minutes * 60)
+    reporter = Reporter(trial, metric, rungs, judge)
     started = time.monotonic()
     with open(run_dir / STDERR_FILE, "wb") as err:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
@@ -148,7 +193,7 @@ def run_trial(trial: Any, command: list[str], run_dir: Path, metric: str, minute
             raise
     figures = dict(value=reporter.best, seconds=reporter.seconds, updates=reporter.updates, wall=time.monotonic() - started)
     if pruned:
-        return Outcome("pruned", pruned_at=float(reporter.reported or 0), **figures)
+        return Outcome("pruned", pruned_at=(reporter.reported or 0) * rungs.interval, **figures)
     if proc.returncode != 0:
         return Outcome("failed", error=last_line(run_dir / STDERR_FILE) or f"exit code {proc.returncode}", **figures)
     if reporter.best is None:

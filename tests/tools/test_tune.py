@@ -51,9 +51,18 @@ def study_trials(directory: Path) -> list:
     return optuna.load_study(study_name=directory.name, storage=storage).trials
 
 
-def test_trials_are_runs_the_study_continues_and_best_yaml_trains(work: Path, capsys, monkeypatch) -> None:
+@pytest.fixture
+def no_pruning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every trial goes on at its rungs (the rule is tested on its own below): trials of a few seconds complete."""
+    from seq2seq.tools import tune
+
+    monkeypatch.setattr(tune, "goes_on", lambda value, others, lower_is_better: True)
+
+
+def test_trials_are_runs_the_study_continues_and_best_yaml_trains(work: Path, capsys, monkeypatch, no_pruning) -> None:
     from seq2seq.config import load_config
     from seq2seq.tools.info import describe
+    from seq2seq.tools.tune_trial import Rungs
 
     code, out, err = invoke(capsys, monkeypatch, *tune_args())
     assert code == 0, err
@@ -61,9 +70,17 @@ def test_trials_are_runs_the_study_continues_and_best_yaml_trains(work: Path, ca
     run = work / "study" / "trial-0000"
     assert describe(run / "best.pt")["step"] > 0  # an ordinary run directory: info reads it
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert any("val_bleu" in r for r in records)
-    assert out.splitlines()[0].split()[:5] == ["trial", "hidden_size", "lr", "attention", "val"]
+    assert any("val_bleu" in r for r in records) and any("val_ema_bleu" in r for r in records)  # the EMA, turned on
+    # validated by the clock, at the marks every trial shares (a ninth of 3 s), reported at their milliseconds
+    rungs = Rungs.for_minutes(0.05)
+    marks = [rungs.mark(r["elapsed"]) for r in records if "val_bleu" in r]
+    assert marks == sorted(set(marks)) and marks[-1] >= 9
+    trial = study_trials(work / "study")[0]
+    assert set(trial.intermediate_values) == {rungs.step(m) for m in marks} and rungs.steps == (333, 1000)
+    head = out.splitlines()[0].split()
+    assert head[:4] == ["trial", "hidden_size", "lr", "attention"] and head[4:10] == ["at", "0.01", "min", "at", "0.02", "min"]
     assert "trial 0: model.hidden_size=" in err and "updates" in err
+    assert err.index("buys about") < err.index("trial 0: ")  # the trials a budget buys, said before the first
 
     code, out, err = invoke(capsys, monkeypatch, *tune_args())  # the same command again continues the study
     assert code == 0, err
@@ -75,11 +92,44 @@ def test_trials_are_runs_the_study_continues_and_best_yaml_trains(work: Path, ca
     best_trial = max((t for t in study_trials(work / "study") if t.value is not None), key=lambda t: t.value)
     assert (best.model.hidden_size, best.model.attention) == (best_trial.params["model.hidden_size"], best_trial.params["model.attention"])
     assert best.train.lr == pytest.approx(best_trial.params["train.lr"])
-    assert best.train.run_dir is None and best.train.max_time is None  # the base config's, not the trial's
+    assert best.train.max_time is None and best.train.valid_every_minutes is None  # the base config's, not the trial's
+    header = (work / "study" / "best.yaml").read_text().splitlines()[:4]
+    assert header[1:3] == [f"# trial: {best_trial.number}", f"# score: val BLEU {best_trial.value:.2f}"]
+    # issue 32 item 6: best.yaml trains into a run directory of the study's own, and both hints say so
+    assert best.train.run_dir == "study-best"
+    assert "seq2seq train --config study/best.yaml   (into study-best, its train.run_dir)" in header[3]
+    assert err.strip().splitlines()[-1].endswith("train it with: seq2seq train --config study/best.yaml (into study-best, its train.run_dir)")
     assert (work / "study" / "trials.png").exists() == HAS_MATPLOTLIB
-    code, _, err = invoke(capsys, monkeypatch, "train", "--config", "study/best.yaml", "--set", "train.max_steps=3", "--set", "train.run_dir=final", "--quiet")
+    code, _, err = invoke(capsys, monkeypatch, "train", "--config", "study/best.yaml", "--set", "train.max_steps=3", "--quiet")
     assert code == 0, err
-    assert (work / "final" / "best.pt").exists()
+    assert (work / "study-best" / "best.pt").exists() and not (work / "runs" / "best").exists()
+
+
+def test_runs_latest_names_the_best_trial_or_stays_as_it_was(work: Path, capsys, monkeypatch) -> None:
+    """Issue 32 item 2: every trial's run made itself runs/latest, so a study left it at its last trial. A study with
+    no completed trial leaves it as it was; one with completed trials points it at the best, whichever ran last."""
+    from seq2seq.tools import tune
+
+    (work / "runs").mkdir()
+    (work / "runs" / "latest").write_text("/somewhere/my-model\n", encoding="utf-8")
+    code, _, err = invoke(capsys, monkeypatch, *tune_args())  # trial 0 is alone at its first rung: it stops there
+    assert code == 0, err
+    assert [t.state.name for t in study_trials(work / "study")] == ["PRUNED"]
+    assert (work / "runs" / "latest").read_text(encoding="utf-8") == "/somewhere/my-model\n"
+
+    monkeypatch.setattr(tune, "goes_on", lambda value, others, lower_is_better: True)
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    study = optuna.load_study(study_name="study", storage=JournalStorage(JournalFileBackend(str(work / "study" / "study.journal"))))
+    study.enqueue_trial({"model.hidden_size": 32, "train.lr": 0.02, "model.attention": "luong"})
+    study.enqueue_trial({"model.hidden_size": 16, "train.lr": 0.003, "model.attention": "luong"})
+    for _ in range(2):
+        code, _, err = invoke(capsys, monkeypatch, *tune_args())
+        assert code == 0, err
+    trials = study_trials(work / "study")
+    best = max((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: t.value)
+    assert (work / "runs" / "latest").read_text(encoding="utf-8").strip() == str((work / best.user_attrs["run_dir"]).resolve())
+    assert f"runs/latest: trial {best.number}'s run" in err
 
 
 @pytest.mark.parametrize("space, says", [
@@ -133,16 +183,65 @@ def test_default_trial_minutes_are_an_eighth_of_the_budget_within_2_to_10() -> N
     assert [default_trial_minutes(b) for b in (1, 8, 40, 240)] == [1, 2, 5, 10]
 
 
-def test_the_default_space_is_valid_and_searches_the_schedule_only_where_the_config_has_wsd(work: Path) -> None:
-    from seq2seq.config import choices
-    from seq2seq.tools.tune_space import check_space, default_space, has_key
+def test_the_default_space_is_five_settings_with_one_size_knob(work: Path) -> None:
+    from seq2seq.tools.tune_space import check_space, default_space, expand
 
     space = default_space()
     check_space(space, work / "tiny.yaml", [], "the default space")  # raises on any value the config refuses
-    keys = [d.key for d in space]
-    assert keys[:6] == ["model.hidden_size", "model.emb_size", "train.lr", "model.dropout", "train.max_tokens", "model.attention"]
-    assert ("train.schedule" in keys) == ("wsd" in choices("train", "schedule"))
-    assert ("train.ema_decay" in keys) == has_key("train", "ema_decay")
+    assert [d.key for d in space] == ["train.lr", "size", "model.dropout", "train.label_smoothing", "train.max_tokens"]
+    assert space[0].log and space[4].log
+    assert expand(space, {"size": 256, "train.lr": 0.001}) == {"model.hidden_size": 256, "model.emb_size": 128, "train.lr": 0.001}
+    assert "size in [128, 768, step 64] (model.hidden_size = size, model.emb_size = size x 0.5)" == space[1].describe()
+
+
+def test_the_g2p_space_is_the_default_space_narrowed(work: Path) -> None:
+    from seq2seq.tools.tune_space import check_space, default_space, read_space
+
+    space = read_space(Path(__file__).resolve().parents[2] / "configs" / "spaces" / "g2p.yaml")
+    check_space(space, work / "tiny.yaml", [], "g2p.yaml")
+    assert [d.key for d in space] == [d.key for d in default_space()]
+
+
+@pytest.mark.parametrize("space, says", [
+    ("size: {type: int, low: 16, high: 32, sets: {model.hiden_size: 1}}\n", "space.yaml: model.hiden_size: unknown key"),
+    ("size: {type: int, low: 16, high: 32, sets: {model.hidden_size: 1, model.emb_size: 0.01}}\n", "space.yaml: model.emb_size: must be >= 1, got 0"),
+    ("size: {type: int, low: 16, high: 32, sets: {model.hidden_size: 0}}\n", "the factor must be a number above 0"),
+    ("size: {type: int, low: 16, high: 32, sets: [model.hidden_size]}\n", "`sets` must map config keys to factors"),
+    ("model.size: {type: int, low: 16, high: 32, sets: {model.hidden_size: 1}}\n", "a knob with `sets` is named without a dot"),
+    ("size: {type: int, low: 16, high: 32}\n", "a config key is section.key"),
+    ("size: {type: int, low: 16, high: 32, sets: {model.hidden_size: 1}}\nmodel.hidden_size: {type: int, low: 16, high: 32}\n",
+     "model.hidden_size is given twice"),
+    ("train.valid_every_minutes: {type: float, low: 1, high: 2}\n", "train.valid_every_minutes is set by `seq2seq tune` itself"),
+])
+def test_a_bad_knob_is_one_line_and_exit_2(work: Path, capsys, monkeypatch, space: str, says: str) -> None:
+    (work / "space.yaml").write_text(space, encoding="utf-8")
+    code, _, err = invoke(capsys, monkeypatch, *tune_args())
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert says in err
+    assert not (work / "study").exists()
+
+
+def test_the_first_trials_are_quasi_random_then_multivariate_tpe() -> None:
+    from seq2seq.tools.tune import choose_sampler
+
+    study = optuna.create_study()
+    assert isinstance(choose_sampler(optuna, study, 3, startup=2), optuna.samplers.QMCSampler)
+    for _ in range(2):
+        study.tell(study.ask(), 1.0)
+    sampler = choose_sampler(optuna, study, 3, startup=2)
+    assert isinstance(sampler, optuna.samplers.TPESampler) and sampler._multivariate
+
+
+def test_what_a_budget_buys() -> None:
+    """With rungs at a ninth and a third, 2/3 of the trials stop at a ninth, 2/9 at a third, 1/9 run whole: 7/27 of a
+    trial's minutes each, plus its start-up; a third of them, within 3 and 10, are quasi-random."""
+    from seq2seq.tools.tune import plan_trials
+    from seq2seq.tools.tune_trial import Rungs
+
+    plan = plan_trials(60, 8, Rungs.for_minutes(8), 0.5, None)
+    assert (plan.trials, plan.full, plan.startup) == (int(60 // (8 * 7 / 27 + 0.5)), 7, 8) and plan.trials == 23
+    assert plan_trials(60, 8, Rungs.for_minutes(8), None, 5).startup == 5  # a study keeps the start it began with
+    assert "buys about 23 trials of 8 min (7 if none were pruned" in plan.describe(60, 8)
 
 
 def write_records(path: Path, records: list[dict]) -> None:
@@ -154,45 +253,62 @@ def validation(step: int, elapsed: float, **scores: float) -> dict:
     return {"step": step, "epoch": 1, "val_loss": 1.0, **{f"val_{k}": v for k, v in scores.items()}, "elapsed": elapsed}
 
 
-def test_the_reporter_reports_the_best_score_by_seconds_and_the_pruner_stops_a_trailing_trial(tmp_path: Path) -> None:
-    """Successive halving with a rung at 10 s of training: a trial behind the best there is pruned, one ahead is not;
-    before the rung nothing is pruned, and training records (no score) are not validations."""
-    from seq2seq.tools.tune_trial import Reporter, read_records
+@pytest.mark.parametrize("value, others, lower, on", [
+    (30.0, [], False, False),  # alone at the rung: it has beaten nobody
+    (30.0, [20.0], False, True), (10.0, [20.0], False, False), (20.0, [20.0], False, True),  # a tie goes its way
+    (30.0, [40.0, 20.0], False, False),  # 3 scores: only the best goes on
+    (30.0, [40.0, 20.0, 10.0, 5.0, 1.0], False, True),  # 6 scores: the best two
+    (30.0, [40.0, 50.0, 10.0, 5.0, 1.0], False, False),
+    (5.0, [10.0], True, True), (15.0, [10.0], True, False),  # error rates: lower is better
+])
+def test_a_trial_goes_on_only_among_the_best_third_and_never_alone(value, others, lower, on) -> None:
+    from seq2seq.tools.tune import goes_on
 
-    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=10, reduction_factor=3))
+    assert goes_on(value, others, lower) is on
 
-    def run(name: str, records: list[dict], metric: str = "bleu") -> tuple[bool, object, Reporter]:
+
+def test_the_reporter_reports_each_mark_and_the_rungs_judge_every_trial_at_the_same_second(tmp_path: Path) -> None:
+    """Marks every 10 s, rungs at 10 s and 30 s: each validation is reported at its mark's milliseconds (the best so
+    far), the pruner is asked at both rungs and nowhere else; the first trial at a rung stops there."""
+    from seq2seq.tools.tune import rung_judge
+    from seq2seq.tools.tune_trial import Reporter, Rungs, read_records
+
+    study, rungs = optuna.create_study(direction="maximize"), Rungs(10.0)
+    asked: list[int] = []
+
+    def run(name: str, records: list[dict]) -> tuple[bool, object]:
         path = tmp_path / f"{name}.jsonl"
         trial, pruned = study.ask(), False
-        reporter = Reporter(trial, metric)
+        judge = rung_judge(study, trial, lower_is_better=False)
+        reporter = Reporter(trial, "bleu", rungs, lambda step, value: asked.append(step) or judge(step, value))
         for record in records:  # the file grows as the run validates; the reporter reads it whole each time
             write_records(path, [record])
             pruned = reporter.feed(read_records(path))
             if pruned:
                 break
         study.tell(trial, state=optuna.trial.TrialState.PRUNED) if pruned else study.tell(trial, reporter.best)
-        return pruned, study.trials[-1], reporter
+        return pruned, study.trials[-1]
 
-    pruned, first, reporter = run("first", [{"step": 5, "train_loss": 3.0, "elapsed": 2.0}, validation(10, 4.5, bleu=20.0),
-                                            validation(20, 8.0, bleu=18.0), validation(30, 12.2, bleu=30.0)])
-    assert not pruned and first.intermediate_values == {4: 20.0, 8: 20.0, 12: 30.0}  # the best so far, at whole seconds
-    assert (reporter.updates, reporter.seconds) == (30, 12.2)
-    pruned, behind, _ = run("behind", [validation(10, 3.0, bleu=25.0), validation(20, 11.0, bleu=26.0), validation(30, 15.0, bleu=40.0)])
-    assert pruned and behind.state == optuna.trial.TrialState.PRUNED and max(behind.intermediate_values) == 11  # at the rung
-    pruned, _, _ = run("ahead", [validation(10, 3.0, bleu=5.0), validation(20, 11.0, bleu=31.0), validation(30, 15.0, bleu=32.0)])
-    assert not pruned
-    # the run's last validation, at its max_time: reported, but nothing is left to stop
-    late = Reporter(study.ask(), "bleu", until=11.0)
-    assert not late.feed([validation(10, 3.0, bleu=25.0), validation(20, 11.0, bleu=1.0)]) and late.reported == 11
+    marks = [validation(10 * m, 10 * m + 0.4, bleu=20.0 + m) for m in range(1, 10)]
+    pruned, first = run("first", [{"step": 5, "train_loss": 3.0, "elapsed": 2.0}, *marks])
+    assert pruned and first.intermediate_values == {10_000: 21.0} and asked == [10_000]  # alone at the first rung
+    pruned, second = run("second", [validation(10 * m, 10 * m + 0.2, bleu=30.0 + m) for m in range(1, 10)])
+    assert pruned and max(second.intermediate_values) == 30_000  # beat trial 0 at 10 s, alone at 30 s
+    pruned, third = run("third", [validation(10, 10.1, bleu=40.0), validation(20, 20.3, bleu=35.0),
+                                  validation(40, 41.0, bleu=45.0),  # a slow validation passed the mark of 30 s
+                                  *(validation(10 * m, 10 * m + 0.1, bleu=46.0) for m in range(5, 10))])
+    assert not pruned and third.state.name == "COMPLETE"
+    assert third.intermediate_values == {10_000: 40.0, 20_000: 40.0, 40_000: 45.0, **{m * 10_000: 46.0 for m in range(5, 10)}}
+    assert asked == [10_000, 10_000, 30_000, 10_000, 30_000]  # the rung of 30 s judged at the next mark; the end never
 
 
 def test_error_rates_are_minimized_and_the_moving_average_counts_where_it_scores_better() -> None:
-    from seq2seq.tools.tune_trial import Reporter
+    from seq2seq.tools.tune_trial import Reporter, Rungs
 
-    reporter = Reporter(optuna.create_study(direction="minimize").ask(), "cer")
+    reporter = Reporter(optuna.create_study(direction="minimize").ask(), "cer", Rungs(1.0))
     reporter.feed([validation(10, 1.0, cer=40.0), validation(20, 2.0, cer=30.0), validation(30, 3.0, cer=35.0)])
     assert reporter.best == 30.0
-    reporter = Reporter(optuna.create_study(direction="maximize").ask(), "bleu")
+    reporter = Reporter(optuna.create_study(direction="maximize").ask(), "bleu", Rungs(1.0))
     reporter.feed([validation(10, 1.0, bleu=20.0, ema_bleu=22.0), validation(20, 2.0, bleu=21.0, ema_bleu=19.0)])
     assert reporter.best == 22.0  # best.pt holds the EMA's weights then
 
@@ -212,16 +328,11 @@ for i in range(1, 200):
 
 def test_a_pruned_run_is_stopped_with_sigint_so_that_it_saves_last_pt(tmp_path: Path) -> None:
     """`watch` reads the growing metrics.jsonl of a (fake) run and stops it with SIGINT when the pruner says so."""
-    from seq2seq.tools.tune_trial import Reporter, watch
+    from seq2seq.tools.tune_trial import Reporter, Rungs, watch
 
-    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=3, reduction_factor=3))
-    done = study.ask()
-    done.report(60.0, 3)
-    assert not done.should_prune()  # the first at the rung: its 60 is the score to beat there
-    study.tell(done, 60.0)
-    trial = study.ask()
+    trial = optuna.create_study(direction="maximize").ask()
     proc = subprocess.Popen([sys.executable, "-c", FAKE_RUN], cwd=tmp_path, start_new_session=True)
-    reporter = Reporter(trial, "bleu")
+    reporter = Reporter(trial, "bleu", Rungs(1.0, at=(3,)), lambda step, value: True)
     assert watch(proc, tmp_path / "metrics.jsonl", reporter, poll=0.05) is True
     assert proc.returncode == 130 and (tmp_path / "stopped").read_text() == "SIGINT"
     assert reporter.reported is not None and reporter.reported >= 3
