@@ -392,6 +392,15 @@ _RANGE_PHRASES = (
 )
 
 
+def _command_name(ctx) -> str:  # noqa: ANN001 (a click Context: typer vendors its own click)
+    """`seq2seq translate`, however the program was started (`python -m seq2seq` names itself `python -m seq2seq`)."""
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(["seq2seq", *reversed(names)])
+
+
 def usage_line(e: Exception) -> str:
     """A usage error as one line in the form of every other error: `error: --beam: must be at least 1`, or
     `error: No such option: --frobnicate (see seq2seq translate --help)`."""
@@ -402,7 +411,7 @@ def usage_line(e: Exception) -> str:
         name = max(param.opts, key=len) if param.param_type_name == "option" and param.opts else param.human_readable_name
         return f"error: {name}: {message}"
     ctx = getattr(e, "ctx", None)
-    hint = f" (see {ctx.command_path} --help)" if ctx is not None and type(e).__name__ != "BadParameter" else ""
+    hint = f" (see {_command_name(ctx)} --help)" if ctx is not None and type(e).__name__ != "BadParameter" else ""
     return f"error: {e.format_message()}{hint}"  # type: ignore[attr-defined]
 
 

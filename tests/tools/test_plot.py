@@ -103,7 +103,7 @@ def fake_run(directory: Path, metric: str | None) -> Path:
 
 @needs_matplotlib
 @pytest.mark.parametrize(
-    "metric, drawn", [("cer", "val CER"), ("exact_match", "val exact match"), ("wer", "val WER"), ("chrf", None), (None, None)]
+    "metric, drawn", [("cer", "val CER"), ("exact_match", "val exact match"), ("wer", "val token error"), ("chrf", None), (None, None)]
 )
 def test_plot_curves_draws_the_runs_metric_beside_bleu_and_chrf(
     tmp_path: Path, capsys, monkeypatch, metric: str | None, drawn: str | None
@@ -116,5 +116,5 @@ def test_plot_curves_draws_the_runs_metric_beside_bleu_and_chrf(
     assert code == 0, stderr
     svg = out.read_text(encoding="utf-8")
     assert "<!-- val BLEU -->" in svg and "<!-- val chrF -->" in svg
-    labels = {name for name in ("val CER", "val exact match", "val WER") if f"<!-- {name}" in svg}
+    labels = {name for name in ("val CER", "val exact match", "val token error") if f"<!-- {name}" in svg}
     assert labels == ({drawn} if drawn else set())
