@@ -83,7 +83,8 @@ def plot_trial_curves(
     path: Path, title: str, label: str, lower_is_better: bool,
 ) -> None:
     """One line a trial (number, its (minutes, score) points, pruned): completed trials in colour, pruned ones grey
-    ending in an x where they were stopped, the best trial bold, the rungs as dashed vertical lines."""
+    ending in an x where they were stopped, each ending in its number, the best trial bold, the rungs as dashed
+    vertical lines."""
     from seq2seq.tools.plot import DPI, check_image_path, finish_axis, pyplot, save
 
     check_image_path(path)
@@ -97,6 +98,7 @@ def plot_trial_curves(
         else:
             ax.plot(xs, ys, "-o", markersize=3, linewidth=2.5 if number == best else 1.2,
                     label=f"trial {number}" + (" (best)" if number == best else ""))
+        ax.annotate(str(number), (xs[-1], ys[-1]), xytext=(4, 0), textcoords="offset points", fontsize=7, va="center")
     for i, minute in enumerate(rungs):
         ax.axvline(minute, linestyle="--", color="black", alpha=0.3, label="rungs" if i == 0 else None)
     ax.set_xlabel("minutes of training")
@@ -105,5 +107,6 @@ def plot_trial_curves(
     from matplotlib.ticker import AutoLocator
 
     ax.xaxis.set_major_locator(AutoLocator())  # minutes, not steps: fractions of one too
+    ax.set_xlim(left=0)
     ax.set_title(title + ("; pruned trials grey" if any(pruned for _, _, pruned in curves) else ""))
     save(fig, path)
