@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seq2seq"
 TORCH_FREE = [
     "seq2seq.config", "seq2seq.files", "seq2seq.errors", "seq2seq.metric",
     "seq2seq.data.tokenizer", "seq2seq.data.subword", "seq2seq.data.vocab", "seq2seq.data.corpus", "seq2seq.data.report",
-    "seq2seq.data.references", "seq2seq.data.split",
+    "seq2seq.data.references", "seq2seq.data.split", "seq2seq.data.lexicon",
     "seq2seq.data.encoding", "seq2seq.data.results", "seq2seq.model.export_format",
     "seq2seq.decode.backend", "seq2seq.decode.search", "seq2seq.decode.onnx_backend", "seq2seq.decode.ensemble",
     "seq2seq.decode.translator", "seq2seq.decode.results", "seq2seq.decode.evaluate",

@@ -16,7 +16,7 @@ import typer
 from seq2seq import __version__
 from seq2seq.errors import ConfigError, Seq2SeqError
 from seq2seq.cli.options import (
-    BatchOpt, BeamOpt, ConfigOpt, ModelsOpt, PrecisionOpt, QuantizeOpt, SetOpt, check_precision, check_quantize,
+    BatchOpt, BeamOpt, ConfigOpt, LexiconOpt, ModelsOpt, PrecisionOpt, QuantizeOpt, SetOpt, check_precision, check_quantize,
     load_config_arg,
 )
 
@@ -145,6 +145,7 @@ def evaluate(
     batch_size: Optional[int] = BatchOpt,
     quantize: Optional[str] = QuantizeOpt,
     precision: Optional[str] = PrecisionOpt,
+    lexicon: Optional[Path] = LexiconOpt,
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE", help="Also write the translations to this file."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -179,7 +180,7 @@ def evaluate(
         resolve_model(model)  # a wrong --model fails before torch is imported (seconds)
     from seq2seq.decode.evaluate import evaluate as run_eval, load_split
 
-    t = open_model(models, quantize=quantize, precision=precision)
+    t = open_model(models, quantize=quantize, precision=precision).with_lexicon(lexicon)
     eval_set = load_split(t.cfg.data, split, src, ref, data)
     scores = run_eval(t, eval_set, beam_size=beam, batch_size=batch_size, progress=not quiet and sys.stderr.isatty())
     if output is not None:
@@ -197,6 +198,8 @@ def evaluate(
     typer.echo(f"decoding     {scores.setup.describe()}")
     typer.echo(f"sentences    {scores.n_sentences}  (target tokens {scores.n_tokens})")
     typer.echo(f"references   {scores.references} at most per sentence")
+    if t.known is not None:
+        typer.echo(f"lexicon      {scores.from_lexicon} of {scores.n_sentences} answered from {t.known.path}, the rest decoded")
     typer.echo(f"BLEU         {scores.bleu:.2f}   {scores.signatures['bleu']}")
     typer.echo(f"chrF         {scores.chrf:.2f}   {scores.signatures['chrf']}")
     typer.echo(f"TER          {scores.ter:.2f}   {scores.signatures['ter']}")
@@ -268,6 +271,7 @@ def translate(
     beam: Optional[int] = BeamOpt,
     quantize: Optional[str] = QuantizeOpt,
     precision: Optional[str] = PrecisionOpt,
+    lexicon: Optional[Path] = LexiconOpt,
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON object per line: input, output, score (the sum of the token log-probabilities, "
         "<eos> included), tokens (and the attention with --attention)."
@@ -320,14 +324,14 @@ def translate(
 
     for model in models or [None]:
         resolve_model(model)  # the cheap checks first: importing torch takes seconds (an export never imports it)
-    t = open_model(models, quantize=quantize, precision=precision)
+    t = open_model(models, quantize=quantize, precision=precision).with_lexicon(lexicon)
     options = TranslateOptions(beam, batch_size, nbest, as_json, attention_file, attention == "-", quiet)
     if interactive:
         from seq2seq.cli.interactive import prompt_loop
 
         d = t.cfg.data
         kind = "" if t.kind == "checkpoint" else f", {t.kind}"
-        banner = "" if quiet else f"seq2seq {__version__}: {t.name} ({d.src_lang} -> {d.tgt_lang}{kind}). Type a sentence; :q or Ctrl-D quits."
+        banner = "" if quiet else f"seq2seq {__version__}: {t.name} ({d.sides}{kind}). Type a sentence; :q or Ctrl-D quits."
         prompt_loop(lambda text: _emit(t, [text], options, progress=False), banner)
         return
     # A bar only where a person watches stderr: a log file would collect every redraw.

@@ -20,6 +20,12 @@ PrecisionOpt = typer.Option(
     help="Decode a checkpoint in this precision [default: its train.precision]. In fp32 a checkpoint decodes as its "
     "export does (same translations, scores within 1e-4); an export decodes in fp32 only.", show_default=False,
 )
+LexiconOpt = typer.Option(
+    None, "--lexicon", metavar="FILE.tsv",
+    help="Known words: sources of this TSV file (source<TAB>target, plain or .gz) are answered from it, not decoded: "
+    "the first target of a source is its translation, all of them its n-best, score 0; the model translates the rest.",
+    show_default=False,
+)
 BatchOpt = typer.Option(None, "--batch-size", "-b", min=1, metavar="N", help="Sentences per decoding batch [default: decode.batch_size].", show_default=False)
 BeamOpt = typer.Option(None, "--beam", "-k", min=1, metavar="N", help="Beam size; 1 is greedy [default: decode.beam_size].", show_default=False)
 QuantizeOpt = typer.Option(

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from seq2seq.cli.options import ConfigOpt, ModelOpt, ModelsOpt, QuantizeOpt, SetOpt, check_quantize, load_config_arg
+from seq2seq.cli.options import ConfigOpt, LexiconOpt, ModelOpt, ModelsOpt, QuantizeOpt, SetOpt, check_quantize, load_config_arg
 
 
 def info(
@@ -49,6 +49,7 @@ def serve(
         show_default=False,
     ),
     quantize: Optional[str] = QuantizeOpt,
+    lexicon: Optional[Path] = LexiconOpt,
 ) -> None:
     """Serve the model over HTTP until Ctrl-C or SIGTERM (needs the serve extra: pip install -e '.[serve]' from the checkout).
 
@@ -68,7 +69,7 @@ def serve(
     require_extra()
     for model in models or [None]:
         resolve_model(model)  # the cheap checks first: importing torch takes seconds (an export never imports it)
-    run_server(models, host=host, port=port, beam=beam, max_batch=max_batch, quantize=quantize)
+    run_server(models, host=host, port=port, beam=beam, max_batch=max_batch, quantize=quantize, lexicon=lexicon)
 
 
 plot_app = typer.Typer(

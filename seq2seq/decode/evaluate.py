@@ -61,13 +61,14 @@ class Scores:
     signatures: dict[str, str] = field(default_factory=dict)
     hypotheses: list[str] = field(default_factory=list, repr=False)
     references: int = 1  # the most references of one item
+    from_lexicon: int = 0  # items answered from the translator's --lexicon, not decoded
 
     def as_dict(self) -> dict[str, object]:
         return {
             "bleu": self.bleu, "chrf": self.chrf, "ter": self.ter,
             "exact_match": self.exact_match, "word_error": word_error(self.exact_match), "cer": self.cer, "wer": self.wer,
             "loss": self.loss, "ppl": self.ppl,
-            "n_sentences": self.n_sentences, "n_tokens": self.n_tokens, "references": self.references,
+            "n_sentences": self.n_sentences, "n_tokens": self.n_tokens, "references": self.references, "from_lexicon": self.from_lexicon,
             **dataclasses.asdict(self.setup),
             "signatures": self.signatures,
         }
@@ -129,5 +130,5 @@ def evaluate(
     setup = DecodingSetup(decode_cfg.beam_size, decode_cfg.batch_size, translator.quantize, translator.precision, translator.device)
     return Scores(
         bleu, chrf, ter, rates.exact_match, rates.cer, rates.wer, loss, ppl, len(data.items), n_tokens, setup, signatures,
-        outputs, data.max_references,
+        outputs, data.max_references, translator.answered(sources),
     )

@@ -12,18 +12,35 @@ No torch here: a checkpoint imports it when it loads (decode/torch_backend), an 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from seq2seq.config import Config, DecodeConfig
 from seq2seq.data.encoding import Encoder, Example, Source, encode_sources
 from seq2seq.decode.backend import Backend, Loaded
 from seq2seq.decode.ensemble import Ensemble
+from seq2seq.data.lexicon import read_lexicon
+from seq2seq.data.tokenizer import normalize_whitespace
+from seq2seq.data.vocab import UNK
 from seq2seq.decode.search import Hypothesis, decode, nbest_beam
 from seq2seq.errors import CheckpointError, ConfigError
 
+log = logging.getLogger("seq2seq")
+
 ModelArg = str | Path | None  # a --model: run directory, .pt file or export directory; None: the last trained run
+
+
+class Known(NamedTuple):
+    """A lexicon as the model's target ids: each known source's targets, the answer first (`Translator.with_lexicon`)."""
+
+    path: Path
+    ids: dict[str, tuple[tuple[int, ...], ...]]
+    unusable: int  # entries whose targets the model cannot write (an unknown token): those words are decoded
+
+    def lookup(self, sources: Sequence[Source]) -> list[tuple[tuple[int, ...], ...] | None]:
+        return [self.ids.get(normalize_whitespace(s.text)) if s.text.strip() else None for s in sources]
 
 
 @dataclass
@@ -38,6 +55,7 @@ class Translator:
     device: str
     precision: str  # fp32 | bf16 (exports and int8: fp32)
     quantize: str  # none | int8
+    known: Known | None = None  # --lexicon: the words answered from it, not decoded
 
     @classmethod
     def load(
@@ -74,6 +92,41 @@ class Translator:
         what = f"{kinds[0]}s" if len(set(kinds)) == 1 else "models"
         return f"ensemble of {len(kinds)} {what}"
 
+    def with_lexicon(self, path: str | Path | None) -> "Translator":
+        """This translator answering the words of the lexicon at `path` from it (data/lexicon; None: no lexicon). A
+        word's targets become target ids; one that does not come back as written (a token the vocabulary lacks) is
+        left to the model, and a warning counts them."""
+        if path is None:
+            return self
+        lexicon = read_lexicon(path)
+        ids: dict[str, tuple[tuple[int, ...], ...]] = {}
+        unusable = 0
+        for src, targets in lexicon.entries.items():
+            encoded = [tuple(self.tgt.ids(t)) for t in targets]
+            if all(UNK not in e and self.tgt.text(e) == t for e, t in zip(encoded, targets)):
+                ids[src] = tuple(encoded)
+            else:
+                unusable += 1
+        if unusable:
+            log.warning(
+                "warning: --lexicon %s: %d of %d words hold a token the model's target vocabulary lacks: the model "
+                "decodes them", path, unusable, len(lexicon.entries),
+            )
+        return dataclasses.replace(self, known=Known(lexicon.path, ids, unusable))
+
+    def answered(self, sources: Sequence[Source]) -> int:
+        """How many of `sources` the lexicon answers (0 without one)."""
+        return 0 if self.known is None else sum(k is not None for k in self.known.lookup(sources))
+
+    def _decode(self, sources: Sequence[Source], d: DecodeConfig, **kwargs: object) -> list[list[Hypothesis]]:
+        """search.decode of the sources the lexicon lacks; the known ones are its targets, score 0 (certain), no
+        attention. `kwargs`: decode's nbest, return_attention, progress."""
+        known = self.known.lookup(sources) if self.known is not None else [None] * len(sources)
+        todo = [s.ids for s, k in zip(sources, known) if k is None]
+        decoded = iter(decode(self.backend, todo, d, **kwargs) if todo else [])  # type: ignore[arg-type]
+        nbest = int(kwargs.get("nbest", 1))  # type: ignore[call-overload]
+        return [next(decoded) if k is None else [Hypothesis(list(t), 0.0, None) for t in k[:nbest]] for k in known]
+
     def decode_config(self, beam_size: int | None = None, batch_size: int | None = None) -> DecodeConfig:
         """The model's decode config with the per-call choices a user made (--beam, --batch-size); None keeps it."""
         changes = {name: value for name, value in (("beam_size", beam_size), ("batch_size", batch_size)) if value is not None}
@@ -93,7 +146,7 @@ class Translator:
         beam_size / batch_size None: those of the model's decode config (beam 1: greedy).
         """
         d = self.decode_config(beam_size, batch_size)
-        nbests = decode(self.backend, [s.ids for s in sources], d, return_attention=return_attention, progress=progress)
+        nbests = self._decode(sources, d, return_attention=return_attention, progress=progress)
         return [hyps[0] for hyps in nbests]
 
     def nbest(
@@ -104,7 +157,7 @@ class Translator:
         beam_size None: the larger of decode.beam_size and `nbest`; it must be at least `nbest`.
         """
         d = self.decode_config(nbest_beam(nbest, beam_size, self.cfg.decode.beam_size), batch_size)
-        results = decode(self.backend, [s.ids for s in sources], d, nbest=nbest)
+        results = self._decode(sources, d, nbest=nbest)
         return [[(h.score, self.detokenize(h.ids)) for h in hyps] if s.text.strip() else [] for s, hyps in zip(sources, results)]
 
     def detokenize(self, ids: Sequence[int]) -> str:

@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from seq2seq.errors import ConfigError, install_hint
@@ -108,7 +109,7 @@ def _url(sock: socket.socket) -> str:
 
 def serve(
     models: Sequence[str | None] | str | None, *, host: str, port: int, beam: int | None = None, max_batch: int | None = None,
-    quantize: str | None = None, wait_ms: float = DEFAULT_WAIT_MS,
+    quantize: str | None = None, wait_ms: float = DEFAULT_WAIT_MS, lexicon: str | Path | None = None,
 ) -> None:
     """Load the model (one, or several decoding as an ensemble: decode/translator.open_model) once and serve it until
     SIGINT or SIGTERM; the requests in flight finish first.
@@ -125,7 +126,7 @@ def serve(
     sock = listen(host, port)  # a busy port fails before torch is imported and the model loads
     from seq2seq.decode.translator import open_model
 
-    t = open_model(models, quantize=quantize)  # an export decodes on onnxruntime: torch is never imported
+    t = open_model(models, quantize=quantize).with_lexicon(lexicon)  # an export decodes on onnxruntime: torch is never imported
     decode = t.cfg.decode
     batch = max_batch or decode.batch_size
     batcher = Batcher(lambda texts, settings: decode_texts(t, texts, settings, batch), batch, wait_ms / 1000)
