@@ -2,7 +2,8 @@
 (Optuna's QMC sampler, a scrambled Sobol sequence), the rest multivariate TPE's, modelled on the trials so far. Every
 trial validates by the clock at each ninth of its minutes (train.valid_every_minutes), so all trials are scored at
 the same seconds of training; at the rungs, a ninth and a third of its minutes, successive halving stops a trial not
-among the best third of the trials scored at that second (`goes_on`: no trial goes on for being the first there).
+among the best third of the trials scored at that second (`goes_on`: no trial goes on for being the first there; a
+trial alone at a rung waits, and its run is resumed when a later trial shows it among the best there).
 
 Each trial is an ordinary run directory, DIR/trial-NNNN (tools/tune_trial). The study lives in DIR/study.journal
 (Optuna's journal file) or in the database of --storage, so the same command again continues it, and several
@@ -126,28 +127,65 @@ def open_study(optuna: Any, storage: Any, name: str, metric: str) -> Any:
 
 def goes_on(value: float, others: Sequence[float], lower_is_better: bool, factor: int = REDUCTION_FACTOR) -> bool:
     """Successive halving at a rung: does a trial scoring `value` go on, against the `others` scored at the same
-    second? When it is among the best max(1, n // factor) of the n scores (its own included; a tie goes its way), and
-    only then: a trial alone at a rung has beaten nobody, and stops. (Optuna's SuccessiveHalvingPruner lets the first
-    trial at a rung go on, so the first trial of every study ran to its end whatever it scored, and the first of the
-    next `factor - 1` went on by beating it alone.) Each rung thus needs one trial that stopped there to compare with:
-    a study's first trial stops at the first rung, the first to reach the second rung stops there."""
+    step? When it is among the best max(1, n // factor) of the n scores (its own included; a tie goes its way), and
+    only then: a trial alone at a rung has beaten nobody and stops, parked (`next_parked` lets its run go on once
+    another trial's score there shows it among the best). Optuna's SuccessiveHalvingPruner lets the first trial at
+    a rung go on, so the first trial of every study ran to its end whatever it scored, and each of the next
+    `factor - 1` went on by beating the trials before it alone."""
     if not others:
         return False
     better = sum(1 for other in others if (other < value if lower_is_better else other > value))
     return better < max(1, (len(others) + 1) // factor)
 
 
-def rung_judge(study: Any, trial: Any, lower_is_better: bool) -> Callable[[int, float], bool]:
-    """The pruner of one trial: at `step` (milliseconds of training), stop it (True) unless `goes_on` against every
-    other trial of the study with a score at that step (whatever its state: pruned there, completed, or running on
-    another machine)."""
+# Study user attributes (JSON: trial numbers as strings): the trials parked at a rung ({number: [step, value]}),
+# and the trials whose run another trial continued ({number: the continuing trial's number}).
+PARKED, CONTINUED = "parked", "continued"
 
-    def judge(step: int, value: float) -> bool:
-        others = [t.intermediate_values[step] for t in study.get_trials(deepcopy=False)
-                  if t.number != trial.number and step in t.intermediate_values]
-        return not goes_on(value, others, lower_is_better)
 
-    return judge
+def population(study: Any, number: int, step: int) -> list[float]:
+    """The scores at `step` that trial `number` is judged against: every other trial's, whatever its state (pruned
+    there, completed, running on another machine), but not a trial whose run another continued (its scores are the
+    continuing trial's history, not a trial of their own)."""
+    continued = study.user_attrs.get(CONTINUED, {})
+    return [t.intermediate_values[step] for t in study.get_trials(deepcopy=False)
+            if t.number != number and str(t.number) not in continued and step in t.intermediate_values]
+
+
+class RungJudge:
+    """The pruner of one trial: at `step` (milliseconds of training), stop it (True) unless it `goes_on` against
+    the `population` there; `parked` says where it stopped alone."""
+
+    def __init__(self, study: Any, number: int, lower_is_better: bool):
+        self.study, self.number, self.lower_is_better = study, number, lower_is_better
+        self.parked: tuple[int, float] | None = None
+
+    def __call__(self, step: int, value: float) -> bool:
+        others = population(self.study, self.number, step)
+        if not others:
+            self.parked = (step, value)
+        return not goes_on(value, others, self.lower_is_better)
+
+
+def next_parked(study: Any, lower_is_better: bool) -> tuple[Any, int] | None:
+    """A parked trial that now goes on (and the index of the rung it waited at), its run's last.pt on this machine;
+    a parked trial that other trials' scores at its rung now beat stays stopped for good."""
+    parked = dict(study.user_attrs.get(PARKED, {}))
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    found = None
+    for key, (step, value) in sorted(parked.items(), key=lambda kv: int(kv[0])):
+        trial = trials.get(int(key))
+        run_dir = Path(str(trial.user_attrs.get("run_dir"))) if trial is not None else None
+        others = population(study, int(key), step)
+        if trial is None or run_dir is None or not (run_dir / "last.pt").is_file() or not others:
+            continue
+        if goes_on(value, others, lower_is_better):
+            found = (trial, step)
+            break
+        del parked[key]  # beaten where it waited
+    if parked != study.user_attrs.get(PARKED, {}):
+        study.set_user_attr(PARKED, parked)
+    return found
 
 
 @dataclass(frozen=True)
@@ -298,25 +336,44 @@ def run_trials(search: Search) -> None:
         if left < minutes * 60 + overhead:
             log.info("budget: %.2f min left, a trial takes about %.2f: no more trials", left / 60, (minutes * 60 + overhead) / 60)
             break
+        lower = metric in LOWER_IS_BETTER
+        waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+        parked = None if waiting else next_parked(study, lower)  # a queued retry first
+        if parked is not None:
+            study.enqueue_trial(parked[0].params, user_attrs={"continues": parked[0].number})
         study.sampler = choose_sampler(optuna, study, search.seed, search.startup)
         trial = study.ask()
         trial.set_user_attr("worker", worker_id())
         params = {d.key: d.suggest(trial) for d in search.space}
         settings = expand(search.space, params)
+        continues = trial.user_attrs.get("continues")
         run_dir = options.out / f"trial-{trial.number:04d}"
+        passed = 0  # rungs already passed by the run this trial continues
+        if parked is not None and continues == parked[0].number:
+            run_dir = Path(str(parked[0].user_attrs["run_dir"]))
+            passed = [search.rungs.step(m) for m in search.rungs.at].index(parked[1]) + 1
+            study.set_user_attr(PARKED, {k: v for k, v in study.user_attrs.get(PARKED, {}).items() if k != str(continues)})
+            study.set_user_attr(CONTINUED, {**study.user_attrs.get(CONTINUED, {}), str(continues): trial.number})
+            log.info("trial %d: trial %d's run goes on from where it waited alone (now among the best there)", trial.number, continues)
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("settings", settings)
         trial.set_user_attr("rungs", list(search.rungs.steps))
         command = train_command(options.config, search.overrides, settings, run_dir, minutes, search.rungs)
+        if passed:
+            command.append("--resume")
+        judge = RungJudge(study, trial.number, lower)
         try:
-            outcome = run_trial(trial, command, run_dir, metric, search.rungs, rung_judge(study, trial, metric in LOWER_IS_BETTER))
+            outcome = run_trial(trial, command, run_dir, metric, search.rungs, judge, passed)
         except KeyboardInterrupt:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             log.warning("interrupted: trial %d stopped (%s); its settings run first when the study continues", trial.number, run_dir)
             raise
+        if outcome.state == "pruned" and judge.parked is not None:  # alone at its rung: waits there for others
+            study.set_user_attr(PARKED, {**study.user_attrs.get(PARKED, {}), str(trial.number): list(judge.parked)})
         record(optuna, study, trial, outcome)
-        log.info("trial %d: %s: %s", trial.number, format_settings(params), describe_outcome(outcome, metric))
+        waits = ", alone there: it goes on if a later trial shows it among the best" if outcome.state == "pruned" and judge.parked else ""
+        log.info("trial %d: %s: %s%s", trial.number, format_settings(params), describe_outcome(outcome, metric), waits)
         overhead = max(overhead, outcome.wall - outcome.seconds)
 
 
@@ -385,7 +442,9 @@ def finish(search: Search, latest: str | None) -> TuneResult:
                 f"seq2seq train --config {best_path} (into {target}, its train.run_dir)")
         log.info("%s", hint)
     plot = plot_study(trials, metric, out / PLOT_FILE, f"{out.resolve().name}: {len(trials)} trials", search.rungs.steps)
-    table = trials_table(trials, metric, None if best is None else best.number, search.rungs.steps)
+    notes = {int(k): ", alone: waits" for k in search.study.user_attrs.get(PARKED, {})}
+    notes.update({int(k): f", alone: went on as {v}" for k, v in search.study.user_attrs.get(CONTINUED, {}).items()})
+    table = trials_table(trials, metric, None if best is None else best.number, search.rungs.steps, notes)
     return TuneResult(out, table, best_path, plot, hint)
 
 

@@ -26,11 +26,12 @@ def _cell(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _stopped(trial: Any) -> str:
-    """The table's last column: when the pruner stopped the trial, or why it has no such time."""
+def _stopped(trial: Any, note: str) -> str:
+    """The table's last column: when the pruner stopped the trial (and `note`: parked there, or whose run went on),
+    or why it has no such time."""
     state = trial.state.name.lower()
     if state == "pruned":
-        return f"{trial.user_attrs.get('pruned_at') or 0:.2f} min"
+        return f"{trial.user_attrs.get('pruned_at') or 0:.2f} min{note}"
     return "-" if state == "complete" else state
 
 
@@ -39,7 +40,9 @@ def rung_column(step: int) -> str:
     return f"at {step / 60000:.2f} min"
 
 
-def trials_table(trials: Sequence[Any], metric: str, best_number: int | None, rungs: Sequence[int] = ()) -> str:
+def trials_table(
+    trials: Sequence[Any], metric: str, best_number: int | None, rungs: Sequence[int] = (), notes: dict[int, str] | None = None,
+) -> str:
     """One row a trial: its number (* the best), settings, its score at each rung (the best it had reached by that
     second of training; `rungs`: their steps, milliseconds), its best score, minutes of training, updates, pruned at."""
     keys = list(dict.fromkeys(key for t in trials for key in t.params))
@@ -54,7 +57,7 @@ def trials_table(trials: Sequence[Any], metric: str, best_number: int | None, ru
             f"{t.number}{' *' if t.number == best_number else ''}", *(_cell(t.params.get(k)) for k in keys),
             *("-" if v is None else f"{v:.2f}" for v in at),
             "-" if score is None else f"{score:.2f}", "-" if minutes is None else f"{minutes:.2f}",
-            _cell(t.user_attrs.get("updates")), _stopped(t),
+            _cell(t.user_attrs.get("updates")), _stopped(t, (notes or {}).get(t.number, "")),
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)

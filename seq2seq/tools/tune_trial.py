@@ -177,14 +177,18 @@ def last_line(path: Path) -> str:
     return lines[-1] if lines else ""
 
 
-def run_trial(trial: Any, command: list[str], run_dir: Path, metric: str, rungs: Rungs, judge: Callable[[int, float], bool]) -> Outcome:
+def run_trial(
+    trial: Any, command: list[str], run_dir: Path, metric: str, rungs: Rungs, judge: Callable[[int, float], bool], passed: int = 0,
+) -> Outcome:
     """Train one trial's run in a subprocess, reporting its validations to `trial` and stopping it when `judge` says
-    so at a rung; an interrupt of the tuner (KeyboardInterrupt) stops the run as pruning does and is raised again."""
+    so at a rung (`passed`: rungs the run, resumed, has passed already); an interrupt of the tuner
+    (KeyboardInterrupt) stops the run as pruning does and is raised again."""
     files = RunFiles(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     reporter = Reporter(trial, metric, rungs, judge)
+    reporter.judged = passed
     started = time.monotonic()
-    with open(run_dir / STDERR_FILE, "wb") as err:
+    with open(run_dir / STDERR_FILE, "ab" if passed else "wb") as err:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
         try:
             pruned = watch(proc, files.metrics, reporter)

@@ -270,7 +270,7 @@ def test_a_trial_goes_on_only_among_the_best_third_and_never_alone(value, others
 def test_the_reporter_reports_each_mark_and_the_rungs_judge_every_trial_at_the_same_second(tmp_path: Path) -> None:
     """Marks every 10 s, rungs at 10 s and 30 s: each validation is reported at its mark's milliseconds (the best so
     far), the pruner is asked at both rungs and nowhere else; the first trial at a rung stops there."""
-    from seq2seq.tools.tune import rung_judge
+    from seq2seq.tools.tune import RungJudge
     from seq2seq.tools.tune_trial import Reporter, Rungs, read_records
 
     study, rungs = optuna.create_study(direction="maximize"), Rungs(10.0)
@@ -279,7 +279,7 @@ def test_the_reporter_reports_each_mark_and_the_rungs_judge_every_trial_at_the_s
     def run(name: str, records: list[dict]) -> tuple[bool, object]:
         path = tmp_path / f"{name}.jsonl"
         trial, pruned = study.ask(), False
-        judge = rung_judge(study, trial, lower_is_better=False)
+        judge = RungJudge(study, trial.number, lower_is_better=False)
         reporter = Reporter(trial, "bleu", rungs, lambda step, value: asked.append(step) or judge(step, value))
         for record in records:  # the file grows as the run validates; the reporter reads it whole each time
             write_records(path, [record])
@@ -300,6 +300,85 @@ def test_the_reporter_reports_each_mark_and_the_rungs_judge_every_trial_at_the_s
     assert not pruned and third.state.name == "COMPLETE"
     assert third.intermediate_values == {10_000: 40.0, 20_000: 40.0, 40_000: 45.0, **{m * 10_000: 46.0 for m in range(5, 10)}}
     assert asked == [10_000, 10_000, 30_000, 10_000, 30_000]  # the rung of 30 s judged at the next mark; the end never
+
+
+def test_a_trial_alone_at_a_rung_waits_there_and_goes_on_when_a_later_one_shows_it_among_the_best(tmp_path: Path) -> None:
+    from seq2seq.tools.tune import PARKED, RungJudge, next_parked
+
+    study = optuna.create_study(direction="maximize")
+    first = study.ask()
+    judge = RungJudge(study, first.number, lower_is_better=False)
+    first.report(21.0, 333)
+    assert judge(333, 21.0) and judge.parked == (333, 21.0)  # alone: stopped, parked
+    (tmp_path / "trial-0000").mkdir()
+    (tmp_path / "trial-0000" / "last.pt").write_bytes(b"")
+    first.set_user_attr("run_dir", str(tmp_path / "trial-0000"))
+    study.tell(first, state=optuna.trial.TrialState.PRUNED)
+    study.set_user_attr(PARKED, {"0": [333, 21.0]})
+    assert next_parked(study, lower_is_better=False) is None  # nobody else there yet
+    worse = study.ask()
+    worse.report(4.0, 333)
+    study.tell(worse, state=optuna.trial.TrialState.PRUNED)
+    trial, step = next_parked(study, lower_is_better=False)
+    assert (trial.number, step) == (0, 333)
+    better = study.ask()  # two better than it at 333 of 3 scores: it is beaten where it waited, and stays stopped
+    better.report(30.0, 333)
+    study.tell(better, state=optuna.trial.TrialState.PRUNED)
+    late = study.ask()
+    late.report(31.0, 333)
+    study.tell(late, state=optuna.trial.TrialState.PRUNED)
+    assert next_parked(study, lower_is_better=False) is None and study.user_attrs[PARKED] == {}
+
+
+def test_the_tuner_resumes_a_parked_trials_run_in_its_own_directory(work: Path, capsys, monkeypatch) -> None:
+    """Trial 0 stops alone at the first rung; trial 1 scores worse there; trial 2 is trial 0's run resumed
+    (`train --resume` in trial-0000, its first rung passed), and the table says so."""
+    from seq2seq.tools import tune
+    from seq2seq.tools.tune_trial import Outcome, Reporter
+
+    class Clock:
+        now = 0.0
+
+        def monotonic(self) -> float:
+            return self.now
+
+    clock, commands = Clock(), []
+
+    def fake_run_trial(trial, command, run_dir, metric, rungs, judge, passed=0):  # type: ignore[no-untyped-def]
+        commands.append((command, run_dir, passed))
+        lr = float(next(a.split("=", 1)[1] for a in command if a.startswith("train.lr=")))
+        reporter = Reporter(trial, metric, rungs, judge)
+        reporter.judged = passed
+        pruned = False
+        for mark in range(1, 10):
+            records = [{"step": m, "val_bleu": lr * 1000 + m, "elapsed": m * rungs.interval + 0.01} for m in range(1, mark + 1)]
+            if reporter.feed(records):
+                pruned = True
+                break
+        clock.now += 4.0
+        state = "pruned" if pruned else "complete"
+        return Outcome(state, reporter.best, reporter.seconds, reporter.updates, 4.0,
+                       pruned_at=reporter.reported * rungs.interval if pruned else None)
+
+    monkeypatch.setattr(tune, "run_trial", fake_run_trial)
+    monkeypatch.setattr(tune, "time", clock)
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    (work / "study").mkdir()
+    storage = JournalStorage(JournalFileBackend(str(work / "study" / "study.journal")))
+    study = optuna.create_study(study_name="study", storage=storage, direction="maximize")
+    study.enqueue_trial({"model.hidden_size": 32, "train.lr": 0.02, "model.attention": "luong"})
+    study.enqueue_trial({"model.hidden_size": 16, "train.lr": 0.003, "model.attention": "luong"})
+    (work / "study" / "trial-0000").mkdir()
+    (work / "study" / "trial-0000" / "last.pt").write_bytes(b"")  # what the stopped run saved
+    code, out, err = invoke(capsys, monkeypatch, "tune", "--config", "tiny.yaml", "--space", "space.yaml", "--out", "study",
+                            "--budget", "0.4", "--trial-minutes", "0.05")
+    assert code == 0, err
+    assert [(run_dir.name, passed, "--resume" in command) for command, run_dir, passed in commands[:3]] == [
+        ("trial-0000", 0, False), ("trial-0001", 0, False), ("trial-0000", 1, True)]
+    assert "trial 2: trial 0's run goes on from where it waited alone" in err
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert rows["0"].endswith("alone: went on as 2") and rows["2"].split()[4] == "21.00"  # at the first rung: trial 0's score
 
 
 def test_error_rates_are_minimized_and_the_moving_average_counts_where_it_scores_better() -> None:
