@@ -22,7 +22,7 @@ import time
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from seq2seq.config import Config, dump_config, load_config
 from seq2seq.errors import ConfigError, install_hint
