@@ -399,9 +399,9 @@ def format_settings(settings: dict[str, Any]) -> str:
 
 
 def describe_outcome(outcome: Outcome, metric: str) -> str:
-    from seq2seq.training.validate import metric_label
+    from seq2seq.metric import said
 
-    score = "no score" if outcome.value is None else f"val {metric_label(metric)} {outcome.value:.2f}"
+    score = "no score" if outcome.value is None else f"val {said(metric, outcome.value)}"
     figures = f"{score} in {outcome.seconds / 60:.2f} min, {outcome.updates} updates"
     if outcome.state == "pruned":
         return f"{figures}, pruned at {(outcome.pruned_at or 0) / 60:.2f} min"
@@ -417,8 +417,8 @@ def best_run_dir(out: Path) -> Path:
 def finish(search: Search, latest: str | None) -> TuneResult:
     """The table of the study's trials, best.yaml, trials.png, and runs/latest: the best trial's run, or as it was
     before the study when no trial completed (`latest`, its text then; None: there was none)."""
+    from seq2seq.metric import said
     from seq2seq.tools.tune_report import plot_study, trials_table
-    from seq2seq.training.validate import metric_label
 
     options, metric = search.options, search.cfg.train.metric
     assert options.out is not None
@@ -433,7 +433,7 @@ def finish(search: Search, latest: str | None) -> TuneResult:
         target = best_run_dir(out)
         best_cfg = load_config(options.config, [*search.overrides, *as_overrides({**settings, "train.run_dir": str(target)})])
         best_path = out / BEST_FILE
-        score = f"val {metric_label(metric)} {best.value:.2f}"
+        score = f"val {said(metric, best.value)}"
         atomic_write_text(best_path, best_yaml(best_cfg, best.number, score, options.config, out, len(trials)))
         record_default_model(Path(best.user_attrs.get("run_dir", out / f"trial-{best.number:04d}")))
         log.info("runs/latest: trial %d's run %s, the best, is the model eval and translate use without --model",

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from seq2seq.errors import ConfigError
-from seq2seq.training.schedule import LOWER_IS_BETTER
-from seq2seq.training.validate import metric_label
+from seq2seq.metric import LOWER_IS_BETTER
+from seq2seq.metric import label as metric_label
 
 log = logging.getLogger("seq2seq")
 
@@ -77,7 +77,8 @@ def plot_study(trials: Sequence[Any], metric: str, path: Path, title: str, rungs
     best = max((t for t in done if t.state.name == "COMPLETE"), key=lambda t: t.value if metric not in LOWER_IS_BETTER else -t.value, default=None)
     curves = [(t.number, sorted((step / 60000, v) for step, v in t.intermediate_values.items()), t.state.name == "PRUNED") for t in done]
     plot_trial_curves(curves, [r / 60000 for r in rungs], None if best is None else best.number, path, title,
-                      f"val {metric_label(metric)}", metric in LOWER_IS_BETTER)
+                      f"val {metric_label(metric)}" + (" (100 - word error)" if metric == "exact_match" else ""),
+                      metric in LOWER_IS_BETTER)
     return path
 
 

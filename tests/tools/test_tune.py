@@ -436,3 +436,12 @@ def test_a_trial_left_running_by_a_killed_tuner_is_failed_and_its_settings_queue
     retry = study.ask()  # the queued settings come first
     assert retry.suggest_int("model.hidden_size", 16, 64) == orphan.params["model.hidden_size"]
     assert retry.user_attrs["retry_of"] == orphan.number
+
+
+def test_a_trial_following_exact_match_is_said_with_its_word_error() -> None:
+    """A G2P study's lines name the word error beside exact match (issue 32 item 7), as eval and the log do."""
+    from seq2seq.tools.tune import describe_outcome
+    from seq2seq.tools.tune_trial import Outcome
+
+    line = describe_outcome(Outcome("complete", 56.9, 480.0, 4000, 500.0), "exact_match")
+    assert line.startswith("val exact match 56.90 (word error 43.10) in 8.00 min, 4000 updates")
