@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "seq2seq"
 # What needs no torch imports no torch (CONVENTIONS; ARCHITECTURE.md names them): text -> ids, the text side of
 # results, and all that translating or serving an export runs (tests/runtime also runs that path with torch blocked).
 TORCH_FREE = [
-    "seq2seq.config", "seq2seq.files", "seq2seq.errors", "seq2seq.metric",
+    "seq2seq.config", "seq2seq.files", "seq2seq.errors", "seq2seq.metric", "seq2seq.runfiles",
     "seq2seq.data.tokenizer", "seq2seq.data.subword", "seq2seq.data.vocab", "seq2seq.data.corpus", "seq2seq.data.report",
     "seq2seq.data.references", "seq2seq.data.split", "seq2seq.data.lexicon",
     "seq2seq.data.encoding", "seq2seq.data.results", "seq2seq.model.export_format",
@@ -33,7 +33,7 @@ TORCH_FREE = [
 LAYERS: list[tuple[str, ...]] = [
     # the package's __init__ is here: it sets oneDNN's cache and __version__, and imports nothing (Translator and
     # train arrive through importlib on first use), so every module may read __version__ from it
-    ("seq2seq", "seq2seq.errors", "seq2seq.files", "seq2seq.config", "seq2seq.device", "seq2seq.metric"),
+    ("seq2seq", "seq2seq.errors", "seq2seq.files", "seq2seq.config", "seq2seq.device", "seq2seq.metric", "seq2seq.runfiles"),
     ("seq2seq.data",),
     ("seq2seq.model",),
     ("seq2seq.decode",),

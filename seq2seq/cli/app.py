@@ -112,7 +112,8 @@ def build_vocab(config: Path = ConfigOpt, overrides: Optional[List[str]] = SetOp
     Example: seq2seq build-vocab --config configs/demo.yaml
     """
     cfg = load_config_arg(config, overrides)
-    from seq2seq.training.rundir import RunFiles, default_run_dir, load_or_build_vocabs
+    from seq2seq.runfiles import RunFiles
+    from seq2seq.training.rundir import default_run_dir, load_or_build_vocabs
     from seq2seq.training.logs import setup_logging
 
     files = RunFiles(default_run_dir(cfg, config))

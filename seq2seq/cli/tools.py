@@ -94,16 +94,17 @@ def plot_curves(
     """
     from seq2seq.model.checkpoint import resolve_model_path
     from seq2seq.training.metrics import read_metrics
-    from seq2seq.training.rundir import RunFiles
+    from seq2seq.runfiles import RunFiles
     from seq2seq.tools.plot import check_image_path, plot_curves as draw_curves, pyplot, run_metric
 
     run_dir = Path(model) if model is not None and Path(model).is_dir() else resolve_model_path(model).parent
-    path = output if output is not None else run_dir / "curves.png"
+    files = RunFiles(run_dir)
+    path = output if output is not None else files.curves
     check_image_path(path)
-    records = read_metrics(RunFiles(run_dir).metrics)
+    records = read_metrics(files.metrics)
     pyplot()
     title = f"{run_dir.resolve().name}: {max(r['step'] for r in records) if records else 0} steps"
-    draw_curves(records, path, title, run_metric(RunFiles(run_dir)))
+    draw_curves(records, path, title, run_metric(files))
     typer.echo(f"curves: {path}", err=True)
 
 
@@ -168,6 +169,7 @@ def average(
 
     Example: seq2seq average --model runs/multi30k_de_en && seq2seq eval --model runs/multi30k_de_en/averaged.pt --beam 5
     """
+    from seq2seq.runfiles import RunFiles
     from seq2seq.tools.average import average_checkpoints, kept_checkpoints
 
     paths: list[Path] = []
@@ -177,7 +179,7 @@ def average(
     if output is None:
         if len(models) != 1 or not Path(models[0]).is_dir():
             raise typer.BadParameter("give --output when averaging checkpoint files", param_hint="'--output'")
-        output = Path(models[0]) / "averaged.pt"
+        output = RunFiles(Path(models[0])).averaged
     average_checkpoints(paths).write(output)
     typer.echo(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {output}", err=True)
 

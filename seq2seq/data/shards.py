@@ -42,6 +42,7 @@ from seq2seq.errors import DataError
 from seq2seq.files import atomic_write_text
 from seq2seq.data.tokenizer import Tokenizer, subword_keys
 from seq2seq.data.vocab import Vocab
+from seq2seq.runfiles import RunFiles
 
 log = logging.getLogger("seq2seq")
 
@@ -53,10 +54,6 @@ CHUNK_SIZE = 20_000  # pairs per task handed to a worker
 IGNORED_DATA_KEYS = ("valid", "test")  # data keys that do not change the training ids
 LEVEL_KEYS = ("level", "src_level", "tgt_level")  # compared as the two levels they set (effective_signature)
 SUBWORD_KEYS = ("vocab_size", "sp_shared")  # compared only where they matter (data/tokenizer.subword_keys)
-
-
-def shard_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "bin"
 
 
 @dataclass(frozen=True)
@@ -417,7 +414,7 @@ def open_shards(run_dir: Path, cfg: Config) -> Optional[Shards]:
     Stale shards (made with another data section, or before the corpus changed) raise DataError: training
     on them would silently train on other data.
     """
-    files = ShardFiles(shard_dir(run_dir))
+    files = ShardFiles(RunFiles(Path(run_dir)).shards)
     if not files.header.exists():
         return None
     redo = f"run `seq2seq preprocess` again with this config (or delete {files.root})"

@@ -19,11 +19,11 @@ from seq2seq.config import DataConfig
 from seq2seq.errors import ConfigError
 from seq2seq.files import atomic_write_bytes
 from seq2seq.data.tokenizer import SUBWORD_LEVELS, Tokenizer, normalize, sp_escape
+from seq2seq.runfiles import RunFiles
 
 log = logging.getLogger("seq2seq")
 
 Pair = tuple[str, str]
-SP_DIR = "sentencepiece"
 
 
 def train_sentencepiece(lines: Iterable[str], model_type: str, vocab_size: int) -> bytes:
@@ -74,14 +74,6 @@ def joint(d: DataConfig) -> bool:
     return d.sp_shared and src_level == tgt_level and src_level in SUBWORD_LEVELS
 
 
-def model_paths(root: Path, shared: bool) -> tuple[Path, Path]:
-    """Source and target model files in the run directory (the same file when shared)."""
-    directory = root / SP_DIR
-    if shared:
-        return directory / "joint.model", directory / "joint.model"
-    return directory / "src.model", directory / "tgt.model"
-
-
 def train_tokenizers(d: DataConfig, pairs: Sequence[Pair]) -> tuple[Tokenizer, Tokenizer]:
     """Source and target tokenizers for `d`, the subword ones trained on `pairs` (one joint model when `joint(d)`)."""
     texts = [[sp_escape(normalize(pair[side], d.lowercase)) for pair in pairs] for side in (0, 1)]
@@ -103,12 +95,13 @@ def load_or_train(d: DataConfig, root: Path, pairs: Sequence[Pair] | None) -> tu
     `pairs` may be None only when the models already exist.
     """
     levels = d.levels
-    paths = model_paths(root, joint(d))
+    files = RunFiles(root)
+    paths = files.subword_models(joint(d))
     needed = [path for path, level in zip(paths, levels) if level in SUBWORD_LEVELS]
     if not all(path.exists() for path in needed):
         if pairs is None:
             raise ConfigError(
-                f"{root}: no sentencepiece model in {root / SP_DIR} for its vocabularies; train with --overwrite to rebuild both"
+                f"{root}: no sentencepiece model in {files.sentencepiece} for its vocabularies; train with --overwrite to rebuild both"
             )
         trained = train_tokenizers(d, pairs)
         paths[0].parent.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ from seq2seq.errors import CheckpointError, ConfigError, DataError
 from seq2seq.files import atomic_write, atomic_write_text
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import Vocab
+from seq2seq.runfiles import DEFAULT_MODEL_FILE, RunFiles
 
 if TYPE_CHECKING:
     import torch
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
 FORMAT = "seq2seq-checkpoint"
 FORMAT_VERSION = 1
-DEFAULT_MODEL_FILE = Path("runs") / "latest"  # holds the path of the last trained run directory
 REQUIRED_KEYS = ("config", "src_vocab", "tgt_vocab", "tokenizer", "tgt_tokenizer", "model", "step")
 RESUME_KEYS = ("optimizer", "progress", "rng")  # a checkpoint without them decodes but cannot resume a run
 _LAYOUT_KEYS = ("format", "format_version", *REQUIRED_KEYS, "scores", "averaged_from")
@@ -275,9 +275,10 @@ def resolve_model_path(model: str | Path | None) -> Path:
         model = DEFAULT_MODEL_FILE.read_text(encoding="utf-8").strip()
     path = Path(model)
     if path.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (path / name).exists():
-                return path / name
+        files = RunFiles(path)
+        for checkpoint in (files.best, files.last):
+            if checkpoint.exists():
+                return checkpoint
         raise CheckpointError(f"{path}: run directory holds no best.pt or last.pt")
     if not path.exists():
         raise CheckpointError(f"{path}: no such model (give a run directory or a .pt checkpoint)")

@@ -14,14 +14,15 @@ import torch
 
 from seq2seq.model.checkpoint import Checkpoint
 from seq2seq.errors import CheckpointError
+from seq2seq.runfiles import RunFiles
 
 
 def kept_checkpoints(run_dir: Path) -> list[Path]:
     """The k best checkpoints a run kept (RUN_DIR/ckpt-STEP.pt), by step."""
-    paths = [p for p in run_dir.glob("ckpt-*.pt") if p.stem[len("ckpt-") :].isdigit()]
+    paths = RunFiles(run_dir).kept_files()
     if not paths:
         raise CheckpointError(f"{run_dir}: no ckpt-STEP.pt files to average; train with train.keep_best > 1 to keep them")
-    return sorted(paths, key=lambda p: int(p.stem[len("ckpt-") :]))
+    return paths
 
 
 def _same_model(first: Checkpoint, other: Checkpoint, where: Path) -> None:

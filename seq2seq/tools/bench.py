@@ -44,7 +44,7 @@ from seq2seq.decode.search import Hypothesis, decode
 from seq2seq.decode.torch_backend import TorchBackend
 from seq2seq.training.build import build_data, make_optimizer, read_corpora
 from seq2seq.training.distributed import DistContext
-from seq2seq.training.rundir import RunFiles
+from seq2seq.runfiles import RunFiles
 from seq2seq.training.trainer import train_step
 
 

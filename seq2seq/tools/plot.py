@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from seq2seq.config import config_from_dict, read_yaml
 from seq2seq.errors import ConfigError, install_hint
 from seq2seq.training.metrics import latest_per_step
-from seq2seq.training.rundir import RunFiles
+from seq2seq.runfiles import RunFiles
 from seq2seq.metric import LOWER_IS_BETTER, SELECTABLE, label
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")

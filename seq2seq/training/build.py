@@ -24,7 +24,8 @@ from seq2seq.device import keep_freed_memory, resolve_device, resolve_precision
 from seq2seq.files import atomic_write_text
 from seq2seq.model.network import Seq2Seq
 from seq2seq.training import distributed
-from seq2seq.training.rundir import RunFiles, load_or_build_tokenizers, load_or_build_vocabs
+from seq2seq.runfiles import RunFiles
+from seq2seq.training.rundir import load_or_build_tokenizers, load_or_build_vocabs
 from seq2seq.training.schedule import LRSchedule
 
 log = logging.getLogger("seq2seq")

@@ -27,7 +27,7 @@ from seq2seq.data.tokenizer import SUBWORD_LEVELS, subword_keys
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.checkpoint import Checkpoint, resolve_model_path
-from seq2seq.training.rundir import RunFiles
+from seq2seq.runfiles import RunFiles
 from seq2seq.training.validate import metric_label
 
 log = logging.getLogger("seq2seq")
@@ -118,7 +118,7 @@ def write_inherited(files: RunFiles, cfg: Config, source: Checkpoint) -> None:
     if any(level in SUBWORD_LEVELS for level in cfg.data.levels):
         from seq2seq.data import subword
 
-        paths = subword.model_paths(files.root, subword.joint(cfg.data))
+        paths = files.subword_models(subword.joint(cfg.data))
         for path, tokenizer in zip(paths, (source.src_tokenizer, source.tgt_tokenizer)):
             if tokenizer.sp_model is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,13 +14,14 @@ from seq2seq.config import Config, DataConfig, dump_config
 from seq2seq.data.corpus import corpus_paths, open_corpus
 from seq2seq.data.shards import (
     CHUNK_SIZE, FORMAT, FORMAT_VERSION, SIDES, SPLIT, Job, ShardFiles, data_signature, default_workers, file_stamps, id_dtype,
-    shard_dir, shard_vocabs, tokenize_corpus, vocab_hash, write_side,
+    shard_vocabs, tokenize_corpus, vocab_hash, write_side,
 )
 from seq2seq.data.tokenizer import SUBWORD_LEVELS, plain_tokenizers
 from seq2seq.errors import ConfigError, DataError
 from seq2seq.files import atomic_write_text
 from seq2seq.training import finetune
-from seq2seq.training.rundir import RunFiles, config_differences, ensure_dir
+from seq2seq.runfiles import RunFiles
+from seq2seq.training.rundir import config_differences, ensure_dir
 
 log = logging.getLogger("seq2seq")
 
@@ -65,7 +66,7 @@ def preprocess(
     stamps = file_stamps(cfg)
     src_tokenizer, tgt_tokenizer = plain_tokenizers(check_levels(d)) if source is None else (source.src_tokenizer, source.tgt_tokenizer)
     ensure_dir(files.root)
-    out = ShardFiles(shard_dir(files.root))
+    out = ShardFiles(files.shards)
     out.root.mkdir(parents=True, exist_ok=True)
     out.header.unlink(missing_ok=True)  # shards without a header are never read, even if we stop half-way
     try:

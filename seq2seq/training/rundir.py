@@ -1,10 +1,9 @@
-"""A run directory: its files, the checks before a run writes into it, and what is built there before training
-(the config, the tokenizers and the vocabularies)."""
+"""A run directory: the checks before a run writes into it, and what is built there before training (the config,
+the tokenizers and the vocabularies). Its files are named by `seq2seq.runfiles.RunFiles`."""
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from seq2seq.files import atomic_write_text, remove_stale_temp_files
@@ -14,49 +13,7 @@ from seq2seq.data.corpus import load_corpus
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.data.tokenizer import SUBWORD_LEVELS, Tokenizer, plain_tokenizers
 from seq2seq.data.vocab import Vocab
-
-
-@dataclass(frozen=True)
-class RunFiles:
-    """The files of a run directory."""
-
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def src_vocab(self) -> Path:
-        return self.root / "src_vocab.json"
-
-    @property
-    def tgt_vocab(self) -> Path:
-        return self.root / "tgt_vocab.json"
-
-    @property
-    def best(self) -> Path:
-        return self.root / "best.pt"
-
-    @property
-    def last(self) -> Path:
-        return self.root / "last.pt"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "train.log"
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.root / "tensorboard"
-
-    def kept(self, step: int) -> Path:
-        """One of the k best checkpoints (train.keep_best > 1), weights only."""
-        return self.root / f"ckpt-{step}.pt"
+from seq2seq.runfiles import RunFiles
 
 
 def default_run_dir(cfg: Config, config_path: str | Path | None) -> Path:
@@ -145,8 +102,8 @@ def prepare_run_dir(files: RunFiles, cfg: Config, resume: bool, overwrite: bool)
         if files.root.exists():
             for path in (files.best, files.last, files.metrics, files.log, files.src_vocab, files.tgt_vocab, files.config):
                 path.unlink(missing_ok=True)
-            shutil.rmtree(files.root / "sentencepiece", ignore_errors=True)
-            for path in files.root.glob("ckpt-*.pt"):
+            shutil.rmtree(files.sentencepiece, ignore_errors=True)
+            for path in files.kept_files():
                 path.unlink()
             shutil.rmtree(files.tensorboard, ignore_errors=True)
         return

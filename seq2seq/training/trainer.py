@@ -37,7 +37,8 @@ from seq2seq.training.interrupt import StopRequest, TrainingInterrupted
 from seq2seq.training.logs import attach_log_file, bars_wanted, epoch_bar, format_interval, setup_logging
 from seq2seq.training.metrics import MetricsLogger, read_metrics
 from seq2seq.training.resume import restore, rng_state, set_rng_state
-from seq2seq.training.rundir import RunFiles, ensure_dir, prepare_run_dir, remove_stale_run_files
+from seq2seq.runfiles import RunFiles
+from seq2seq.training.rundir import ensure_dir, prepare_run_dir, remove_stale_run_files
 from seq2seq.training.schedule import (
     HORIZON_KINDS, LOWER_IS_BETTER, EarlyStopping, LRSchedule, Pace, budget_horizon, budget_rate, improves,
     updates_between_validations, validation_due, validation_estimate,

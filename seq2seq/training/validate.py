@@ -22,7 +22,7 @@ from seq2seq.decode.translator import Translator
 from seq2seq.errors import ConfigError
 from seq2seq.model.checkpoint import Checkpoint
 from seq2seq.model.network import Seq2Seq
-from seq2seq.training.rundir import RunFiles
+from seq2seq.runfiles import RunFiles
 from seq2seq.metric import LOWER_IS_BETTER, improves
 from seq2seq.metric import label as metric_label  # noqa: F401 (imported from here by the loop and fine-tuning)
 

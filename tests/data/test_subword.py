@@ -12,9 +12,10 @@ from tests.conftest import toy_pairs
 from seq2seq.config import DataConfig
 from seq2seq.data.vocab import build_vocabs
 from seq2seq.errors import ConfigError
-from seq2seq.data.subword import load_or_train, model_paths, train_sentencepiece
+from seq2seq.data.subword import load_or_train, train_sentencepiece
 from seq2seq.data.tokenizer import Tokenizer, normalize
 from seq2seq.data.vocab import SPECIALS, UNK
+from seq2seq.runfiles import RunFiles
 
 UNSEEN = [
     "Ärger über ½ Preis — naïve café 😀",
@@ -87,7 +88,7 @@ def test_load_or_train_writes_models_into_the_run_dir_and_reads_them_back(tmp_pa
     pairs = toy_pairs("train", 800)
     d = DataConfig(level="bpe", vocab_size=400, sp_shared=shared)
     src, tgt = load_or_train(d, tmp_path, pairs)
-    src_path, tgt_path = model_paths(tmp_path, shared)
+    src_path, tgt_path = RunFiles(tmp_path).subword_models(shared)
     assert src_path.exists() and tgt_path.exists() and (src_path == tgt_path) == shared
     assert (src == tgt) == shared
     if not shared:  # English and German pieces differ

@@ -14,7 +14,7 @@ from seq2seq.config import config_from_dict
 from seq2seq.data.vocab import Vocab
 from seq2seq.model.checkpoint import Checkpoint
 from seq2seq.training.trainer import train
-from tests.conftest import invoke, toy_pairs, write_corpus
+from tests.conftest import invoke, toy_pairs, train_here, write_corpus
 
 MODEL = {"emb_size": 8, "hidden_size": 16, "dropout": 0.0, "attention": "luong"}
 TRAIN = {"batch_size": 32, "num_threads": 1, "device": "cpu", "precision": "fp32", "log_every": 1}
@@ -39,7 +39,8 @@ def source_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny word-level model trained 3 steps on 200 toy pairs; read it, never change it."""
     work = tmp_path_factory.mktemp("source")
     raw = raw_config(work, "old", toy_pairs("train", 200), toy_pairs("val", 30), max_steps=3, valid_every=3)
-    train_quietly({**raw, "model": MODEL}, work / "run")
+    # in `work`: a module's fixture runs before each test's own working directory is made (runs/latest goes there)
+    train_here(config_from_dict({**raw, "model": MODEL}), work / "run", work)
     return work / "run"
 
 
@@ -212,14 +213,14 @@ def test_fine_tuning_refuses_another_effective_level_naming_the_key_that_set_it(
 def test_preprocess_then_fine_tuning_trains_on_shards_of_the_models_vocabularies(source_run: Path, tmp_path: Path) -> None:
     """`seq2seq preprocess` with train.init_from encodes the new data with the model's vocabularies and tokenizers,
     as `train` takes them, so the fine-tuning run trains on its shards (issue 28 §5.1)."""
-    from seq2seq.data.shards import shard_dir
+    from seq2seq.runfiles import RunFiles
     from seq2seq.training.preprocess import preprocess
 
     raw = new_data(tmp_path, max_steps=1, valid_every=1, init_from=str(source_run))
     preprocess(config_from_dict(raw), tmp_path / "ft", workers=1, quiet=True)
     assert (tmp_path / "ft" / "src_vocab.json").read_bytes() == (source_run / "src_vocab.json").read_bytes()
     assert train_quietly(raw, tmp_path / "ft").progress.step == 1
-    assert f"training data: {shard_dir(tmp_path / 'ft')}" in (tmp_path / "ft" / "train.log").read_text(encoding="utf-8")
+    assert f"training data: {RunFiles(tmp_path / 'ft').shards}" in (tmp_path / "ft" / "train.log").read_text(encoding="utf-8")
 
 
 def test_preprocess_encodes_with_the_sentencepiece_model_in_init_from(bpe_run: Path, tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from seq2seq.data.corpus import load_corpus
-from seq2seq.data.shards import open_shards, shard_dir
+from seq2seq.data.shards import open_shards
+from seq2seq.runfiles import RunFiles
 from seq2seq.errors import DataError
 from seq2seq.training.preprocess import preprocess
 from seq2seq.training.trainer import train
@@ -26,7 +27,7 @@ def test_training_on_shards_is_training_on_text(tmp_path: Path) -> None:
     a = torch.load(text.run_dir / "last.pt", weights_only=True)["model"]
     b = torch.load(sharded.run_dir / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert "training data: " + str(shard_dir(sharded.run_dir)) in (sharded.run_dir / "train.log").read_text()
+    assert "training data: " + str(RunFiles(sharded.run_dir).shards) in (sharded.run_dir / "train.log").read_text()
 
 
 def test_preprocess_reports_bad_corpora(tmp_path: Path) -> None:

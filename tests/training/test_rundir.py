@@ -10,7 +10,8 @@ from seq2seq.config import Config, dump_config, replace
 from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.files import atomic_write_text
 from seq2seq.model.checkpoint import save_checkpoint
-from seq2seq.training.rundir import RunFiles, prepare_run_dir
+from seq2seq.runfiles import RunFiles
+from seq2seq.training.rundir import prepare_run_dir
 from tests.conftest import fake_state
 
 

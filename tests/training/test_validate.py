@@ -13,7 +13,7 @@ from seq2seq.data.report import degeneration_warning
 from seq2seq.decode.torch_backend import open_checkpoint
 from seq2seq.decode.translator import Translator
 from seq2seq.training.build import read_corpora
-from seq2seq.training.rundir import RunFiles
+from seq2seq.runfiles import RunFiles
 from seq2seq.training.validate import degeneration, metric_value, validation_scores
 from tests.decode.test_evaluate import PAIRS, toy_checkpoint
 
