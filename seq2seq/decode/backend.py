@@ -18,10 +18,11 @@ from seq2seq.data.vocab import EOS
 
 
 class Step(NamedTuple):
-    """One decoding step of R rows: each row's c most probable next tokens, best first."""
+    """One decoding step of R rows in groups of `width` (a sentence's beams): each group's c best continuations by
+    the row's score so far plus the next token's log-probability, best first."""
 
-    scores: np.ndarray  # (R, c) float32 log-probabilities
-    tokens: np.ndarray  # (R, c) int64
+    scores: np.ndarray  # (R / width, c) float32 those sums
+    index: np.ndarray  # (R / width, c) int64: row within the group * V + token
     attention: np.ndarray  # (R, S) float32 this step's attention weights
     state: Any  # the decoder's state after the step, the backend's own type
 
@@ -40,8 +41,9 @@ class Backend(Protocol):
         """prev (R,) int64 -> log-probabilities (R, V) float32, attention (R, S) float32, the new state."""
         ...
 
-    def step(self, prev: np.ndarray, memory: Any, state: Any, c: int, ban_eos: bool) -> Step:
-        """The c best tokens of each row after `prev` (R,); `ban_eos`: <eos> is not among them (before min_len)."""
+    def step(self, prev: np.ndarray, memory: Any, state: Any, c: int, ban_eos: bool, base: np.ndarray | None, width: int) -> Step:
+        """After `prev` (R,), the c best continuations of each group of `width` rows, scored `base` (R,) float32 (None:
+        0) plus the token's log-probability; `ban_eos`: <eos> is none of them (before min_len)."""
         ...
 
     def take(self, memory: Any, rows: np.ndarray) -> Any:
@@ -58,26 +60,33 @@ class Backend(Protocol):
         ...
 
 
-def best_of(log_probs: np.ndarray, c: int, ban_eos: bool) -> tuple[np.ndarray, np.ndarray]:
-    """log_probs (R, V) -> the c largest per row and their tokens, (R, c) each, largest first (numpy's torch.topk).
+def best_of(log_probs: np.ndarray, c: int, ban_eos: bool, base: np.ndarray | None, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Backend.step's choice in numpy: log_probs (R, V) -> Step.scores and Step.index, (R / width, c) each.
     `ban_eos` sets <eos> to -inf first, in place."""
     if ban_eos:
         log_probs[:, EOS] = -np.inf
+    candidates = log_probs if base is None else base[:, None] + log_probs  # (R, V)
+    candidates = candidates.reshape(-1, width * log_probs.shape[1])  # (R / width, width * V)
     if c == 1:
-        tokens = log_probs.argmax(axis=1)[:, None]  # (R, 1)
-        return np.take_along_axis(log_probs, tokens, axis=1), tokens
-    return top(log_probs, c)
+        index = candidates.argmax(axis=1)  # (G,)
+        return candidates[np.arange(len(index)), index][:, None], index[:, None]
+    return top(candidates, c)
+
+
+SORT_BELOW = 256  # rows of fewer values are sorted whole: one argsort is cheaper than a partition and a sort
 
 
 def top(values: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
-    """The `c` largest values per row of `values` (R, N) and their indices, largest first."""
-    if c < values.shape[1]:
-        index = np.argpartition(-values, c - 1, axis=1)[:, :c]
-    else:
-        index = np.broadcast_to(np.arange(values.shape[1]), values.shape)
-    found = np.take_along_axis(values, index, axis=1)
+    """The `c` largest values per row of `values` (R, N) and their indices, largest first. Indexing with arrays, not
+    np.take_along_axis, which costs ~10 us a call: a beam step makes several of these calls on small arrays."""
+    rows = np.arange(values.shape[0])[:, None]  # (R, 1)
+    if values.shape[1] < SORT_BELOW or c >= values.shape[1]:
+        index = np.argsort(-values, axis=1, kind="stable")[:, :c]
+        return values[rows, index], index
+    index = np.argpartition(-values, c - 1, axis=1)[:, :c]
+    found = values[rows, index]
     order = np.argsort(-found, axis=1, kind="stable")
-    return np.take_along_axis(found, order, axis=1), np.take_along_axis(index, order, axis=1)
+    return found[rows, order], index[rows, order]
 
 
 class Loaded(NamedTuple):

@@ -42,10 +42,12 @@ class Ensemble:
         attention = np.mean([att for _, att, _ in steps], axis=0, dtype=np.float32)  # (R, S)
         return log_probs, attention, tuple(st for _, _, st in steps)
 
-    def step(self, prev: np.ndarray, memory: tuple[Any, ...], state: tuple[Any, ...], c: int, ban_eos: bool) -> Step:
+    def step(
+        self, prev: np.ndarray, memory: tuple[Any, ...], state: tuple[Any, ...], c: int, ban_eos: bool,
+        base: np.ndarray | None, width: int,
+    ) -> Step:
         log_probs, attention, new_state = self.log_probs(prev, memory, state)
-        scores, tokens = best_of(log_probs, c, ban_eos)
-        return Step(scores, tokens, attention, new_state)
+        return Step(*best_of(log_probs, c, ban_eos, base, width), attention, new_state)
 
     def take(self, memory: tuple[Any, ...], rows: np.ndarray) -> tuple[Any, ...]:
         return tuple(m.take(mem, rows) for m, mem in zip(self.members, memory))

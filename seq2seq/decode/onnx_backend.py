@@ -97,10 +97,11 @@ class OnnxGraphs:
         log_probs, hidden, attention = self.decoder.run(None, feed)  # (R, V), (L, R, H), (R, S)
         return log_probs, attention, hidden
 
-    def step(self, prev: np.ndarray, memory: Encoded, state: np.ndarray, c: int, ban_eos: bool) -> Step:
+    def step(
+        self, prev: np.ndarray, memory: Encoded, state: np.ndarray, c: int, ban_eos: bool, base: np.ndarray | None, width: int
+    ) -> Step:
         log_probs, attention, hidden = self.log_probs(prev, memory, state)
-        scores, tokens = best_of(log_probs, c, ban_eos)
-        return Step(scores, tokens, attention, hidden)
+        return Step(*best_of(log_probs, c, ban_eos, base, width), attention, hidden)
 
     def take(self, memory: Encoded, rows: np.ndarray) -> Encoded:
         return memory.select(rows)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from seq2seq.config import DecodeConfig
 from seq2seq.data.vocab import BOS, EOS, PAD
-from seq2seq.decode.backend import Backend, top
+from seq2seq.decode.backend import Backend
 from seq2seq.errors import ConfigError
 
 
@@ -86,8 +86,8 @@ def greedy_search(
     active = np.arange(batch_size)  # rows of the original batch still decoding
     prev = np.full(batch_size, BOS, dtype=np.int64)
     for t in range(steps):
-        step = backend.step(prev, memory, state, 1, t < d.min_len)  # (A, 1) each
-        best = step.tokens[:, 0]  # (A,)
+        step = backend.step(prev, memory, state, 1, t < d.min_len, None, 1)  # (A, 1) each
+        best = step.index[:, 0]  # (A,) the tokens (a group is one row)
         tokens[active, t] = best
         scores[active] += step.scores[:, 0]
         if attention is not None:
@@ -115,7 +115,7 @@ def beam_search(
     """Beam search on a padded batch src (B, S), src_lengths (B,): the `nbest` best hypotheses per sentence, best first.
 
     Each step, every active sentence extends its k beams (k = d.beam_size) to its 2k best continuations by summed
-    log-probability (the 2k best of each beam's row first, then the 2k best of those). An <eos> among the first k
+    log-probability (Backend.step chooses them). An <eos> among the first k
     ends a hypothesis, ranked by sum / length_penalty(len, alpha) (alpha = d.length_penalty, len counting the
     <eos>) and scored by the sum; the k best continuations without <eos> carry on. A sentence is done once it holds
     k ended hypotheses, or at its maximum length (max_len_a * source length + max_len_b tokens), where its k best
@@ -125,7 +125,6 @@ def beam_search(
     vocab_size = backend.vocab_size
     k = min(d.beam_size, vocab_size - 1)  # at least k continuations without <eos> must exist
     assert 1 <= nbest <= d.beam_size, (nbest, d.beam_size)
-    c = min(2 * k, vocab_size)  # candidates per beam row
     batch_size, src_len = src.shape
     memory, state = backend.encode(src, src_lengths)
     max_lens = max_output_lengths(src_lengths, d.max_len_a, d.max_len_b).tolist()
@@ -140,11 +139,10 @@ def beam_search(
     t = 0
     while True:
         n_active = len(active)
-        step = backend.step(prev, memory, state, c, t < d.min_len)  # (A * width, c) each
-        candidates = (scores[:, None] + step.scores).reshape(n_active, width * c)  # (A, width * c)
-        top_scores, top_index = top(candidates, min(2 * k, width * c))  # (A, C), best first
-        top_rows = top_index // c + np.arange(n_active)[:, None] * width  # (A, C) the beam rows they extend
-        top_tokens = np.take_along_axis(step.tokens.reshape(n_active, width * c), top_index, axis=1)  # (A, C)
+        step = backend.step(prev, memory, state, min(2 * k, width * vocab_size), t < d.min_len, scores, width)
+        top_scores, top_index = step.scores, step.index  # (A, C), best first
+        top_rows = top_index // vocab_size + np.arange(n_active)[:, None] * width  # (A, C) the beam rows they extend
+        top_tokens = top_index % vocab_size  # (A, C)
 
         rows_l, tokens_l, scores_l = top_rows[:, :k].tolist(), top_tokens[:, :k].tolist(), top_scores[:, :k].tolist()
         keep: list[int] = []
