@@ -50,56 +50,58 @@ from typing import Any
 
 from seq2seq.config import TrainConfig, choices
 from seq2seq.errors import ConfigError
-from seq2seq.metric import LOWER_IS_BETTER, improves  # noqa: F401 (the direction of train.metric; trainer imports them here)
+from seq2seq.metric import LOWER_IS_BETTER, improves  # the direction of train.metric (tools/tune imports them here)
 
 SCHEDULES = choices("train", "schedule")  # config.py holds the choices
 HORIZON_KINDS = ("warmup_cosine", "wsd")  # the schedules that decay to min_lr at a horizon
 PLAN_BY = 0.2  # the share of train.max_time after which the horizon is planned without waiting for a validation
 
 
-class Patience:
-    """Counts validations since the metric last improved (the first value always improves)."""
+class Best:
+    """The run's best validation score of train.metric (None: no validation yet), and the one answer to "did this
+    validation improve on it?" that best.pt, early stopping, the plateau schedule and the k best follow. Its score
+    travels in the checkpoint as the progress's `best_score` (training/resume)."""
 
-    def __init__(self, metric: str = "bleu") -> None:
-        self.metric = metric
-        self.best: float | None = None
-        self.bad: int = 0  # validations in a row without improvement
+    def __init__(self, metric: str, score: float | None = None) -> None:
+        self.metric, self.score = metric, score
 
-    def update(self, metric: float) -> bool:
-        """Record one validation; True when it improved on the best so far."""
-        if improves(metric, self.best, self.metric):
-            self.best, self.bad = metric, 0
-            return True
-        self.bad += 1
-        return False
+    def better(self, score: float, than: float | None) -> bool:
+        """Is `score` better than `than` (None: nothing yet, so yes) for this metric?"""
+        return improves(score, than, self.metric)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "bad": self.bad}
+    def update(self, score: float) -> bool:
+        """Record one validation; True when it improved on the best so far (the first always does)."""
+        if not self.better(score, self.score):
+            return False
+        self.score = score
+        return True
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best, self.bad = state["best"], int(state["bad"])
+    def rank(self, score: float) -> float:
+        """A sort key that puts the best score first."""
+        return score if self.metric in LOWER_IS_BETTER else -score
 
 
 class EarlyStopping:
-    """Stop once `patience` validations in a row brought no better metric (patience None: never)."""
+    """Stop once `patience` validations in a row brought no better score (patience None: never); whether one did is
+    `Best.update`'s answer."""
 
-    def __init__(self, patience: int | None, metric: str = "bleu"):
+    def __init__(self, patience: int | None) -> None:
         self.patience = patience
-        self.counter = Patience(metric)
+        self.bad = 0  # validations in a row without improvement
 
-    def update(self, metric: float) -> None:
+    def update(self, improved: bool) -> None:
         """Record one validation (`stopped` tells whether training should stop now)."""
-        self.counter.update(metric)
+        self.bad = 0 if improved else self.bad + 1
 
     @property
     def stopped(self) -> bool:
-        return self.patience is not None and self.counter.bad >= self.patience
+        return self.patience is not None and self.bad >= self.patience
 
     def state_dict(self) -> dict[str, Any]:
-        return self.counter.state_dict()
+        return {"bad": self.bad}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.counter.load_state_dict(state)
+        self.bad = int(state["bad"])  # checkpoints before issue 33 kept the best beside it: Best has it now
 
 
 class LRSchedule:
@@ -118,7 +120,7 @@ class LRSchedule:
 
     def __init__(
         self, kind: str, lr: float, warmup_steps: int, min_lr: float, factor: float, patience: int, decay_steps: int | None,
-        metric: str = "bleu", decay_fraction: float = 0.2, plan_later: bool = False,
+        decay_fraction: float = 0.2, plan_later: bool = False,
     ):
         if kind not in SCHEDULES:
             raise ConfigError(f"train.schedule: {kind!r} is not one of {', '.join(SCHEDULES)}")
@@ -133,8 +135,8 @@ class LRSchedule:
         self.ceiling = decay_steps  # the most a planned horizon may be: max_steps or epochs x batches per epoch
         self.decay_steps = None if plan_later and kind in HORIZON_KINDS else decay_steps
         self.decay_start: int | None = None  # wsd planned under a budget: the update its decay starts after
-        self.plateau = Patience(metric)
         self.patience = patience
+        self.plateau_bad = 0  # plateau only: validations without improvement since the rate was last lowered
         self.scale = 1.0  # plateau only: product of the reductions so far
 
     @classmethod
@@ -143,7 +145,7 @@ class LRSchedule:
         train.max_time the horizon is planned later, from the measured pace, and this is its ceiling."""
         return cls(
             t.schedule, t.lr, t.warmup_steps, t.min_lr, t.plateau_factor, t.plateau_patience,
-            t.decay_steps or default_decay_steps, t.metric, t.decay_fraction,
+            t.decay_steps or default_decay_steps, t.decay_fraction,
             plan_later=t.max_time is not None and t.decay_steps is None,
         )
 
@@ -191,20 +193,20 @@ class LRSchedule:
         cosine = self.min_lr + (self.lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
         return cosine * warm
 
-    def on_validation(self, metric: float) -> bool:
-        """Record a validation score; True when the plateau schedule lowered the learning rate."""
+    def on_validation(self, improved: bool) -> bool:
+        """Record a validation (`improved`: `Best.update`'s answer); True when the plateau schedule lowered the rate."""
         if self.kind != "plateau":
             return False
-        self.plateau.update(metric)
-        if self.plateau.bad >= self.patience and self.lr * self.scale > self.min_lr:
+        self.plateau_bad = 0 if improved else self.plateau_bad + 1
+        if self.plateau_bad >= self.patience and self.lr * self.scale > self.min_lr:
             self.scale *= self.factor
-            self.plateau.bad = 0
+            self.plateau_bad = 0
             return True
         return False
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "scale": self.scale, "plateau": self.plateau.state_dict(), "decay_steps": self.decay_steps,
+            "kind": self.kind, "scale": self.scale, "plateau": {"bad": self.plateau_bad}, "decay_steps": self.decay_steps,
             "decay_start": self.decay_start,
         }
 
@@ -214,7 +216,7 @@ class LRSchedule:
         if state.get("decay_steps") is not None:
             self.decay_steps = int(state["decay_steps"])
             self.decay_start = None if state.get("decay_start") is None else int(state["decay_start"])
-        self.plateau.load_state_dict(state["plateau"])
+        self.plateau_bad = int(state["plateau"]["bad"])  # and, before issue 33, the best (Best has it now)
 
 
 @dataclass(frozen=True)

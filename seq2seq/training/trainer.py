@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,7 +40,7 @@ from seq2seq.training.resume import restore, rng_state, set_rng_state
 from seq2seq.runfiles import RunFiles
 from seq2seq.training.rundir import ensure_dir, prepare_run_dir, remove_stale_run_files
 from seq2seq.training.schedule import (
-    HORIZON_KINDS, LOWER_IS_BETTER, EarlyStopping, LRSchedule, Pace, budget_horizon, budget_rate, improves,
+    HORIZON_KINDS, LOWER_IS_BETTER, Best, EarlyStopping, LRSchedule, Pace, budget_horizon, budget_rate,
     updates_between_validations, validation_due, validation_estimate,
 )
 from seq2seq.training.validate import (
@@ -59,8 +59,7 @@ class Progress:
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0  # batches of `epoch` already trained on
-    metric: str = "bleu"  # train.metric, which best_score is of
-    best_score: float | None = None  # the run's best validation score (None: no validation yet)
+    best: Best = field(default_factory=lambda: Best(TrainConfig().metric))  # the best score (saved as metric, best_score)
     elapsed: float = 0.0  # seconds of training, over all sessions of this run
     world_size: int = 1  # processes that trained it (`step` counts their joint updates)
     bad_steps: int = 0  # non-finite losses in a row, up to now
@@ -71,6 +70,16 @@ class Progress:
     warm_step: int = -1  # warmup's last update (-1: not reached), where train.max_time's pace is measured from,
     warm_elapsed: float = 0.0  # with `elapsed`
     warm_valid_seconds: float = 0.0  # and `valid_seconds` then
+
+    @property
+    def best_score(self) -> float | None:
+        """The run's best validation score (None: no validation yet)."""
+        return self.best.score
+
+    @property
+    def metric(self) -> str:
+        """train.metric, which `best_score` is of."""
+        return self.best.metric
 
 
 @dataclass
@@ -172,17 +181,17 @@ def train(
         finetune.load_weights(model, source)
     optimizer = make_optimizer(model, t)
     schedule = build_schedule(t, len(data.sampler.batches(0)))
-    early = EarlyStopping(t.patience, t.metric)
+    early = EarlyStopping(t.patience)
     ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None  # from the weights the run starts from
     if resume:
         progress, kept = resume_state(cfg, files, machine, data, model, optimizer, schedule, early, ema)
     else:
-        progress, kept = Progress(metric=t.metric, world_size=dist.world_size), []
+        progress, kept = Progress(best=Best(t.metric), world_size=dist.world_size), []
         distributed.seed_rank(t.seed, 0, dist)  # each rank its own dropout, after the shared initialization
     metrics = MetricsLogger(files.metrics, files.tensorboard if t.tensorboard else None, progress.step if resume else None) if dist.is_main else None
     run = Run(
         cfg, files, machine, data, model, distributed.wrap(model, dist), optimizer, schedule, early, progress,
-        KeptBest(files, t.keep_best, t.metric, kept), metrics, bars, stop_request, ema, clock,
+        KeptBest(files, t.keep_best, progress.best, kept), metrics, bars, stop_request, ema, clock,
     )
     if dist.is_main:  # after everything that may refuse the run (a broken last.pt): its train.log stays as it was
         for line in data_report_lines(cfg, corpora, data, fine_tuning=source is not None):
@@ -344,13 +353,11 @@ def validate_and_save(run: Run) -> None:
     score = distributed.from_main(scored.score if scored is not None else 0.0, machine.dist)
     spent = run.clock() - began  # what the budget pays per validation (train.max_time's horizon counts it)
     p.elapsed, p.valid_seconds, p.validations = p.elapsed + spent, p.valid_seconds + spent, p.validations + 1
-    improved = improves(score, p.best_score, t.metric)
-    if improved:
-        p.best_score = score
+    improved = p.best.update(score)  # the one question; the plateau, early stopping and best.pt take its answer
     label = metric_label(t.metric)
-    if run.schedule.on_validation(score):
+    if run.schedule.on_validation(improved):
         log.info("step %d: val %s on a plateau (train.plateau_patience): learning rate now %.3g", p.step, label, run.schedule.lr_at(p.step + 1))
-    run.early.update(score)
+    run.early.update(improved)
     if scored is not None and run.metrics is not None:
         log_validation(run, scored, improved)
         run.metrics.log(scored.record)
@@ -389,7 +396,7 @@ def score_validation(run: Run) -> Scored:
         return Scored(record, value, replace(model_state(run), scores=record), warning)
     _, ema_record, ema_value = score(run.ema.model)
     record = {**record, **ema_keys(ema_record)}
-    if improves(ema_value, value, t.metric):  # strictly better: on a tie the raw weights stay
+    if p.best.better(ema_value, value):  # strictly better: on a tie the raw weights stay
         best = replace(model_state(run), weights=run.ema.weights(), scores={**ema_record, "ema": True})
         return Scored(record, ema_value, best, warning, ema=True)
     return Scored(record, value, replace(model_state(run), scores=record), warning)
@@ -451,7 +458,7 @@ def checkpoint_state(run: Run) -> Checkpoint | None:
         return None
     training = {
         "optimizer": run.optimizer.state_dict(),
-        "progress": asdict(run.progress),
+        "progress": progress_state(run.progress),
         "rng": rngs[0],
         "schedule": run.schedule.state_dict(),
         "early_stopping": run.early.state_dict(),
@@ -501,14 +508,20 @@ def resume_state(
     return p, list(ckpt.training.get("kept_best", []))
 
 
+def progress_state(p: Progress) -> dict[str, Any]:
+    """The progress as the checkpoint keeps it: plain values, its best as `metric` and `best_score`."""
+    saved = {f.name: getattr(p, f.name) for f in fields(p) if f.name != "best"}
+    return {**saved, "metric": p.best.metric, "best_score": p.best.score}
+
+
 def progress_from(saved: dict[str, Any], metric: str) -> Progress:
     """The saved progress; one written before train.metric had `best_bleu` (-1: none yet) and followed BLEU."""
-    fields = {k: v for k, v in saved.items() if k in Progress.__dataclass_fields__}
+    values = {k: v for k, v in saved.items() if k in Progress.__dataclass_fields__ and k != "best"}
     if "best_bleu" in saved and "best_score" not in saved:
-        fields["best_score"] = saved["best_bleu"] if saved["best_bleu"] >= 0 else None
-        fields["metric"] = "bleu"
-    fields.setdefault("metric", metric)
-    return Progress(**fields)
+        best = Best("bleu", saved["best_bleu"] if saved["best_bleu"] >= 0 else None)
+    else:
+        best = Best(saved.get("metric", metric), saved.get("best_score"))
+    return Progress(**values, best=best)
 
 
 def log_setup(run: Run) -> None:
@@ -555,6 +568,6 @@ def finish(run: Run, reason: str, resumed_at: int | None) -> TrainResult:
     if run.machine.dist.is_main:
         record_default_model(files.root)
         best = best_record(ema_views(read_metrics(files.metrics)), t.metric, p.step) if files.metrics.exists() else None
-    shown = f"{label} none yet" if p.best_score is None else said(t.metric, p.best_score)
+    shown = f"{label} none yet" if p.best.score is None else said(t.metric, p.best.score)
     log.info("done: %d steps in %.1f s, best val %s -> %s", p.step, p.elapsed, shown, files.best)
     return TrainResult(files.root, p, best)

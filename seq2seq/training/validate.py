@@ -23,7 +23,7 @@ from seq2seq.errors import ConfigError
 from seq2seq.model.checkpoint import Checkpoint
 from seq2seq.model.network import Seq2Seq
 from seq2seq.runfiles import RunFiles
-from seq2seq.metric import LOWER_IS_BETTER, improves
+from seq2seq.training.schedule import Best
 from seq2seq.metric import label as metric_label  # noqa: F401 (imported from here by the loop and fine-tuning)
 
 EXTRA_SCORES = ("exact_match", "cer", "wer")  # recorded when decode/evaluate computes them
@@ -77,33 +77,32 @@ def validation_record(scores: Scores, step: int, epoch: int, tgt_tokens: int, el
 
 
 def best_record(records: list[dict[str, Any]], metric: str, up_to: int) -> dict[str, Any] | None:
-    """The first validation record up to step `up_to` with the best `val_<metric>` (None: no validation yet)."""
-    best = None
+    """The first validation record up to step `up_to` with the best `val_<metric>` (None: no validation yet): the
+    validations replayed through a Best, as the run followed them."""
+    best, record_of_best = Best(metric), None
     for record in records:
         value = record.get(f"val_{metric}")
-        if isinstance(value, (int, float)) and record["step"] <= up_to:
-            if best is None or improves(value, best[f"val_{metric}"], metric):
-                best = record
-    return best
+        if isinstance(value, (int, float)) and record["step"] <= up_to and best.update(value):
+            record_of_best = record
+    return record_of_best
 
 
 class KeptBest:
     """train.keep_best > 1: the k best validations as ckpt-STEP.pt (weights only), best first; on a tie the
     earlier step stays ahead. The list travels in the checkpoint ("kept_best": [{"step", "score"}])."""
 
-    def __init__(self, files: RunFiles, k: int, metric: str, kept: Sequence[dict[str, Any]] = ()):
-        self.files, self.k, self.metric = files, k, metric
+    def __init__(self, files: RunFiles, k: int, best: Best, kept: Sequence[dict[str, Any]] = ()):
+        self.files, self.k, self.best = files, k, best  # `best` says which of two scores is the better
         # checkpoints written before train.metric kept {"step", "val_bleu"}
         self.kept = [{"step": int(r["step"]), "score": float(r.get("score", r.get("val_bleu", 0.0)))} for r in kept]
 
     def offer(self, step: int, score: float, state: Checkpoint) -> None:
         """Save `state` as ckpt-STEP.pt when `score` is among the k best; drop the one it displaces."""
-        if self.k < 2 or (len(self.kept) >= self.k and not improves(score, self.kept[-1]["score"], self.metric)):
+        if self.k < 2 or (len(self.kept) >= self.k and not self.best.better(score, self.kept[-1]["score"])):
             return
         state.write(self.files.kept(step))
         self.kept.append({"step": step, "score": score})
-        sign = 1.0 if self.metric in LOWER_IS_BETTER else -1.0
-        self.kept.sort(key=lambda r: sign * r["score"])  # stable: on a tie the earlier step stays ahead
+        self.kept.sort(key=lambda r: self.best.rank(r["score"]))  # stable: on a tie the earlier step stays ahead
         for dropped in self.kept[self.k :]:
             self.files.kept(dropped["step"]).unlink(missing_ok=True)
         del self.kept[self.k :]

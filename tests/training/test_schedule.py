@@ -10,7 +10,7 @@ import pytest
 from seq2seq.config import TrainConfig, load_config
 from seq2seq.errors import ConfigError
 from seq2seq.training.schedule import (
-    PLAN_BY, EarlyStopping, LRSchedule, Pace, budget_horizon, budget_rate, plan_due, validation_estimate,
+    PLAN_BY, Best, EarlyStopping, LRSchedule, Pace, budget_horizon, budget_rate, plan_due, validation_estimate,
 )
 
 
@@ -20,6 +20,21 @@ def schedule(kind: str, warmup: int = 0, decay: int | None = None, **keys: float
 
 def curve(s: LRSchedule, steps: int) -> list[float]:
     return [s.lr_at(step) for step in range(1, steps + 1)]
+
+
+def improved(scores: list[float], metric: str = "bleu", best: Best | None = None) -> list[bool]:
+    """Each score's answer from a Best of `metric` (or `best`, which goes on): did it improve on those before?"""
+    best = best if best is not None else Best(metric)
+    return [best.update(score) for score in scores]
+
+
+def test_best_keeps_the_best_score_and_a_tie_is_no_gain() -> None:
+    best = Best("bleu")
+    assert improved([10.0, 12.0, 12.0, 11.0, 13.0], best=best) == [True, True, False, False, True] and best.score == 13.0
+    assert improved([30.0, 25.0, 25.0, 26.0], "cer") == [True, True, False, False]
+    assert Best("wer").better(1.0, 2.0) and not Best("chrf").better(1.0, 2.0) and Best("ter").better(5.0, None)
+    assert sorted([3.0, 1.0, 2.0], key=Best("cer").rank) == [1.0, 2.0, 3.0]
+    assert sorted([3.0, 1.0, 2.0], key=Best("bleu").rank) == [3.0, 2.0, 1.0]
 
 
 def test_constant_with_and_without_warmup() -> None:
@@ -48,7 +63,7 @@ def test_cosine_falls_from_lr_to_min_lr_at_decay_steps_and_stays() -> None:
 
 def test_plateau_lowers_the_rate_after_patience_validations_without_gain() -> None:
     s = schedule("plateau", patience=2, factor=0.5, min_lr=2e-4)
-    lowered = [s.on_validation(bleu) for bleu in [10, 12, 12, 11, 13, 13, 13, 13, 13, 13, 13, 13]]
+    lowered = [s.on_validation(gain) for gain in improved([10, 12, 12, 11, 13, 13, 13, 13, 13, 13, 13, 13])]
     assert lowered == [False, False, False, True, False, False, True, False, True, False, False, False]
     assert s.lr_at(1000) == pytest.approx(2e-4)  # 1e-3 -> 5e-4 -> 2.5e-4 -> floored at min_lr
 
@@ -56,18 +71,28 @@ def test_plateau_lowers_the_rate_after_patience_validations_without_gain() -> No
 def test_other_schedules_ignore_validations() -> None:
     s = schedule("warmup_cosine", warmup=5, decay=50)
     before = curve(s, 60)
-    assert not any(s.on_validation(0.0) for _ in range(10))
+    assert not any(s.on_validation(gain) for gain in improved([0.0] * 10))
     assert curve(s, 60) == before
 
 
 def test_schedule_state_round_trip_continues_the_same_curve() -> None:
-    s = schedule("plateau", patience=1)
-    for bleu in [5, 4, 6, 6]:
-        s.on_validation(bleu)
+    s, best = schedule("plateau", patience=1), Best("bleu")
+    for gain in improved([5, 4, 6, 6], best=best):
+        s.on_validation(gain)
     t = schedule("plateau", patience=1)
     t.load_state_dict(s.state_dict())
     assert t.lr_at(99) == s.lr_at(99)
-    assert [t.on_validation(b) for b in [5, 7, 7]] == [s.on_validation(b) for b in [5, 7, 7]]
+    gains = improved([5, 7, 7], best=best)
+    assert [t.on_validation(g) for g in gains] == [s.on_validation(g) for g in gains]
+
+
+def test_a_checkpoint_from_before_the_one_best_loads() -> None:
+    """Before issue 33 early stopping and the plateau each kept the best beside their count; the count is read."""
+    s, stop = schedule("plateau", patience=2), EarlyStopping(3)
+    s.load_state_dict({"kind": "plateau", "scale": 0.5, "plateau": {"best": 12.0, "bad": 1}, "decay_steps": None})
+    stop.load_state_dict({"best": 12.0, "bad": 2})
+    assert s.plateau_bad == 1 and s.lr_at(99) == pytest.approx(5e-4) and stop.bad == 2
+    assert s.on_validation(False) and stop.update(False) is None and stop.stopped
 
 
 @pytest.mark.parametrize(
@@ -87,11 +112,11 @@ def test_cosine_decays_over_the_planned_steps_by_default() -> None:
     assert s.lr_at(200) == pytest.approx(0.0, abs=1e-12) and s.lr_at(105) == pytest.approx(5e-4)
 
 
-def stopped_after(stop: EarlyStopping, scores: list[float]) -> list[bool]:
-    """`stop.stopped` after each validation score in turn."""
+def stopped_after(stop: EarlyStopping, scores: list[float], metric: str = "bleu", best: Best | None = None) -> list[bool]:
+    """`stop.stopped` after each validation score in turn, its gain answered by a Best of `metric` (or `best`)."""
     flags = []
-    for score in scores:
-        stop.update(score)
+    for gain in improved(scores, metric, best):
+        stop.update(gain)
         flags.append(stop.stopped)
     return flags
 
@@ -106,19 +131,19 @@ def test_early_stopping_stops_after_patience_validations_without_gain(patience: 
 
 def test_error_rates_improve_downwards() -> None:
     """train.metric cer or wer: a lower score is the gain, for early stopping as for the plateau schedule."""
-    assert stopped_after(EarlyStopping(2, "cer"), [30.0, 25.0, 26.0, 24.0, 24.0, 24.5]) == [False] * 5 + [True]
-    assert stopped_after(EarlyStopping(2, "chrf"), [30.0, 25.0, 26.0]) == [False, False, True]
-    plateau = LRSchedule("plateau", 1.0, 0, 0.0, 0.5, 1, None, metric="wer")
-    assert [plateau.on_validation(x) for x in (40.0, 35.0, 36.0)] == [False, False, True]
+    assert stopped_after(EarlyStopping(2), [30.0, 25.0, 26.0, 24.0, 24.0, 24.5], "cer") == [False] * 5 + [True]
+    assert stopped_after(EarlyStopping(2), [30.0, 25.0, 26.0], "chrf") == [False, False, True]
+    plateau = LRSchedule("plateau", 1.0, 0, 0.0, 0.5, 1, None)
+    assert [plateau.on_validation(gain) for gain in improved([40.0, 35.0, 36.0], "wer")] == [False, False, True]
 
 
 def test_early_stopping_off_never_stops_and_state_round_trips() -> None:
     assert not any(stopped_after(EarlyStopping(None), [1.0] * 50))
-    a = EarlyStopping(3)
-    stopped_after(a, [5, 6, 6])
+    a, best = EarlyStopping(3), Best("bleu")
+    stopped_after(a, [5, 6, 6], best=best)
     b = EarlyStopping(3)
     b.load_state_dict(a.state_dict())
-    assert stopped_after(b, [6, 6, 6]) == stopped_after(a, [6, 6, 6]) == [False, True, True]
+    assert stopped_after(b, [6, 6, 6], best=Best("bleu", best.score)) == stopped_after(a, [6, 6, 6], best=best) == [False, True, True]
 
 
 def test_wsd_holds_the_rate_then_falls_linearly_to_min_lr_over_the_last_fraction() -> None:
