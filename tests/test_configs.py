@@ -27,3 +27,13 @@ def test_demo_learning_rate_decays_to_zero_by_its_last_update() -> None:
     assert peak == pytest.approx(t.lr, rel=1e-4)  # the first update's rate, a hair below the peak of the cosine
     assert schedule.lr_at(planned) <= 0.01 * peak
     assert schedule.lr_at(planned - planned // 6) <= 0.1 * peak  # the whole last epoch runs below a tenth of the peak
+
+
+def test_the_committed_search_spaces_fit_their_recipes() -> None:
+    """configs/spaces/*.yaml name only keys and values their recipes take (tune checks this before its first trial)."""
+    from seq2seq.tools.tune_space import check_space, read_space
+
+    for space, recipes in (("g2p.yaml", ["g2p_de.yaml"]), ("multi30k.yaml", ["multi30k_de_en.yaml", "multi30k_en_de.yaml"])):
+        dims = read_space(ROOT / "configs" / "spaces" / space)
+        for recipe in recipes:
+            check_space(dims, ROOT / "configs" / recipe, [], space)
