@@ -15,32 +15,17 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "seq2seq"
 
-# What needs no torch imports no torch (CONVENTIONS; ARCHITECTURE.md names them): text -> ids, the text side of
-# results, and all that translating or serving an export runs (tests/runtime also runs that path with torch blocked).
-TORCH_FREE = [
-    "seq2seq.config", "seq2seq.files", "seq2seq.errors", "seq2seq.metric", "seq2seq.runfiles",
-    "seq2seq.data.tokenizer", "seq2seq.data.subword", "seq2seq.data.vocab", "seq2seq.data.corpus", "seq2seq.data.report",
-    "seq2seq.data.references", "seq2seq.data.split", "seq2seq.data.lexicon",
-    "seq2seq.data.encoding", "seq2seq.data.results", "seq2seq.model.export_format",
-    "seq2seq.decode.backend", "seq2seq.decode.search", "seq2seq.decode.onnx_backend", "seq2seq.decode.ensemble",
-    "seq2seq.decode.translator", "seq2seq.decode.results", "seq2seq.decode.evaluate",
-    "seq2seq.serve.batching", "seq2seq.serve.requests", "seq2seq.cli.app",
-    "seq2seq.decode.metrics", "seq2seq.tools.score",  # `seq2seq score`: any output file scored with eval's metrics
-]
+# Read from ARCHITECTURE.md's module table (tests/test_architecture.py checks it lists every module): what needs no
+# torch imports no torch (CONVENTIONS: text -> ids, the text side of results, all that translating or serving an
+# export runs), and the layers, bottom to top. A module may import from its own layer and the layers below it; within
+# a layer of several packages, only from its own package (serve and tools know nothing of each other). The package's
+# __init__ is in the base: it imports nothing eagerly, so every module may read __version__ from it.
+from tests.test_architecture import module_table  # noqa: E402
 
-# Bottom to top, as ARCHITECTURE.md draws them. A module may import from its own group and from the groups
-# below it; within a group of packages, only from its own package (serve and tools know nothing of each other).
+TORCH_FREE = [e.module for e in module_table() if e.torch_free]
 LAYERS: list[tuple[str, ...]] = [
-    # the package's __init__ is here: it sets oneDNN's cache and __version__, and imports nothing (Translator and
-    # train arrive through importlib on first use), so every module may read __version__ from it
-    ("seq2seq", "seq2seq.errors", "seq2seq.files", "seq2seq.config", "seq2seq.device", "seq2seq.metric", "seq2seq.runfiles"),
-    ("seq2seq.data",),
-    ("seq2seq.model",),
-    ("seq2seq.decode",),
-    ("seq2seq.training",),
-    ("seq2seq.serve", "seq2seq.tools"),
-    ("seq2seq.cli", "seq2seq.api"),
-    ("seq2seq.__main__",),  # `python -m seq2seq`
+    tuple(dict.fromkeys(e.module if n == 0 else ".".join(e.module.split(".")[:2]) for e in module_table() if e.layer == n))
+    for n in range(max(e.layer for e in module_table()) + 1)
 ]
 BASE = LAYERS[0]
 
