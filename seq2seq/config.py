@@ -164,7 +164,13 @@ class TrainConfig:
         min=1,
     )
     decay_fraction: float = _opt(
-        0.2, "wsd: the share of the horizon (decay_steps) spent decaying linearly to min_lr, at its end", min_excl=0.0, max=1.0
+        0.2, "wsd: the share of the horizon (decay_steps) spent decaying to min_lr, at its end", min_excl=0.0, max=1.0
+    )
+    decay_shape: str = _opt(
+        "linear",
+        "wsd: the decay's curve from lr to min_lr over its share p in [0, 1] of the decay: `linear` (1 - p) or `1-sqrt` "
+        "(1 - sqrt(p): faster at first, the cooldown Hägele et al. 2024 found better than linear)",
+        choices=("linear", "1-sqrt"),
     )
     ema_decay: float = _opt(
         0.0,

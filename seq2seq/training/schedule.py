@@ -53,6 +53,7 @@ from seq2seq.errors import ConfigError
 from seq2seq.metric import LOWER_IS_BETTER, improves  # the direction of train.metric (tools/tune imports them here)
 
 SCHEDULES = choices("train", "schedule")  # config.py holds the choices
+DECAY_SHAPES = choices("train", "decay_shape")
 HORIZON_KINDS = ("warmup_cosine", "wsd")  # the schedules that decay to min_lr at a horizon
 PLAN_BY = 0.2  # the share of train.max_time after which the horizon is planned without waiting for a validation
 
@@ -110,8 +111,8 @@ class LRSchedule:
     constant: lr. plateau: lr * scale, the scale multiplied by `factor` (floored at min_lr) after `patience`
     validations without a better score. warmup_inverse_sqrt: lr * sqrt(warmup_steps / step).
     warmup_cosine: from lr down to min_lr along half a cosine between warmup_steps and decay_steps, then min_lr.
-    wsd (warmup, stable, decay): lr until the last `decay_fraction` of decay_steps (never before warmup's end), then a
-    straight line down to min_lr at decay_steps, then min_lr.
+    wsd (warmup, stable, decay): lr until the last `decay_fraction` of decay_steps (never before warmup's end), then
+    down to min_lr at decay_steps (`decay_shape`: a straight line, or 1 - sqrt of the decay's share), then min_lr.
     `decay_steps` (the horizon) is saved with the state: a resumed run keeps the curve it started on, even when
     train.epochs, max_steps or max_time, from which the horizon was planned, changed. `plan_later`: the horizon
     waits for `plan` (train.max_time; see the module docstring), the rate holding at lr till then, and
@@ -120,7 +121,7 @@ class LRSchedule:
 
     def __init__(
         self, kind: str, lr: float, warmup_steps: int, min_lr: float, factor: float, patience: int, decay_steps: int | None,
-        decay_fraction: float = 0.2, plan_later: bool = False,
+        decay_fraction: float = 0.2, plan_later: bool = False, decay_shape: str = "linear",
     ):
         if kind not in SCHEDULES:
             raise ConfigError(f"train.schedule: {kind!r} is not one of {', '.join(SCHEDULES)}")
@@ -131,7 +132,9 @@ class LRSchedule:
         if not 0.0 < decay_fraction <= 1.0:
             raise ConfigError(f"train.decay_fraction: must be in (0, 1], got {decay_fraction!r}")
         self.kind, self.lr, self.warmup_steps, self.min_lr = kind, lr, warmup_steps, min_lr
-        self.factor, self.decay_fraction = factor, decay_fraction
+        if decay_shape not in DECAY_SHAPES:
+            raise ConfigError(f"train.decay_shape: {decay_shape!r} is not one of {', '.join(DECAY_SHAPES)}")
+        self.factor, self.decay_fraction, self.decay_shape = factor, decay_fraction, decay_shape
         self.ceiling = decay_steps  # the most a planned horizon may be: max_steps or epochs x batches per epoch
         self.decay_steps = None if plan_later and kind in HORIZON_KINDS else decay_steps
         self.decay_start: int | None = None  # wsd planned under a budget: the update its decay starts after
@@ -146,7 +149,7 @@ class LRSchedule:
         return cls(
             t.schedule, t.lr, t.warmup_steps, t.min_lr, t.plateau_factor, t.plateau_patience,
             t.decay_steps or default_decay_steps, t.decay_fraction,
-            plan_later=t.max_time is not None and t.decay_steps is None,
+            plan_later=t.max_time is not None and t.decay_steps is None, decay_shape=t.decay_shape,
         )
 
     @property
@@ -188,6 +191,8 @@ class LRSchedule:
                 float(self.warmup_steps), self.decay_steps * (1.0 - self.decay_fraction)
             )
             progress = min(1.0, max(0.0, (step - start) / (self.decay_steps - start)))
+            if self.decay_shape == "1-sqrt":
+                progress = math.sqrt(progress)
             return (self.lr - (self.lr - self.min_lr) * progress) * warm
         progress = min(1.0, max(0.0, (step - self.warmup_steps) / (self.decay_steps - self.warmup_steps)))
         cosine = self.min_lr + (self.lr - self.min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -270,3 +270,16 @@ def test_wsd_plans_at_the_start_of_its_decay_and_decays_from_there_without_a_jum
     assert (again.decay_steps, again.decay_start) == (120, 100)
     cosine = LRSchedule("warmup_cosine", 1.0, 10, 0.0, 0.5, 2, 1000, plan_later=True)
     assert cosine.plan_due(Pace(step=100, elapsed=30.0), validated_at=100, budget_s=100.0)  # early: its curve bends
+
+def test_wsd_decays_along_one_minus_sqrt_when_asked() -> None:
+    """decay_shape 1-sqrt (Hägele et al. 2024): the same stable phase and end points as linear, lr * (1 - sqrt(p)) in
+    between, so below the straight line everywhere inside the decay."""
+    linear = LRSchedule("wsd", 1.0, 10, 0.0, 0.5, 2, 100, decay_fraction=0.2)
+    sqrt = LRSchedule("wsd", 1.0, 10, 0.0, 0.5, 2, 100, decay_fraction=0.2, decay_shape="1-sqrt")
+    assert [sqrt.lr_at(s) for s in range(1, 81)] == [linear.lr_at(s) for s in range(1, 81)]
+    assert sqrt.lr_at(85) == pytest.approx(1.0 - (5 / 20) ** 0.5)
+    assert all(sqrt.lr_at(s) < linear.lr_at(s) for s in range(81, 100))
+    assert sqrt.lr_at(100) == linear.lr_at(100) == 0.0
+    assert load_config(None, ["train.decay_shape=1-sqrt"]).train.decay_shape == "1-sqrt"
+    with pytest.raises(ConfigError, match="train.decay_shape"):
+        load_config(None, ["train.decay_shape=cosine"])
