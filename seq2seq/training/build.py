@@ -23,7 +23,8 @@ from seq2seq.errors import DataError
 from seq2seq.device import keep_freed_memory, resolve_device, resolve_precision
 from seq2seq.files import atomic_write_text
 from seq2seq.model.network import Seq2Seq
-from seq2seq.training import distributed
+from seq2seq.model.checkpoint import Checkpoint
+from seq2seq.training import distributed, finetune
 from seq2seq.runfiles import RunFiles
 from seq2seq.training.rundir import load_or_build_tokenizers, load_or_build_vocabs
 from seq2seq.training.schedule import LRSchedule
@@ -83,11 +84,16 @@ class Data:
     valid_pairs: EvalSet
 
 
-def build_data(cfg: Config, files: RunFiles, corpora: Corpora, dist: distributed.DistContext, progress: bool) -> Data:
-    """Vocabularies and tokenizers (built once, by rank 0, and handed to every rank), examples and batches."""
+def build_data(
+    cfg: Config, files: RunFiles, corpora: Corpora, dist: distributed.DistContext, progress: bool, init: Checkpoint | None = None
+) -> Data:
+    """Vocabularies and tokenizers (built once, by rank 0, and handed to every rank), examples and batches. `init`: the
+    model a fine-tuning run starts from (train.init_from), whose vocabularies and tokenizers the run takes."""
     shard_set, train_pairs = corpora.shard_set, corpora.train_pairs
 
     def vocabs() -> tuple[Vocab, Vocab]:
+        if init is not None:
+            finetune.write_inherited(files, cfg, init)  # into the run directory, where a resume reads them too
         if shard_set is not None:
             shard_set.restore_vocabs(files.src_vocab, files.tgt_vocab)
         return load_or_build_vocabs(cfg, files, train_pairs, not progress)
@@ -140,9 +146,13 @@ def data_report_lines(cfg: Config, corpora: Corpora, data: Data, fine_tuning: bo
     return lines
 
 
-def build_model(cfg: Config, data: Data, machine: Machine) -> Seq2Seq:
-    """The network on its device (it picks its Bahdanau training loop itself: `Seq2Seq.uses_fast_bahdanau`)."""
-    return Seq2Seq(cfg.model, len(data.src_vocab), len(data.tgt_vocab)).to(machine.device)
+def build_model(cfg: Config, data: Data, machine: Machine, init: Checkpoint | None = None) -> Seq2Seq:
+    """The network on its device (it picks its Bahdanau training loop itself: `Seq2Seq.uses_fast_bahdanau`), with the
+    weights of `init` when fine-tuning."""
+    model = Seq2Seq(cfg.model, len(data.src_vocab), len(data.tgt_vocab))
+    if init is not None:
+        finetune.load_weights(model, init)
+    return model.to(machine.device)
 
 
 def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:

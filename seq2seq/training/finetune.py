@@ -44,6 +44,23 @@ FREE: dict[str, tuple[str, ...]] = {
 }
 
 
+def start(cfg: Config, files: RunFiles, resume: bool) -> tuple[Config, Checkpoint | None]:
+    """The config this run trains with, and the model it fine-tunes (train.init_from; None: from scratch).
+
+    A resumed run continues from its own last.pt: train.init_from is not read again, and a fine-tuning run takes the
+    model's keys from its own config.yaml."""
+    if resume:
+        if cfg.train.init_from is not None:
+            log.info("--resume: the run continues from its own last.pt; train.init_from is not read")
+        return resumed_config(cfg, files), None
+    if cfg.train.init_from is None:
+        return cfg, None
+    source = read_source(cfg.train.init_from, files)
+    cfg = inherit_config(cfg, source.config, source.path or cfg.train.init_from)
+    log.info("%s", describe(source))
+    return cfg, source
+
+
 def read_source(init_from: str, files: RunFiles) -> Checkpoint:
     """The model to start from: a run directory's best.pt (last.pt when it has none) or a .pt file; every problem
     is one CheckpointError / ConfigError line naming train.init_from."""

@@ -6,8 +6,16 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
+
+from seq2seq.device import choose_precision
+from seq2seq.metric import LOWER_IS_BETTER, label, said
+from seq2seq.model.network import count_parameters
+
+if TYPE_CHECKING:
+    from seq2seq.training.trainer import Run
 
 log = logging.getLogger("seq2seq")
 
@@ -76,3 +84,46 @@ def epoch_bar(total: int, done: int, epoch: int, epochs: int, show: bool) -> tqd
 
 def format_interval(seconds: float) -> str:
     return tqdm.format_interval(seconds)
+
+
+def log_setup(run: Run) -> None:
+    cfg, m, t = run.cfg, run.machine, run.cfg.train
+    log.info(
+        "training %s: %d parameters, %d pairs, device %s, %s; run directory %s",
+        cfg.model.attention, count_parameters(run.model), len(run.data.examples), m.device, m.precision, run.files.root,
+    )
+    log.info("precision %s: %s", m.precision, choose_precision(t.precision, m.device).reason)
+    if cfg.model.attention == "bahdanau":
+        fast = run.model.uses_fast_bahdanau(m.device)
+        log.info("decoder loop for training: %s", "the fast Bahdanau loop" if fast else "the textbook loop")
+    if m.dist.enabled:
+        log.info("distributed: %d processes, each update takes one batch from each", m.dist.world_size)
+    if t.valid_every_minutes is not None:
+        log.info("validation every %g min of training time (train.valid_every_minutes)", t.valid_every_minutes)
+    better = "lower" if t.metric in LOWER_IS_BETTER else "higher"
+    log.info("best.pt follows val %s (train.metric; %s is better)", label(t.metric), better)
+
+
+FINISHED = {
+    "train.epochs": "train.epochs: {t.epochs} trained",
+    "train.max_steps": "train.max_steps: {t.max_steps} updates made",
+    "train.max_time": "train.max_time: its {t.max_time:g} min are spent",
+    "train.patience": "train.patience: early stopping ended it",
+}
+
+
+def log_stop(run: Run, reason: str, resumed_at: int | None) -> None:
+    """Why training stopped (`reason`: the config key that stopped it); a warning when a resumed run had nothing left."""
+    p, t = run.progress, run.cfg.train
+    if resumed_at is not None and p.step == resumed_at:  # a warning: --quiet shows it
+        log.warning("the run in %s is finished (%s): nothing was trained", run.files.root, FINISHED[reason].format(t=t))
+    elif reason in ("train.max_time", "train.max_steps"):
+        log.info("stopping: %s reached", reason)
+    elif reason == "train.patience":
+        log.info("stopping early: no better val %s in %d validations (train.patience)", label(t.metric), t.patience)
+
+
+def log_done(run: Run) -> None:
+    p, t = run.progress, run.cfg.train
+    shown = f"{label(t.metric)} none yet" if p.best.score is None else said(t.metric, p.best.score)
+    log.info("done: %d steps in %.1f s, best val %s -> %s", p.step, p.elapsed, shown, run.files.best)

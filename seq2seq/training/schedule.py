@@ -289,3 +289,14 @@ def budget_rate(pace: Pace, valid_interval: float, valid_seconds: float) -> floa
 def budget_horizon(pace: Pace, budget_s: float, rate: float) -> int:
     """The updates a budget of `budget_s` seconds holds: those made, plus the seconds left at `rate` (updates/s)."""
     return pace.step + int(max(budget_s - pace.elapsed, 0.0) * rate)
+
+
+def planned_horizon(
+    t: TrainConfig, pace: Pace, per_epoch: int, sentences_per_update: float, valid_sentences: int
+) -> tuple[int, float]:
+    """train.max_time's horizon from the pace so far: (the updates the budget holds, updates/s incl. validation).
+    `per_epoch`: a rank's batches per epoch; `sentences_per_update`: the sentences a rank trains on per update."""
+    assert t.max_time is not None
+    estimate = validation_estimate(pace, valid_sentences, sentences_per_update)
+    rate = budget_rate(pace, updates_between_validations(t, pace, per_epoch, estimate), estimate)
+    return budget_horizon(pace, t.max_time * 60, rate), rate

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,64 +22,32 @@ import torch
 
 from seq2seq.config import Config, TrainConfig
 from seq2seq.data.batch import Batch, collate
-from seq2seq.device import autocast, choose_precision
+from seq2seq.device import autocast
 from seq2seq.errors import DataError
-from seq2seq.metric import said
 from seq2seq.model.checkpoint import Checkpoint, record_default_model
 from seq2seq.model.loss import masked_nll
-from seq2seq.model.network import Seq2Seq, count_parameters
+from seq2seq.model.network import Seq2Seq
 from seq2seq.training import distributed, finetune
-from seq2seq.training.ema import EMA, ema_keys, ema_views
+from seq2seq.training.ema import EMA, ema_views
 from seq2seq.training.build import (
     Data, Machine, build_data, build_model, build_schedule, data_report_lines, make_optimizer, read_corpora, setup_machine,
 )
 from seq2seq.training.interrupt import StopRequest, TrainingInterrupted
-from seq2seq.training.logs import attach_log_file, bars_wanted, epoch_bar, format_interval, setup_logging
+from seq2seq.training.logs import (
+    attach_log_file, bars_wanted, epoch_bar, format_interval, log_done, log_setup, log_stop, setup_logging,
+)
 from seq2seq.training.metrics import MetricsLogger, read_metrics
-from seq2seq.training.resume import restore, rng_state, set_rng_state
+from seq2seq.training.resume import Progress, progress_state, resume_state, rng_state
 from seq2seq.runfiles import RunFiles
 from seq2seq.training.rundir import ensure_dir, prepare_run_dir, remove_stale_run_files
-from seq2seq.training.schedule import (
-    HORIZON_KINDS, LOWER_IS_BETTER, Best, EarlyStopping, LRSchedule, Pace, budget_horizon, budget_rate,
-    updates_between_validations, validation_due, validation_estimate,
-)
+from seq2seq.training.schedule import Best, EarlyStopping, LRSchedule, Pace, planned_horizon, validation_due
 from seq2seq.training.validate import (
-    KeptBest, best_record, degeneration, metric_label, metric_value, validation_record, validation_scores,
+    KeptBest, best_record, log_validation, metric_label, model_state, score_validation,
 )
 
 __all__ = ["Progress", "TrainResult", "make_optimizer", "train", "train_step"]
 
 log = logging.getLogger("seq2seq")
-
-
-@dataclass
-class Progress:
-    """Where training stands; saved in every checkpoint so that a resume continues exactly."""
-
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0  # batches of `epoch` already trained on
-    best: Best = field(default_factory=lambda: Best(TrainConfig().metric))  # the best score (saved as metric, best_score)
-    elapsed: float = 0.0  # seconds of training, over all sessions of this run
-    world_size: int = 1  # processes that trained it (`step` counts their joint updates)
-    bad_steps: int = 0  # non-finite losses in a row, up to now
-    validated_at: int = -1  # the step of the last validation
-    tgt_tokens: int = 0  # real target tokens of the updates made (all ranks), for curves against data seen
-    valid_seconds: float = 0.0  # of `elapsed`, the seconds spent validating (rank 0's), to plan under train.max_time
-    validations: int = 0  # validations made
-    warm_step: int = -1  # warmup's last update (-1: not reached), where train.max_time's pace is measured from,
-    warm_elapsed: float = 0.0  # with `elapsed`
-    warm_valid_seconds: float = 0.0  # and `valid_seconds` then
-
-    @property
-    def best_score(self) -> float | None:
-        """The run's best validation score (None: no validation yet)."""
-        return self.best.score
-
-    @property
-    def metric(self) -> str:
-        """train.metric, which `best_score` is of."""
-        return self.best.metric
 
 
 @dataclass
@@ -162,23 +130,19 @@ def train(
     machine = setup_machine(cfg.train)
     dist = machine.dist
     setup_logging(quiet or not dist.is_main, buffer=True)
-    cfg, source = starting_point(cfg, files, resume)
+    cfg, source = finetune.start(cfg, files, resume)
     t = cfg.train
     corpora = read_corpora(cfg, files)
     # The inputs are good: now the run directory may be made, and the log lines so far go into its train.log.
     distributed.on_main(lambda: (prepare_run_dir(files, cfg, resume, overwrite), ensure_dir(files.root), remove_stale_run_files(files)), dist)
-    if source is not None:
-        distributed.on_main(lambda: finetune.write_inherited(files, cfg, source), dist)
     attach_log_file(files.log if dist.is_main else None)
     if not dist.is_main:
         log.setLevel(logging.ERROR)
     random.seed(t.seed)
     torch.manual_seed(t.seed)
     bars = bars_wanted(quiet, dist.is_main)
-    data = build_data(cfg, files, corpora, dist, progress=bars)
-    model = build_model(cfg, data, machine)
-    if source is not None:
-        finetune.load_weights(model, source)
+    data = build_data(cfg, files, corpora, dist, progress=bars, init=source)
+    model = build_model(cfg, data, machine, init=source)
     optimizer = make_optimizer(model, t)
     schedule = build_schedule(t, len(data.sampler.batches(0)))
     early = EarlyStopping(t.patience)
@@ -200,23 +164,6 @@ def train(
     resumed_at = progress.step if resume else None
     reason = loop(run)
     return finish(run, reason, resumed_at)
-
-
-def starting_point(cfg: Config, files: RunFiles, resume: bool) -> tuple[Config, Checkpoint | None]:
-    """The config this run trains with, and the model it fine-tunes (train.init_from; None: from scratch).
-
-    A resumed run continues from its own last.pt: train.init_from is not read again, and a fine-tuning run takes the
-    model's keys from its own config.yaml."""
-    if resume:
-        if cfg.train.init_from is not None:
-            log.info("--resume: the run continues from its own last.pt; train.init_from is not read")
-        return finetune.resumed_config(cfg, files), None
-    if cfg.train.init_from is None:
-        return cfg, None
-    source = finetune.read_source(cfg.train.init_from, files)
-    cfg = finetune.inherit_config(cfg, source.config, source.path or cfg.train.init_from)
-    log.info("%s", finetune.describe(source))
-    return cfg, source
 
 
 def loop(run: Run) -> str:
@@ -370,68 +317,18 @@ def validate_and_save(run: Run) -> None:
     distributed.barrier(machine.dist)
 
 
-@dataclass
-class Scored:
-    """One validation, on rank 0: its metrics record, and the better of the raw and the EMA weights."""
-
-    record: dict[str, Any]  # metrics.jsonl's: the raw weights' val_* keys; with the EMA, its val_ema_* keys too
-    score: float  # train.metric of the better weights
-    best: Checkpoint  # the better weights, their own record as scores (with "ema": True when they are the EMA's)
-    warning: str | None  # the raw outputs degenerate
-    ema: bool = False  # the EMA scored better than the raw weights
-
-
-def score_validation(run: Run) -> Scored:
-    """Score the raw weights and, with train.ema_decay, the EMA's; the EMA is the better only when it scores better."""
-    p, t, d, m = run.progress, run.cfg.train, run.data, run.machine
-
-    def score(model: Seq2Seq) -> tuple[Any, dict[str, Any], float]:
-        scores = validation_scores(model, d.valid_pairs, d.src_enc, d.tgt_enc, m.device, m.precision, run.cfg.decode, run.bars)
-        epoch = p.epoch + 1 if p.batch_in_epoch else p.epoch  # at an epoch's end `p.epoch` counts it already
-        return scores, validation_record(scores, p.step, epoch, p.tgt_tokens, p.elapsed), metric_value(scores, t.metric)
-
-    scores, record, value = score(run.model)
-    warning = degeneration(scores, d.valid_pairs)
-    if run.ema is None:
-        return Scored(record, value, replace(model_state(run), scores=record), warning)
-    _, ema_record, ema_value = score(run.ema.model)
-    record = {**record, **ema_keys(ema_record)}
-    if p.best.better(ema_value, value):  # strictly better: on a tie the raw weights stay
-        best = replace(model_state(run), weights=run.ema.weights(), scores={**ema_record, "ema": True})
-        return Scored(record, ema_value, best, warning, ema=True)
-    return Scored(record, value, replace(model_state(run), scores=record), warning)
-
-
-def log_validation(run: Run, scored: Scored, improved: bool) -> None:
-    """One line per validation: the raw weights' figures, the EMA's score beside them, and whether it is the best."""
-    p, t, r = run.progress, run.cfg.train, scored.record
-    extra = "" if t.metric in ("bleu", "chrf") else " " + said(t.metric, r[f"val_{t.metric}"])
-    if run.ema is not None:
-        extra += "; EMA " + said(t.metric, r[f"val_ema_{t.metric}"])
-    best = "" if not improved else " (best, EMA)" if scored.ema else " (best)"
-    log.info(
-        "step %d: val loss %.4f ppl %.2f BLEU %.2f chrF %.2f%s%s",
-        p.step, r["val_loss"], r["val_ppl"], r["val_bleu"], r["val_chrf"], extra, best,
-    )
-    if scored.warning is not None:  # "the model outputs the same sentence for every input", said with its numbers
-        log.warning("step %d: %s", p.step, scored.warning)
-
-
 def plan_horizon(run: Run) -> None:
-    """train.max_time: fix the schedule's horizon at the updates the budget holds, once `schedule.plan_due` says the
-    pace is known (the rule and its why: training/schedule.py). It reads the saved progress, not the clock, so a run
-    resumed from a checkpoint plans as the run never interrupted; rank 0 plans and every rank takes its horizon."""
+    """train.max_time: fix the schedule's horizon once `schedule.plan_due` says the pace is known (the rule and its
+    why: training/schedule.py), from the saved progress, not the clock, so a resumed run plans as the run never
+    interrupted; rank 0 plans and every rank takes its horizon."""
     p, t, d, dist = run.progress, run.cfg.train, run.data, run.machine.dist
-    assert t.max_time is not None
     since = (p.warm_step, p.warm_elapsed, p.warm_valid_seconds) if p.warm_step >= 0 else None
-    pace, budget = Pace(p.step, p.elapsed, p.valid_seconds, p.validations, since), t.max_time * 60
+    pace = Pace(p.step, p.elapsed, p.valid_seconds, p.validations, since)
     planned, rate = -1.0, 0.0
-    if dist.is_main and run.schedule.plan_due(pace, p.validated_at, budget):
+    if dist.is_main and run.schedule.plan_due(pace, p.validated_at, (t.max_time or 0) * 60):
         per_epoch = len(d.sampler.batches(p.epoch))  # this rank's batches, one per update
-        per_batch = len(d.examples) / max(per_epoch * dist.world_size, 1)  # sentences a rank trains on per update
-        estimate = validation_estimate(pace, len(d.valid_pairs.pairs), per_batch)
-        rate = budget_rate(pace, updates_between_validations(t, pace, per_epoch, estimate), estimate)
-        planned = float(budget_horizon(pace, budget, rate))
+        horizon, rate = planned_horizon(t, pace, per_epoch, len(d.examples) / max(per_epoch * dist.world_size, 1), len(d.valid_pairs.pairs))
+        planned = float(horizon)
     planned = distributed.from_main(planned, dist)
     if planned < 0:
         return
@@ -442,12 +339,6 @@ def plan_horizon(run: Run) -> None:
         "validation) for max_time %g min%s", horizon, (since[0] if since and p.step > since[0] else 0) + 1, p.step,
         rate * 60, t.max_time, decay,
     )
-
-
-def model_state(run: Run) -> Checkpoint:
-    """What decoding needs: weights, config, vocabularies and tokenizers."""
-    d = run.data
-    return Checkpoint(run.cfg, d.src_vocab, d.tgt_vocab, d.src_tokenizer, d.tgt_tokenizer, run.model.state_dict(), run.progress.step)
 
 
 def checkpoint_state(run: Run) -> Checkpoint | None:
@@ -477,89 +368,10 @@ def save_last(run: Run) -> None:
         state.write(run.files.last)
 
 
-def resume_state(
-    cfg: Config, files: RunFiles, machine: Machine, data: Data, model: Seq2Seq, optimizer: torch.optim.Optimizer,
-    schedule: LRSchedule, early: EarlyStopping, ema: EMA | None = None,
-) -> tuple[Progress, list[dict[str, Any]]]:
-    """Load last.pt into the model, optimizer, schedule, early stopping, the EMA and random generators; returns the
-    progress and the k best so far. Every rank restores its own generators when the number of processes is the same."""
-    t, dist = cfg.train, machine.dist
-    ckpt = Checkpoint.read(files.last)
-    ranks = ckpt.training.get("rng_ranks")
-    exact = (len(ranks) if isinstance(ranks, list) else 1) == dist.world_size
-    planned = schedule.decay_steps
-    saved = restore(
-        ckpt, model, optimizer, data.src_vocab, data.tgt_vocab,
-        lambda rng: set_rng_state(ranks[dist.rank] if dist.enabled and exact else rng),  # type: ignore[index]
-        extras={"schedule": schedule, "early_stopping": early, **({"ema": ema} if ema is not None else {})},
-    )
-    p = progress_from(saved, t.metric)
-    p.batch_in_epoch = distributed.rescale_position(p.batch_in_epoch, p.world_size, dist.world_size)
-    if not exact:  # other processes than saved: their generators cannot continue the saved ones
-        distributed.seed_rank(t.seed, p.step, dist)
-        log.info("%d process(es) resume a run of %d: random generators seeded afresh", dist.world_size, p.world_size)
-    p.world_size = dist.world_size
-    log.info("resumed %s at step %d (epoch %d, batch %d)", files.last, p.step, p.epoch + 1, p.batch_in_epoch)
-    if schedule.kind in HORIZON_KINDS and planned is not None and schedule.decay_steps is not None and planned > schedule.decay_steps:
-        log.info(
-            "this run goes on past its learning-rate schedule (planned over %d updates): from update %d on the "
-            "learning rate stays at train.min_lr %g", schedule.decay_steps, schedule.decay_steps + 1, t.min_lr,
-        )
-    return p, list(ckpt.training.get("kept_best", []))
-
-
-def progress_state(p: Progress) -> dict[str, Any]:
-    """The progress as the checkpoint keeps it: plain values, its best as `metric` and `best_score`."""
-    saved = {f.name: getattr(p, f.name) for f in fields(p) if f.name != "best"}
-    return {**saved, "metric": p.best.metric, "best_score": p.best.score}
-
-
-def progress_from(saved: dict[str, Any], metric: str) -> Progress:
-    """The saved progress; one written before train.metric had `best_bleu` (-1: none yet) and followed BLEU."""
-    values = {k: v for k, v in saved.items() if k in Progress.__dataclass_fields__ and k != "best"}
-    if "best_bleu" in saved and "best_score" not in saved:
-        best = Best("bleu", saved["best_bleu"] if saved["best_bleu"] >= 0 else None)
-    else:
-        best = Best(saved.get("metric", metric), saved.get("best_score"))
-    return Progress(**values, best=best)
-
-
-def log_setup(run: Run) -> None:
-    cfg, m, t = run.cfg, run.machine, run.cfg.train
-    log.info(
-        "training %s: %d parameters, %d pairs, device %s, %s; run directory %s",
-        cfg.model.attention, count_parameters(run.model), len(run.data.examples), m.device, m.precision, run.files.root,
-    )
-    log.info("precision %s: %s", m.precision, choose_precision(t.precision, m.device).reason)
-    if cfg.model.attention == "bahdanau":
-        fast = run.model.uses_fast_bahdanau(m.device)
-        log.info("decoder loop for training: %s", "the fast Bahdanau loop" if fast else "the textbook loop")
-    if m.dist.enabled:
-        log.info("distributed: %d processes, each update takes one batch from each", m.dist.world_size)
-    if t.valid_every_minutes is not None:
-        log.info("validation every %g min of training time (train.valid_every_minutes)", t.valid_every_minutes)
-    better = "lower" if t.metric in LOWER_IS_BETTER else "higher"
-    log.info("best.pt follows val %s (train.metric; %s is better)", metric_label(t.metric), better)
-
-
-FINISHED = {
-    "train.epochs": "train.epochs: {t.epochs} trained",
-    "train.max_steps": "train.max_steps: {t.max_steps} updates made",
-    "train.max_time": "train.max_time: its {t.max_time:g} min are spent",
-    "train.patience": "train.patience: early stopping ended it",
-}
-
-
 def finish(run: Run, reason: str, resumed_at: int | None) -> TrainResult:
     """Say why training stopped, validate the last weights if not yet, and report the run's best."""
     p, t, files = run.progress, run.cfg.train, run.files
-    label = metric_label(t.metric)
-    if resumed_at is not None and p.step == resumed_at:  # a warning: --quiet shows it
-        log.warning("the run in %s is finished (%s): nothing was trained", files.root, FINISHED[reason].format(t=t))
-    elif reason in ("train.max_time", "train.max_steps"):
-        log.info("stopping: %s reached", reason)
-    elif reason == "train.patience":
-        log.info("stopping early: no better val %s in %d validations (train.patience)", label, t.patience)
+    log_stop(run, reason, resumed_at)
     if p.validated_at != p.step:
         validate_and_save(run)
     if run.metrics is not None:
@@ -568,6 +380,5 @@ def finish(run: Run, reason: str, resumed_at: int | None) -> TrainResult:
     if run.machine.dist.is_main:
         record_default_model(files.root)
         best = best_record(ema_views(read_metrics(files.metrics)), t.metric, p.step) if files.metrics.exists() else None
-    shown = f"{label} none yet" if p.best.score is None else said(t.metric, p.best.score)
-    log.info("done: %d steps in %.1f s, best val %s -> %s", p.step, p.elapsed, shown, files.best)
+    log_done(run)
     return TrainResult(files.root, p, best)

@@ -8,7 +8,9 @@ table (seq2seq/metric.py) is the one place that says which.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+import logging
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
@@ -23,8 +25,15 @@ from seq2seq.errors import ConfigError
 from seq2seq.model.checkpoint import Checkpoint
 from seq2seq.model.network import Seq2Seq
 from seq2seq.runfiles import RunFiles
+from seq2seq.training.ema import ema_keys
 from seq2seq.training.schedule import Best
+from seq2seq.metric import said
 from seq2seq.metric import label as metric_label  # noqa: F401 (imported from here by the loop and fine-tuning)
+
+if TYPE_CHECKING:
+    from seq2seq.training.trainer import Run
+
+log = logging.getLogger("seq2seq")
 
 EXTRA_SCORES = ("exact_match", "cer", "wer")  # recorded when decode/evaluate computes them
 
@@ -109,3 +118,56 @@ class KeptBest:
 
     def state(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.kept]
+
+
+def model_state(run: Run) -> Checkpoint:
+    """What decoding needs: weights, config, vocabularies and tokenizers."""
+    d = run.data
+    return Checkpoint(run.cfg, d.src_vocab, d.tgt_vocab, d.src_tokenizer, d.tgt_tokenizer, run.model.state_dict(), run.progress.step)
+
+
+@dataclass
+class Scored:
+    """One validation, on rank 0: its metrics record, and the better of the raw and the EMA weights."""
+
+    record: dict[str, Any]  # metrics.jsonl's: the raw weights' val_* keys; with the EMA, its val_ema_* keys too
+    score: float  # train.metric of the better weights
+    best: Checkpoint  # the better weights, their own record as scores (with "ema": True when they are the EMA's)
+    warning: str | None  # the raw outputs degenerate
+    ema: bool = False  # the EMA scored better than the raw weights
+
+
+def score_validation(run: Run) -> Scored:
+    """Score the raw weights and, with train.ema_decay, the EMA's; the EMA is the better only when it scores better."""
+    p, t, d, m = run.progress, run.cfg.train, run.data, run.machine
+
+    def score(model: Seq2Seq) -> tuple[Any, dict[str, Any], float]:
+        scores = validation_scores(model, d.valid_pairs, d.src_enc, d.tgt_enc, m.device, m.precision, run.cfg.decode, run.bars)
+        epoch = p.epoch + 1 if p.batch_in_epoch else p.epoch  # at an epoch's end `p.epoch` counts it already
+        return scores, validation_record(scores, p.step, epoch, p.tgt_tokens, p.elapsed), metric_value(scores, t.metric)
+
+    scores, record, value = score(run.model)
+    warning = degeneration(scores, d.valid_pairs)
+    if run.ema is None:
+        return Scored(record, value, replace(model_state(run), scores=record), warning)
+    _, ema_record, ema_value = score(run.ema.model)
+    record = {**record, **ema_keys(ema_record)}
+    if p.best.better(ema_value, value):  # strictly better: on a tie the raw weights stay
+        best = replace(model_state(run), weights=run.ema.weights(), scores={**ema_record, "ema": True})
+        return Scored(record, ema_value, best, warning, ema=True)
+    return Scored(record, value, replace(model_state(run), scores=record), warning)
+
+
+def log_validation(run: Run, scored: Scored, improved: bool) -> None:
+    """One line per validation: the raw weights' figures, the EMA's score beside them, and whether it is the best."""
+    p, t, r = run.progress, run.cfg.train, scored.record
+    extra = "" if t.metric in ("bleu", "chrf") else " " + said(t.metric, r[f"val_{t.metric}"])
+    if run.ema is not None:
+        extra += "; EMA " + said(t.metric, r[f"val_ema_{t.metric}"])
+    best = "" if not improved else " (best, EMA)" if scored.ema else " (best)"
+    log.info(
+        "step %d: val loss %.4f ppl %.2f BLEU %.2f chrF %.2f%s%s",
+        p.step, r["val_loss"], r["val_ppl"], r["val_bleu"], r["val_chrf"], extra, best,
+    )
+    if scored.warning is not None:  # "the model outputs the same sentence for every input", said with its numbers
+        log.warning("step %d: %s", p.step, scored.warning)

@@ -11,7 +11,7 @@ import torch
 
 from seq2seq.config import load_config
 from seq2seq.model.checkpoint import Checkpoint, load_checkpoint
-from seq2seq.training import trainer
+from seq2seq.training import trainer, validate
 from seq2seq.training.ema import EMA, ema_keys, ema_views
 from seq2seq.training.metrics import read_metrics
 from tests.conftest import tiny_model
@@ -56,7 +56,7 @@ def test_the_emas_record_sits_beside_the_raw_one_and_may_be_the_best() -> None:
 def score_models_as(monkeypatch: pytest.MonkeyPatch, raw: object, ema: object) -> None:
     """Validation scores BLEU by `raw(call)` for the raw weights and `ema(call)` for the EMA's (the copy that needs
     no gradient), each call counted from 1: scores that make the choice certain."""
-    real = trainer.validation_scores
+    real = validate.validation_scores
     calls = {"raw": 0, "ema": 0}
 
     def scores(model, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -65,7 +65,7 @@ def score_models_as(monkeypatch: pytest.MonkeyPatch, raw: object, ema: object) -
         bleu = (raw if which == "raw" else ema)(calls[which])  # type: ignore[operator]
         return dataclasses.replace(real(model, *args, **kwargs), bleu=float(bleu))
 
-    monkeypatch.setattr(trainer, "validation_scores", scores)
+    monkeypatch.setattr(validate, "validation_scores", scores)
 
 
 @pytest.mark.parametrize("ema_better", [True, False])

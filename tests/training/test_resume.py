@@ -20,7 +20,7 @@ import torch
 from seq2seq.model.checkpoint import load_checkpoint
 from seq2seq.config import load_config
 from seq2seq.model.checkpoint import Checkpoint
-from seq2seq.training import trainer
+from seq2seq.training import trainer, validate
 from seq2seq.training.interrupt import TrainingInterrupted
 from seq2seq.training.metrics import read_metrics
 from seq2seq.training.schedule import LRSchedule
@@ -178,7 +178,7 @@ class UpdateClock:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.now = 1000.0
-        step, scores = trainer.train_step, trainer.validation_scores
+        step, scores = trainer.train_step, validate.validation_scores
 
         def timed_step(*args, **kwargs):  # type: ignore[no-untyped-def]
             self.now += 1.0
@@ -189,7 +189,7 @@ class UpdateClock:
             return scores(*args, **kwargs)
 
         monkeypatch.setattr(trainer, "train_step", timed_step)
-        monkeypatch.setattr(trainer, "validation_scores", timed_scores)
+        monkeypatch.setattr(validate, "validation_scores", timed_scores)
 
     def __call__(self) -> float:
         return self.now
