@@ -28,6 +28,7 @@ from seq2seq.config import Config, dump_config, load_config
 from seq2seq.errors import ConfigError, install_hint
 from seq2seq.files import atomic_write_text
 from seq2seq.model.checkpoint import DEFAULT_MODEL_FILE, record_default_model
+from seq2seq.runfiles import RunFiles
 from seq2seq.tools.tune_space import Dimension, as_overrides, check_space, default_space, expand, has_key, read_space
 from seq2seq.tools.tune_trial import Outcome, Rungs, run_trial, train_command
 from seq2seq.training.rundir import ensure_dir
@@ -177,7 +178,7 @@ def next_parked(study: Any, lower_is_better: bool) -> tuple[Any, int] | None:
         trial = trials.get(int(key))
         run_dir = Path(str(trial.user_attrs.get("run_dir"))) if trial is not None else None
         others = population(study, int(key), step)
-        if trial is None or run_dir is None or not (run_dir / "last.pt").is_file() or not others:
+        if trial is None or run_dir is None or not RunFiles(run_dir).last.is_file() or not others:
             continue
         if goes_on(value, others, lower_is_better):
             found = (trial, step)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from seq2seq.config import SECTIONS, choices, load_config, read_yaml
+from seq2seq.config import SECTIONS, load_config, read_yaml
 from seq2seq.errors import ConfigError
 
 KINDS = ("int", "float", "categorical")

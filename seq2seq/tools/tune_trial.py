@@ -23,11 +23,10 @@ from typing import Any, Callable, Sequence
 from seq2seq.tools.tune_space import as_overrides
 from seq2seq.training.metrics import read_metrics
 from seq2seq.training.rundir import RunFiles
-from seq2seq.training.schedule import improves
+from seq2seq.training.schedule import Best
 
 POLL_SECONDS = 0.5  # how often the run's metrics.jsonl is read: a validation is seconds of work at the least
 STOP_GRACE_SECONDS = 120.0  # a stopped run ends its update (or its validation) and writes last.pt before it exits
-STDERR_FILE = "stderr.log"  # the run's warnings and its last line (with --quiet, the log goes to train.log)
 
 
 @dataclass(frozen=True)
@@ -86,21 +85,25 @@ class Reporter:
 
     def __init__(self, trial: Any, metric: str, rungs: Rungs, judge: Callable[[int, float], bool] | None = None):
         self.trial, self.metric, self.key, self.rungs, self.judge = trial, metric, f"val_{metric}", rungs, judge
-        self.best: float | None = None
+        self.kept = Best(metric)  # the trial's best so far, what it reports (`best`)
         self.seconds, self.updates = 0.0, 0
         self.validations = 0  # validation records taken so far
         self.reported: int | None = None  # the last mark reported
         self.judged = 0  # rungs judged so far
 
+    @property
+    def best(self) -> float | None:
+        return self.kept.score
+
     def score(self, record: dict[str, Any]) -> float | None:
         """A record's score of the metric (None: not a validation). With train.ema_decay a validation scores the
         moving average too (`val_ema_<metric>`), and the better of the two is what best.pt holds."""
-        best = None
+        better = Best(self.metric)
         for key in (self.key, f"val_ema_{self.metric}"):
             value = record.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and improves(value, best, self.metric):
-                best = float(value)
-        return best
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                better.update(float(value))
+        return better.score
 
     def feed(self, records: Sequence[dict[str, Any]]) -> bool:
         """Take the run's records (all of them, as read_metrics returns them); True when the pruner says stop."""
@@ -110,8 +113,7 @@ class Reporter:
         scored = [(r, score) for r in records if (score := self.score(r)) is not None]
         prune = False
         for record, score in scored[self.validations :]:
-            if improves(score, self.best, self.metric):
-                self.best = score
+            self.kept.update(score)
             mark = self.rungs.mark(float(record.get("elapsed") or 0.0))
             if prune or (self.reported is not None and mark <= self.reported):
                 continue
@@ -188,7 +190,7 @@ def run_trial(
     reporter = Reporter(trial, metric, rungs, judge)
     reporter.judged = passed
     started = time.monotonic()
-    with open(run_dir / STDERR_FILE, "ab" if passed else "wb") as err:
+    with open(files.stderr, "ab" if passed else "wb") as err:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
         try:
             pruned = watch(proc, files.metrics, reporter)
@@ -199,7 +201,7 @@ def run_trial(
     if pruned:
         return Outcome("pruned", pruned_at=(reporter.reported or 0) * rungs.interval, **figures)
     if proc.returncode != 0:
-        return Outcome("failed", error=last_line(run_dir / STDERR_FILE) or f"exit code {proc.returncode}", **figures)
+        return Outcome("failed", error=last_line(files.stderr) or f"exit code {proc.returncode}", **figures)
     if reporter.best is None:
         return Outcome("failed", error=f"no validation score val_{metric} in {files.metrics}", **figures)
     return Outcome("complete", **figures)
