@@ -33,3 +33,28 @@ def install_hint(extra: str) -> str:
     packages = [r.split(";")[0].strip() for r in requires if marker in r]
     direct = f"pip install {' '.join(repr(p) for p in packages)}" if packages else f"pip install '{DISTRIBUTION}[{extra}]'"
     return f"{direct} (from the checkout: pip install -e '.[{extra}]')"
+
+
+def missing_module_hint(module: str) -> str:
+    """What to say when `module` is not installed: without torch, what still runs; else the extra that installs it
+    (read from this installation's metadata, as `install_hint` reads it)."""
+    if module == "torch":
+        return (
+            "this needs torch, which is not installed here: without torch, `translate` and `serve` run an export "
+            "(`seq2seq export`); for checkpoints and training install the full package (pip install torch -e .)"
+        )
+    import re
+    from importlib import metadata
+
+    try:
+        requires = metadata.requires(DISTRIBUTION) or []
+    except metadata.PackageNotFoundError:
+        requires = []
+    extras = []
+    for requirement in requires:  # 'scipy>=1.10; extra == "tune"'
+        name, extra = re.match(r"[A-Za-z0-9_.-]*", requirement), re.search(r'extra == "([^"]+)"', requirement)
+        if extra and name and name.group(0).lower().replace("-", "_") == module.lower():
+            extras.append(extra.group(1))
+    extras.sort(key=lambda x: x == "dev")  # the extra of the feature, before the developers' one
+    where = f": {install_hint(extras[0])}" if extras else ""
+    return f"this needs {module}, which is not installed here{where}"

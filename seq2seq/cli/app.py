@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import typer
 
 from seq2seq import __version__
-from seq2seq.errors import ConfigError, Seq2SeqError
+from seq2seq.errors import ConfigError, Seq2SeqError, missing_module_hint
 from seq2seq.cli.options import (
     BatchOpt, BeamOpt, ConfigOpt, LexiconOpt, ModelsOpt, PrecisionOpt, QuantizeOpt, SetOpt, check_precision, check_quantize,
     load_config_arg,
@@ -447,11 +447,7 @@ def main() -> None:
     except ModuleNotFoundError as e:  # a runtime-only install (the `runtime` extra) asked for what needs torch
         if not e.name or e.name.split(".")[0] == "seq2seq":
             raise
-        print(
-            f"error: this needs {e.name.split('.')[0]}, which is not installed here: without torch, `translate` and `serve` "
-            f"run an export (`seq2seq export`); for checkpoints and training install the full package (pip install torch -e .)",
-            file=sys.stderr,
-        )
+        print(f"error: {missing_module_hint(e.name.split('.')[0])}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

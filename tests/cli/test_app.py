@@ -192,3 +192,14 @@ def test_shell_completion_completes_commands_and_options(tmp_path: Path) -> None
         capture_output=True, text=True, env=ENV, timeout=60,
     )
     assert script.returncode == 0 and "_SEQ2SEQ_COMPLETE=complete_bash" in script.stdout
+
+
+def test_a_missing_optional_module_names_the_extra_that_installs_it():
+    """Not every missing module is torch: the hint names the feature's extra (from the installed metadata), not the
+    runtime-only install's advice, which only a missing torch gets."""
+    from seq2seq.errors import missing_module_hint
+
+    assert missing_module_hint("optuna").endswith("(from the checkout: pip install -e '.[tune]')")
+    assert "torch" not in missing_module_hint("optuna")
+    assert "run an export" in missing_module_hint("torch")
+    assert missing_module_hint("no_such_module") == "this needs no_such_module, which is not installed here"
