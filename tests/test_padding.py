@@ -4,7 +4,8 @@ ensemble of two models (decode/ensemble) as for one.
 
 Decoding reads neither label smoothing nor the teacher-forcing ratio (they exist only in training), so the
 translation tests need no variant of either; with teacher forcing 0, the training pass itself decodes greedily
-(each step is fed its own prediction), and is proven batch-invariant below with the rest."""
+(each step is fed its own prediction), and is proven batch-invariant below with the rest. A lexicon (`--lexicon`,
+issue 35) takes its known words out of the batch: the words left to the model decode as they would alone."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from seq2seq.decode.ensemble import Ensemble
 from seq2seq.decode.torch_backend import TorchBackend
 from seq2seq.model.fast_bahdanau import bahdanau_steps
 from seq2seq.model.loss import masked_nll
-from tests.conftest import random_examples, tiny_model
+from seq2seq.decode.translator import Translator
+from tests.conftest import random_examples, tiny_model, toy_pairs
 
 PATHS = {  # every decoder path: the reference Bahdanau loop, the fast one (seq2seq.model.fast_bahdanau), Luong
     "bahdanau": {"attention": "bahdanau", "bahdanau_loop": "reference"},
@@ -205,3 +207,23 @@ def test_beam_translation_same_alone_and_in_batch(options, ensemble):
         alone = beam_search(models, torch.tensor([s]), torch.tensor([len(s)]), beam, nbest=3)[0]
         assert [h.ids for h in alone] == [h.ids for h in nbest]
         assert [h.score for h in alone] == pytest.approx([h.score for h in nbest], abs=1e-4)
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_words_left_to_the_model_beside_known_words_decode_as_alone(tiny_run, tmp_path, beam):
+    """With a lexicon, a batch holds known words (answered from it) and others of every length: each of the others
+    gets the n-best, scores included, that it gets alone without the lexicon."""
+    plain = Translator.load(tiny_run / "runs" / "tiny")
+    texts = sorted({s for s, _ in toy_pairs("val", 40)}, key=len)
+    known, unknown = texts[::3], [t for i, t in enumerate(texts) if i % 3]
+    answer = toy_pairs("val", 1)[0][1]  # a target the model can write
+    (tmp_path / "known.tsv").write_text("".join(f"{t}\t{answer}\n" for t in known), encoding="utf-8")
+    lexicon = plain.with_lexicon(tmp_path / "known.tsv")
+    n = 1 if beam == 1 else 2
+    batch = lexicon.nbest(lexicon.sources(texts), n, beam_size=beam, batch_size=len(texts))
+    assert [b for t, b in zip(texts, batch) if t in known] == [[(0.0, answer)]] * len(known)
+    for text, got in zip(texts, batch):
+        if text in unknown:
+            alone = plain.nbest(plain.sources([text]), n, beam_size=beam, batch_size=1)[0]
+            assert [h for _, h in got] == [h for _, h in alone]
+            assert [s for s, _ in got] == pytest.approx([s for s, _ in alone], abs=1e-4)
