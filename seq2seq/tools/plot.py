@@ -1,5 +1,5 @@
-"""Pictures (the optional `plot` extra, matplotlib): training curves from metrics.jsonl, attention heatmaps, a tuning
-study's trials.
+"""Pictures (the optional `plot` extra, matplotlib): training curves from metrics.jsonl and attention heatmaps, and the
+helpers tools/tune_report draws a study's trials.png with.
 
 Figures are drawn off-screen (Agg) and saved at a fixed size: `CURVES_SIZE` inches for curves and
 `attention_size(...)` for a heatmap, both at `DPI` dots per inch.
@@ -133,35 +133,4 @@ def plot_attention(
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention weight")
     if title:
         ax.set_title(title, fontsize=10)
-    save(fig, path)
-
-
-TRIALS_SIZE = (8.0, 4.0)  # inches: 800 x 400 pixels
-
-
-def plot_trials(points: Sequence[tuple[int, float, bool]], path: Path, title: str, label: str, lower_is_better: bool) -> None:
-    """A tuning study: each trial's best score by trial number (number, score, pruned), finished trials filled and
-    pruned ones hollow (their best before the stop), and the best finished score so far as a step line."""
-    check_image_path(path)
-    plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=TRIALS_SIZE, dpi=DPI)
-    done = [(n, s) for n, s, pruned in points if not pruned]
-    pruned = [(n, s) for n, s, was_pruned in points if was_pruned]
-    if done:
-        ax.plot(*zip(*done), "o", label="finished", markersize=6)
-        best, line = None, []
-        for n, s in sorted(done):
-            best = s if best is None or (s < best if lower_is_better else s > best) else best
-            line.append((n, best))
-        last = max(n for n, _, _ in points)
-        if last > line[-1][0]:
-            line.append((last, line[-1][1]))  # the best stands through the trials after it
-        ax.step(*zip(*line), where="post", label="best so far", alpha=0.6)
-    if pruned:
-        ax.plot(*zip(*pruned), "o", label="pruned", markersize=6, markerfacecolor="none", color="gray")
-    ax.set_xlabel("trial")
-    ax.set_ylabel(label + (" (lower is better)" if lower_is_better else ""))
-    finish_axis(ax, bool(points), "no trials yet")
-    ax.set_title(title)
     save(fig, path)
