@@ -28,10 +28,6 @@ from seq2seq.model.network import EncoderOutput, Seq2Seq
 from seq2seq.model.quantize import quantization_of
 
 
-def _numpy(x: torch.Tensor) -> np.ndarray:
-    return x.numpy() if x.device.type == "cpu" else x.cpu().numpy()
-
-
 class TorchBackend:
     """`model` (in eval mode) on `device`, decoding under `precision`'s autocast. memory: the EncoderOutput; state:
     the decoder's hidden state (L, R, H)."""
@@ -39,9 +35,13 @@ class TorchBackend:
     def __init__(self, model: Seq2Seq, device: torch.device, precision: str):
         self.model, self.device, self.precision = model, device, precision
         self.vocab_size = model.output.out_features
+        self.on_cpu = device.type == "cpu"  # a decoding step is ~0.1 ms on a small model: its fixed costs are paid once
 
     def _rows(self, rows: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(rows).to(self.device)
+        return torch.from_numpy(rows) if self.on_cpu else torch.from_numpy(rows).to(self.device)
+
+    def _numpy(self, x: torch.Tensor) -> np.ndarray:
+        return x.numpy() if self.on_cpu else x.cpu().numpy()
 
     @torch.inference_mode()
     def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[EncoderOutput, torch.Tensor]:
@@ -50,14 +50,17 @@ class TorchBackend:
         return enc, enc.hidden
 
     def _step(self, prev: np.ndarray, memory: EncoderOutput, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        with autocast(self.device, self.precision):
+        if self.precision == "fp32":  # no autocast to enter
             logits, hidden, weights = self.model.decode_step(self._rows(prev), memory, state)  # (R, V), (L, R, H), (R, S)
+            return torch.log_softmax(logits.float(), dim=-1), weights.float(), hidden  # float32, whatever the weights
+        with autocast(self.device, self.precision):
+            logits, hidden, weights = self.model.decode_step(self._rows(prev), memory, state)
             return torch.log_softmax(logits.float(), dim=-1), weights.float(), hidden
 
     @torch.inference_mode()
     def log_probs(self, prev: np.ndarray, memory: EncoderOutput, state: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
         log_probs, weights, hidden = self._step(prev, memory, state)
-        return _numpy(log_probs), _numpy(weights), hidden
+        return self._numpy(log_probs), self._numpy(weights), hidden
 
     @torch.inference_mode()
     def step(
@@ -70,7 +73,7 @@ class TorchBackend:
         candidates = log_probs if base is None else self._rows(base)[:, None] + log_probs
         candidates = candidates.view(-1, width * log_probs.size(1))  # (R / width, width * V): one topk over a sentence's beams
         scores, index = candidates.max(dim=-1, keepdim=True) if c == 1 else candidates.topk(c, dim=-1)  # (G, c)
-        return Step(_numpy(scores), _numpy(index), _numpy(weights), hidden)
+        return Step(self._numpy(scores), self._numpy(index), self._numpy(weights), hidden)
 
     @torch.inference_mode()
     def take(self, memory: EncoderOutput, rows: np.ndarray) -> EncoderOutput:
