@@ -28,7 +28,7 @@ from seq2seq.errors import CheckpointError, ConfigError
 from seq2seq.files import atomic_write_bytes
 from seq2seq.model.checkpoint import Checkpoint, resolve_model_path
 from seq2seq.runfiles import RunFiles
-from seq2seq.training.validate import metric_label
+from seq2seq.metric import label as metric_label
 
 log = logging.getLogger("seq2seq")
 

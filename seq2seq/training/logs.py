@@ -15,7 +15,9 @@ from seq2seq.metric import LOWER_IS_BETTER, label, said
 from seq2seq.model.network import count_parameters
 
 if TYPE_CHECKING:
-    from seq2seq.training.trainer import Run
+    from seq2seq.config import Config, TrainConfig
+    from seq2seq.model.network import Seq2Seq
+    from seq2seq.training.build import Machine
 
 log = logging.getLogger("seq2seq")
 
@@ -86,15 +88,16 @@ def format_interval(seconds: float) -> str:
     return tqdm.format_interval(seconds)
 
 
-def log_setup(run: Run) -> None:
-    cfg, m, t = run.cfg, run.machine, run.cfg.train
+def log_setup(cfg: Config, m: Machine, model: Seq2Seq, pairs: int, root: Path) -> None:
+    """What the run trains, on what, and what best.pt follows."""
+    t = cfg.train
     log.info(
         "training %s: %d parameters, %d pairs, device %s, %s; run directory %s",
-        cfg.model.attention, count_parameters(run.model), len(run.data.examples), m.device, m.precision, run.files.root,
+        cfg.model.attention, count_parameters(model), pairs, m.device, m.precision, root,
     )
     log.info("precision %s: %s", m.precision, choose_precision(t.precision, m.device).reason)
     if cfg.model.attention == "bahdanau":
-        fast = run.model.uses_fast_bahdanau(m.device)
+        fast = model.uses_fast_bahdanau(m.device)
         log.info("decoder loop for training: %s", "the fast Bahdanau loop" if fast else "the textbook loop")
     if m.dist.enabled:
         log.info("distributed: %d processes, each update takes one batch from each", m.dist.world_size)
@@ -112,18 +115,16 @@ FINISHED = {
 }
 
 
-def log_stop(run: Run, reason: str, resumed_at: int | None) -> None:
+def log_stop(t: TrainConfig, root: Path, step: int, reason: str, resumed_at: int | None) -> None:
     """Why training stopped (`reason`: the config key that stopped it); a warning when a resumed run had nothing left."""
-    p, t = run.progress, run.cfg.train
-    if resumed_at is not None and p.step == resumed_at:  # a warning: --quiet shows it
-        log.warning("the run in %s is finished (%s): nothing was trained", run.files.root, FINISHED[reason].format(t=t))
+    if resumed_at is not None and step == resumed_at:  # a warning: --quiet shows it
+        log.warning("the run in %s is finished (%s): nothing was trained", root, FINISHED[reason].format(t=t))
     elif reason in ("train.max_time", "train.max_steps"):
         log.info("stopping: %s reached", reason)
     elif reason == "train.patience":
         log.info("stopping early: no better val %s in %d validations (train.patience)", label(t.metric), t.patience)
 
 
-def log_done(run: Run) -> None:
-    p, t = run.progress, run.cfg.train
-    shown = f"{label(t.metric)} none yet" if p.best.score is None else said(t.metric, p.best.score)
-    log.info("done: %d steps in %.1f s, best val %s -> %s", p.step, p.elapsed, shown, run.files.best)
+def log_done(metric: str, step: int, elapsed: float, best: float | None, best_file: Path) -> None:
+    shown = f"{label(metric)} none yet" if best is None else said(metric, best)
+    log.info("done: %d steps in %.1f s, best val %s -> %s", step, elapsed, shown, best_file)

@@ -42,7 +42,7 @@ from seq2seq.runfiles import RunFiles
 from seq2seq.training.rundir import ensure_dir, prepare_run_dir, remove_stale_run_files
 from seq2seq.training.schedule import Best, EarlyStopping, LRSchedule, Pace, planned_horizon, validation_due
 from seq2seq.training.validate import (
-    KeptBest, best_record, log_validation, metric_label, model_state, score_validation,
+    KeptBest, best_record, log_validation, metric_label, score_validation,
 )
 
 __all__ = ["Progress", "TrainResult", "make_optimizer", "train", "train_step"]
@@ -160,7 +160,7 @@ def train(
     if dist.is_main:  # after everything that may refuse the run (a broken last.pt): its train.log stays as it was
         for line in data_report_lines(cfg, corpora, data, fine_tuning=source is not None):
             log.info("data report: %s", line)
-    log_setup(run)
+    log_setup(cfg, machine, model, len(data.examples), files.root)
     resumed_at = progress.step if resume else None
     reason = loop(run)
     return finish(run, reason, resumed_at)
@@ -296,7 +296,7 @@ def validate_and_save(run: Run) -> None:
     p, t, machine = run.progress, run.cfg.train, run.machine
     p.validated_at = p.step
     began = run.clock()
-    scored = score_validation(run) if machine.dist.is_main else None
+    scored = score_validation(run.model, run.ema, run.data, machine, run.cfg, p, run.bars, model_state(run)) if machine.dist.is_main else None
     score = distributed.from_main(scored.score if scored is not None else 0.0, machine.dist)
     spent = run.clock() - began  # what the budget pays per validation (train.max_time's horizon counts it)
     p.elapsed, p.valid_seconds, p.validations = p.elapsed + spent, p.valid_seconds + spent, p.validations + 1
@@ -306,7 +306,7 @@ def validate_and_save(run: Run) -> None:
         log.info("step %d: val %s on a plateau (train.plateau_patience): learning rate now %.3g", p.step, label, run.schedule.lr_at(p.step + 1))
     run.early.update(improved)
     if scored is not None and run.metrics is not None:
-        log_validation(run, scored, improved)
+        log_validation(t.metric, p.step, scored, improved)
         run.metrics.log(scored.record)
         run.kept.offer(p.step, score, scored.best)
     state = checkpoint_state(run)  # gathers every rank's random generators; None on the other ranks
@@ -341,6 +341,12 @@ def plan_horizon(run: Run) -> None:
     )
 
 
+def model_state(run: Run) -> Checkpoint:
+    """What decoding needs: weights, config, vocabularies and tokenizers."""
+    d = run.data
+    return Checkpoint(run.cfg, d.src_vocab, d.tgt_vocab, d.src_tokenizer, d.tgt_tokenizer, run.model.state_dict(), run.progress.step)
+
+
 def checkpoint_state(run: Run) -> Checkpoint | None:
     """What resuming needs besides (rank 0; None on the others, whose random generators it gathers): optimizer,
     progress, every rank's random generators, schedule, early stopping, the k best."""
@@ -371,7 +377,7 @@ def save_last(run: Run) -> None:
 def finish(run: Run, reason: str, resumed_at: int | None) -> TrainResult:
     """Say why training stopped, validate the last weights if not yet, and report the run's best."""
     p, t, files = run.progress, run.cfg.train, run.files
-    log_stop(run, reason, resumed_at)
+    log_stop(t, files.root, p.step, reason, resumed_at)
     if p.validated_at != p.step:
         validate_and_save(run)
     if run.metrics is not None:
@@ -380,5 +386,5 @@ def finish(run: Run, reason: str, resumed_at: int | None) -> TrainResult:
     if run.machine.dist.is_main:
         record_default_model(files.root)
         best = best_record(ema_views(read_metrics(files.metrics)), t.metric, p.step) if files.metrics.exists() else None
-    log_done(run)
+    log_done(t.metric, p.step, p.elapsed, p.best.score, files.best)
     return TrainResult(files.root, p, best)

@@ -28,10 +28,12 @@ from seq2seq.runfiles import RunFiles
 from seq2seq.training.ema import ema_keys
 from seq2seq.training.schedule import Best
 from seq2seq.metric import said
-from seq2seq.metric import label as metric_label  # noqa: F401 (imported from here by the loop and fine-tuning)
+from seq2seq.metric import label as metric_label  # noqa: F401 (imported from here by the loop)
 
 if TYPE_CHECKING:
-    from seq2seq.training.trainer import Run
+    from seq2seq.training.build import Data, Machine
+    from seq2seq.training.ema import EMA
+    from seq2seq.training.resume import Progress
 
 log = logging.getLogger("seq2seq")
 
@@ -120,12 +122,6 @@ class KeptBest:
         return [dict(r) for r in self.kept]
 
 
-def model_state(run: Run) -> Checkpoint:
-    """What decoding needs: weights, config, vocabularies and tokenizers."""
-    d = run.data
-    return Checkpoint(run.cfg, d.src_vocab, d.tgt_vocab, d.src_tokenizer, d.tgt_tokenizer, run.model.state_dict(), run.progress.step)
-
-
 @dataclass
 class Scored:
     """One validation, on rank 0: its metrics record, and the better of the raw and the EMA weights."""
@@ -137,37 +133,40 @@ class Scored:
     ema: bool = False  # the EMA scored better than the raw weights
 
 
-def score_validation(run: Run) -> Scored:
-    """Score the raw weights and, with train.ema_decay, the EMA's; the EMA is the better only when it scores better."""
-    p, t, d, m = run.progress, run.cfg.train, run.data, run.machine
+def score_validation(
+    model: Seq2Seq, ema: EMA | None, d: Data, m: Machine, cfg: Config, p: Progress, bars: bool, state: Checkpoint
+) -> Scored:
+    """Score the raw weights and, with train.ema_decay, the EMA's; the EMA is the better only when it scores better.
+    `state`: the model's checkpoint (weights, config, vocabularies), which the better weights go into."""
+    t = cfg.train
 
     def score(model: Seq2Seq) -> tuple[Any, dict[str, Any], float]:
-        scores = validation_scores(model, d.valid_pairs, d.src_enc, d.tgt_enc, m.device, m.precision, run.cfg.decode, run.bars)
+        scores = validation_scores(model, d.valid_pairs, d.src_enc, d.tgt_enc, m.device, m.precision, cfg.decode, bars)
         epoch = p.epoch + 1 if p.batch_in_epoch else p.epoch  # at an epoch's end `p.epoch` counts it already
         return scores, validation_record(scores, p.step, epoch, p.tgt_tokens, p.elapsed), metric_value(scores, t.metric)
 
-    scores, record, value = score(run.model)
+    scores, record, value = score(model)
     warning = degeneration(scores, d.valid_pairs)
-    if run.ema is None:
-        return Scored(record, value, replace(model_state(run), scores=record), warning)
-    _, ema_record, ema_value = score(run.ema.model)
+    if ema is None:
+        return Scored(record, value, replace(state, scores=record), warning)
+    _, ema_record, ema_value = score(ema.model)
     record = {**record, **ema_keys(ema_record)}
     if p.best.better(ema_value, value):  # strictly better: on a tie the raw weights stay
-        best = replace(model_state(run), weights=run.ema.weights(), scores={**ema_record, "ema": True})
+        best = replace(state, weights=ema.weights(), scores={**ema_record, "ema": True})
         return Scored(record, ema_value, best, warning, ema=True)
-    return Scored(record, value, replace(model_state(run), scores=record), warning)
+    return Scored(record, value, replace(state, scores=record), warning)
 
 
-def log_validation(run: Run, scored: Scored, improved: bool) -> None:
+def log_validation(metric: str, step: int, scored: Scored, improved: bool) -> None:
     """One line per validation: the raw weights' figures, the EMA's score beside them, and whether it is the best."""
-    p, t, r = run.progress, run.cfg.train, scored.record
-    extra = "" if t.metric in ("bleu", "chrf") else " " + said(t.metric, r[f"val_{t.metric}"])
-    if run.ema is not None:
-        extra += "; EMA " + said(t.metric, r[f"val_ema_{t.metric}"])
+    r = scored.record
+    extra = "" if metric in ("bleu", "chrf") else " " + said(metric, r[f"val_{metric}"])
+    if f"val_ema_{metric}" in r:
+        extra += "; EMA " + said(metric, r[f"val_ema_{metric}"])
     best = "" if not improved else " (best, EMA)" if scored.ema else " (best)"
     log.info(
         "step %d: val loss %.4f ppl %.2f BLEU %.2f chrF %.2f%s%s",
-        p.step, r["val_loss"], r["val_ppl"], r["val_bleu"], r["val_chrf"], extra, best,
+        step, r["val_loss"], r["val_ppl"], r["val_bleu"], r["val_chrf"], extra, best,
     )
     if scored.warning is not None:  # "the model outputs the same sentence for every input", said with its numbers
-        log.warning("step %d: %s", p.step, scored.warning)
+        log.warning("step %d: %s", step, scored.warning)
