@@ -23,14 +23,8 @@ DISTRIBUTION = "seq2seq-gru"  # the name pyproject.toml gives the package (`seq2
 def install_hint(extra: str) -> str:
     """How to install an optional extra: its packages, from this installation's own metadata (pyproject.toml's
     optional-dependencies, so no list is written twice), and the checkout form `pip install -e '.[extra]'`."""
-    from importlib import metadata
-
-    try:
-        requires = metadata.requires(DISTRIBUTION) or []
-    except metadata.PackageNotFoundError:
-        requires = []
     marker = f'extra == "{extra}"'
-    packages = [r.split(";")[0].strip() for r in requires if marker in r]
+    packages = [r.split(";")[0].strip() for r in _requirements() if marker in r]
     direct = f"pip install {' '.join(repr(p) for p in packages)}" if packages else f"pip install '{DISTRIBUTION}[{extra}]'"
     return f"{direct} (from the checkout: pip install -e '.[{extra}]')"
 
@@ -44,17 +38,23 @@ def missing_module_hint(module: str) -> str:
             "(`seq2seq export`); for checkpoints and training install the full package (pip install torch -e .)"
         )
     import re
-    from importlib import metadata
 
-    try:
-        requires = metadata.requires(DISTRIBUTION) or []
-    except metadata.PackageNotFoundError:
-        requires = []
     extras = []
-    for requirement in requires:  # 'scipy>=1.10; extra == "tune"'
+    for requirement in _requirements():  # 'scipy>=1.10; extra == "tune"'
         name, extra = re.match(r"[A-Za-z0-9_.-]*", requirement), re.search(r'extra == "([^"]+)"', requirement)
         if extra and name and name.group(0).lower().replace("-", "_") == module.lower():
             extras.append(extra.group(1))
     extras.sort(key=lambda x: x == "dev")  # the extra of the feature, before the developers' one
     where = f": {install_hint(extras[0])}" if extras else ""
     return f"this needs {module}, which is not installed here{where}"
+
+
+def _requirements() -> list[str]:
+    """This installation's requirements as its metadata lists them (pyproject.toml's, extras marked); none when the
+    package is not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.requires(DISTRIBUTION) or []
+    except metadata.PackageNotFoundError:
+        return []

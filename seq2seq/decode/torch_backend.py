@@ -50,12 +50,12 @@ class TorchBackend:
         return enc, enc.hidden
 
     def _step(self, prev: np.ndarray, memory: EncoderOutput, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.precision == "fp32":  # no autocast to enter
+        if self.precision == "fp32":  # no autocast context to enter and leave, once per step
             logits, hidden, weights = self.model.decode_step(self._rows(prev), memory, state)  # (R, V), (L, R, H), (R, S)
-            return torch.log_softmax(logits.float(), dim=-1), weights.float(), hidden  # float32, whatever the weights
-        with autocast(self.device, self.precision):
-            logits, hidden, weights = self.model.decode_step(self._rows(prev), memory, state)
-            return torch.log_softmax(logits.float(), dim=-1), weights.float(), hidden
+        else:
+            with autocast(self.device, self.precision):
+                logits, hidden, weights = self.model.decode_step(self._rows(prev), memory, state)
+        return torch.log_softmax(logits.float(), dim=-1), weights.float(), hidden  # float32, whatever the weights
 
     @torch.inference_mode()
     def log_probs(self, prev: np.ndarray, memory: EncoderOutput, state: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
