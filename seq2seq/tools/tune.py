@@ -302,7 +302,7 @@ def tune(options: TuneOptions) -> TuneResult:
         study.set_user_attr("startup", plan.startup)
     log.info("tuning %s for %g min, trials of %g min of training; %s; study %s", options.config, options.budget, minutes,
              "; ".join(d.describe() for d in space), options.storage or options.out / STUDY_FILE)
-    log.info("not searched, the config's own: %s%s", fixed_settings(cfg, options.config),
+    log.info("not searched, the config's own: %s%s", fixed_settings(cfg, options.config, searched),
              f"; train.ema_decay {EMA_DECAY}, not the config's 0, so that each rung scores the better of the raw and the "
              "averaged weights" if fixed else "")
     cfg = load_config(options.config, overrides)
@@ -318,11 +318,14 @@ def tune(options: TuneOptions) -> TuneResult:
     return result
 
 
-def fixed_settings(cfg: Config, config: Path) -> str:
-    """The settings the default space leaves alone, as the config has them."""
+def fixed_settings(cfg: Config, config: Path, searched: set[str]) -> str:
+    """The settings a space of the `searched` keys leaves alone, as the config has them."""
     m, t = cfg.model, cfg.train
-    return (f"attention {m.attention}, layers {m.enc_layers}/{m.dec_layers}, schedule {t.schedule} (warmup {t.warmup_steps}), "
-            f"ema_decay {t.ema_decay:g}, clip_grad {t.clip_grad:g} and every other key of {config}")
+    named = [(("model.attention",), f"attention {m.attention}"), (("model.enc_layers", "model.dec_layers"), f"layers {m.enc_layers}/{m.dec_layers}"),
+             (("train.schedule", "train.warmup_steps"), f"schedule {t.schedule} (warmup {t.warmup_steps})"),
+             (("train.ema_decay",), f"ema_decay {t.ema_decay:g}"), (("train.clip_grad",), f"clip_grad {t.clip_grad:g}")]
+    kept = [text for keys, text in named if not searched.intersection(keys)]
+    return f"{', '.join(kept)} and every other key of {config}" if kept else f"every other key of {config}"
 
 
 def run_trials(search: Search) -> None:

@@ -194,6 +194,17 @@ def test_the_default_space_is_five_settings_with_one_size_knob(work: Path) -> No
     assert "size in [128, 768, step 64] (model.hidden_size = size, model.emb_size = size x 0.5)" == space[1].describe()
 
 
+def test_the_settings_said_not_searched_leave_out_those_the_space_searches() -> None:
+    from seq2seq.config import Config
+    from seq2seq.tools.tune import fixed_settings
+
+    cfg, where = Config(), Path("c.yaml")
+    assert fixed_settings(cfg, where, set()).startswith(f"attention {cfg.model.attention}, layers ")
+    said = fixed_settings(cfg, where, {"model.attention", "train.schedule", "train.ema_decay", "train.lr"})
+    assert "attention" not in said and "schedule" not in said and "ema_decay" not in said
+    assert said == f"layers {cfg.model.enc_layers}/{cfg.model.dec_layers}, clip_grad {cfg.train.clip_grad:g} and every other key of c.yaml"
+
+
 def test_the_g2p_space_is_the_default_space_narrowed(work: Path) -> None:
     from seq2seq.tools.tune_space import check_space, default_space, read_space
 
