@@ -137,5 +137,7 @@ def open_export(directory: str | Path, precision: str | None = None, quantize: s
     except (ConfigError, DataError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"{directory / MANIFEST}: inconsistent export: {e}") from None
     graphs = OnnxGraphs(directory, manifest, threads)
-    step = manifest.get("model", {}).get("step")
-    return Loaded(graphs, cfg, src, tgt, directory, "export", "cpu", "fp32", str(manifest["quantize"]), step if isinstance(step, int) else None)
+    about = manifest.get("model", {})
+    step, best = about.get("step"), (about.get("scores") or {}).get(f"val_{cfg.train.metric}")
+    return Loaded(graphs, cfg, src, tgt, directory, "export", "cpu", "fp32", str(manifest["quantize"]),
+                  step if isinstance(step, int) else None, best if isinstance(best, (int, float)) else None)

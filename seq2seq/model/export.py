@@ -278,6 +278,7 @@ def _manifest(ckpt: Checkpoint, model: Seq2Seq, files: dict[str, bytes], tokeniz
             "dec_layers": ckpt.config.model.dec_layers,
             "encoder_size": model.encoder.output_size,
             "step": ckpt.step,
+            "scores": ckpt.scores,  # the validation record of best.pt (None for last.pt): info and the serve page say it
             "checkpoint": str(ckpt.path) if ckpt.path is not None else None,
             "seq2seq_version": __version__,
             "torch_version": torch.__version__,

@@ -65,12 +65,13 @@ def describe(path: Path) -> dict[str, Any]:
 
 def describe_export(directory: Path) -> dict[str, Any]:
     """The summary `describe` makes of a checkpoint, for an export (`seq2seq export`): from its export.json; what an
-    export does not keep (epochs, training time, scores) is None."""
+    export does not keep (epochs, training time; scores when it was made from a last.pt) is None."""
     from seq2seq.model.export_format import read_manifest
 
     manifest = read_manifest(directory)
     cfg = config_from_dict(manifest["config"])
     about = manifest.get("model", {})
+    scores = about.get("scores") if isinstance(about.get("scores"), dict) else None  # best.pt's validation record (older exports: none)
 
     def tokenizer(entry: dict[str, Any]) -> dict[str, Any]:
         out = {"level": entry["level"], "lowercase": entry["lowercase"]}
@@ -94,10 +95,10 @@ def describe_export(directory: Path) -> dict[str, Any]:
         "epochs_done": None,
         "training_seconds": None,
         "precision": {"configured": cfg.train.precision, "here": "fp32", "reason": "an export decodes in fp32, on onnxruntime"},
-        "best_val_bleu": None,
+        "best_val_bleu": scores.get("val_bleu") if scores else None,
         "metric": cfg.train.metric,
-        "best_val": None,
-        "scores": None,
+        "best_val": scores.get(f"val_{cfg.train.metric}") if scores else None,
+        "scores": scores,
         "config": config_to_dict(cfg),
     })
 

@@ -196,8 +196,16 @@ def test_info_describes_an_export(exported: Path, export_run: Path, tmp_path: Pa
     info = json.loads(proc.stdout)
     ckpt = json.loads(run_cli("info", "--model", str(export_run), "--json", cwd=tmp_path).stdout)
     assert info["kind"] == "export" and ckpt["kind"] == "checkpoint" and info["path"] == str(exported)
-    for key in ("parameters", "src_vocab_size", "tgt_vocab_size", "step", "architecture", "languages", "config"):
+    for key in ("parameters", "src_vocab_size", "tgt_vocab_size", "step", "architecture", "languages", "config",
+                "scores", "best_val", "best_val_bleu", "metric"):
         assert info[key] == ckpt[key], key
+    assert info["scores"] is not None  # export_run's best.pt was validated: the export keeps its record
+    from seq2seq.decode.translator import open_model
+    from seq2seq.serve.requests import model_summary
+
+    export_t, torch_t = open_model(exported, threads=1), open_model(export_run)
+    assert export_t.models[0].best == torch_t.models[0].best is not None  # the serve page's "best val ..."
+    assert model_summary(export_t).endswith(f"(export, {info['step']} steps, best val {model_summary(torch_t).split('best val ')[1]}")
     text = run_cli("info", "--model", str(exported), cwd=tmp_path)
     assert text.returncode == 0 and text.stdout.startswith(f"export        {exported}\n")
     assert "precision     fp32 here (an export decodes in fp32, on onnxruntime)" in text.stdout
