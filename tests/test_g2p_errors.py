@@ -47,3 +47,25 @@ def test_a_short_hypothesis_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "h").write_text("b", encoding="utf-8")
     proc = subprocess.run([sys.executable, str(SCRIPT), "--test", str(test), "--hyp", f"x={tmp_path / 'h'}"], capture_output=True, text=True)
     assert proc.returncode == 2 and "1 lines for 2 test words" in proc.stderr
+
+
+def test_decode_sweep_gives_evals_word_error_per_setting(tiny_run: Path) -> None:
+    import json
+
+    from tests.conftest import run_cli, toy_pairs
+
+    pairs = toy_pairs("val", 40)
+    data = tiny_run / "items.tsv"
+    data.write_text("".join(f"{s}\t{t}\n" for s, t in pairs) + f"{pairs[0][0]}\tanother reference\n", encoding="utf-8")
+    model = str(tiny_run / "runs" / "tiny")
+    from seq2seq.config import load_config
+
+    alpha = load_config(tiny_run / "runs" / "tiny" / "config.yaml").decode.length_penalty  # eval's, which has no option for it
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "decode_sweep.py"), "--model", model, "--data", str(data),
+                           "--setting", "1:1", "--setting", f"3:{alpha}"], capture_output=True, text=True, cwd=tiny_run)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split(" | ") for line in proc.stdout.splitlines()[2:]]
+    assert [(r[0], r[1]) for r in rows] == [("| 1", "1"), ("| 3", f"{alpha:g}")]
+    for beam, row in zip((1, 3), rows):
+        scored = json.loads(run_cli("eval", "--model", model, "--data", str(data), "--beam", str(beam), "--precision", "fp32", "--json", cwd=tiny_run).stdout)
+        assert row[2] == f"{scored['word_error']:.2f}"  # the same items, references and decoding as eval (fp32 both)
