@@ -16,8 +16,7 @@ import typer
 from seq2seq import __version__
 from seq2seq.errors import ConfigError, Seq2SeqError, missing_module_hint
 from seq2seq.cli.options import (
-    BatchOpt, BeamOpt, ConfigOpt, LexiconOpt, ModelsOpt, PrecisionOpt, QuantizeOpt, SetOpt, check_precision, check_quantize,
-    load_config_arg,
+    BatchOpt, BeamOpt, ConfigOpt, LexiconOpt, ModelsOpt, PrecisionOpt, QuantizeOpt, SetOpt, check_models, load_config_arg,
 )
 
 # Typer re-exports click's BadParameter (vendored since typer 0.25); find its base classes by name so
@@ -173,13 +172,9 @@ def evaluate(
         raise ConfigError("--data scores a TSV file and --src/--ref parallel files: give one of them")
     if output is not None:
         _check_output_path(output, "--output")  # now, not after the decoding
-    check_quantize(quantize)
-    check_precision(precision)
-    from seq2seq.decode.translator import open_model, resolve_model
-
-    for model in models or [None]:
-        resolve_model(model)  # a wrong --model fails before torch is imported (seconds)
+    check_models(models, quantize, precision)
     from seq2seq.decode.evaluate import evaluate as run_eval, load_split
+    from seq2seq.decode.translator import open_model
 
     t = open_model(models, quantize=quantize, precision=precision).with_lexicon(lexicon)
     eval_set = load_split(t.cfg.data, split, src, ref, data)
@@ -319,12 +314,9 @@ def translate(
     nbest_beam(nbest, beam, 1)  # n best need a beam of n: said before the model loads
     if nbest > 1 and attention is not None:
         raise ConfigError("--attention shows one translation per input; leave out --nbest")
-    check_quantize(quantize)
-    check_precision(precision)
-    from seq2seq.decode.translator import open_model, resolve_model
+    check_models(models, quantize, precision)
+    from seq2seq.decode.translator import open_model
 
-    for model in models or [None]:
-        resolve_model(model)  # the cheap checks first: importing torch takes seconds (an export never imports it)
     t = open_model(models, quantize=quantize, precision=precision).with_lexicon(lexicon)
     options = TranslateOptions(beam, batch_size, nbest, as_json, attention_file, attention == "-", quiet)
     if interactive:

@@ -33,22 +33,24 @@ QuantizeOpt = typer.Option(
 )
 
 
-def check_quantize(quantize: Optional[str]) -> None:
-    """--quantize takes the choices of decode.quantize (config.py holds them)."""
+def _check_choice(value: Optional[str], section: str, key: str, option: str) -> None:
+    """An option that takes the choices of config key section.key (config.py holds them)."""
     from seq2seq.config import choices
 
-    valid = choices("decode", "quantize")
-    if quantize is not None and quantize not in valid:
-        raise typer.BadParameter(f"{quantize!r} is not one of {', '.join(valid)}", param_hint="'--quantize'")
+    valid = choices(section, key)
+    if value is not None and value not in valid:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(valid)}", param_hint=f"'{option}'")
 
 
-def check_precision(precision: Optional[str]) -> None:
-    """--precision takes the choices of train.precision (config.py holds them)."""
-    from seq2seq.config import choices
+def check_models(models: Optional[List[str]], quantize: Optional[str] = None, precision: Optional[str] = None) -> None:
+    """The cheap checks, before any model loads (importing torch takes seconds; an export never imports it):
+    --quantize and --precision take the choices of decode.quantize and train.precision, and each --model is one."""
+    _check_choice(quantize, "decode", "quantize", "--quantize")
+    _check_choice(precision, "train", "precision", "--precision")
+    from seq2seq.decode.translator import resolve_model
 
-    valid = choices("train", "precision")
-    if precision is not None and precision not in valid:
-        raise typer.BadParameter(f"{precision!r} is not one of {', '.join(valid)}", param_hint="'--precision'")
+    for model in models or [None]:
+        resolve_model(model)
 
 
 def load_config_arg(config: Path, overrides: Optional[List[str]]):  # noqa: ANN202 (Config, imported lazily)

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from seq2seq.cli.options import ConfigOpt, LexiconOpt, ModelOpt, ModelsOpt, QuantizeOpt, SetOpt, check_quantize, load_config_arg
+from seq2seq.cli.options import ConfigOpt, LexiconOpt, ModelOpt, ModelsOpt, QuantizeOpt, SetOpt, check_models, load_config_arg
 
 
 def info(
@@ -62,13 +62,10 @@ def serve(
       seq2seq serve --model runs/demo --port 5000
       curl -s localhost:5000/translate -d '{"text": ["I love you"]}'
     """
-    from seq2seq.decode.translator import resolve_model
     from seq2seq.serve.run import require_extra, serve as run_server
 
-    check_quantize(quantize)
+    check_models(models, quantize)
     require_extra()
-    for model in models or [None]:
-        resolve_model(model)  # the cheap checks first: importing torch takes seconds (an export never imports it)
     run_server(models, host=host, port=port, beam=beam, max_batch=max_batch, quantize=quantize, lexicon=lexicon)
 
 
