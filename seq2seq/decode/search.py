@@ -14,8 +14,9 @@ penalty, and reports the sum.
 
 from __future__ import annotations
 
+import functools
 import sys
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -66,6 +67,21 @@ def nbest_beam(nbest: int, asked: int | None, default: int, names: tuple[str, st
     return asked
 
 
+Result = TypeVar("Result")
+
+
+def in_decoding(search: Callable[..., Result]) -> Callable[..., Result]:
+    """Run `search(backend, ...)` inside `backend.decoding()`: one entry per search, not one per step."""
+
+    @functools.wraps(search)
+    def run(backend: Backend, *args: object, **kwargs: object) -> Result:
+        with backend.decoding():
+            return search(backend, *args, **kwargs)
+
+    return run
+
+
+@in_decoding
 def greedy_search(
     backend: Backend, src: np.ndarray, src_lengths: np.ndarray, d: DecodeConfig, return_attention: bool = False
 ) -> list[Hypothesis]:
@@ -111,6 +127,7 @@ def greedy_search(
     return out
 
 
+@in_decoding
 def beam_search(
     backend: Backend, src: np.ndarray, src_lengths: np.ndarray, d: DecodeConfig, nbest: int = 1, return_attention: bool = False
 ) -> list[list[Hypothesis]]:
