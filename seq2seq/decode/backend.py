@@ -8,7 +8,7 @@ this protocol, so they never ask which one they hold. No torch here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, Sequence
+from typing import Any, ContextManager, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
@@ -32,6 +32,11 @@ class Backend(Protocol):
     types; the search keeps them whole and asks the backend to keep some of their rows (`take`, `take_state`)."""
 
     vocab_size: int  # target vocabulary
+
+    def decoding(self) -> ContextManager[Any]:
+        """The context one search runs its encode, steps and takes in, entered once per search, not once a step (the
+        torch model: inference mode and its precision's autocast, whose cast weights it then keeps for every step)."""
+        ...
 
     def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[Any, Any]:
         """src (B, S), src_lengths (B,) int64 -> (memory, the decoder's first state), B rows each."""

@@ -7,7 +7,8 @@ The c best tokens are chosen after the averaging. numpy only, no torch.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -31,6 +32,13 @@ class Ensemble:
         assert len(members) > 1 and len({m.vocab_size for m in members}) == 1
         self.members = tuple(members)
         self.vocab_size = members[0].vocab_size
+
+    @contextlib.contextmanager
+    def decoding(self) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for m in self.members:
+                stack.enter_context(m.decoding())
+            yield
 
     def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         encoded = [m.encode(src, src_lengths) for m in self.members]

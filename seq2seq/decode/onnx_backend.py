@@ -8,6 +8,7 @@ this process; alone, the runtime keeps the default.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -84,6 +85,9 @@ class OnnxGraphs:
         self.decoder = session(dec_path, threads)
         _check(self.decoder, dec_path, DECODER_INPUTS, DECODER_OUTPUTS, expected)
         self.vocab_size = len(manifest["tgt_vocab"])
+
+    def decoding(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()  # onnxruntime keeps no state between calls
 
     def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[Encoded, np.ndarray]:
         """src (B, S), src_lengths (B,) int64 -> (Encoded, hidden (L, B, H)); the pad mask from the lengths, True on padding."""
