@@ -108,3 +108,9 @@ class Loaded(NamedTuple):
     quantize: str  # none | int8, as it runs
     step: int | None = None  # updates it was trained for, when known
     best: float | None = None  # its best validation score of train.metric (cfg.train.metric), when known
+
+
+def recorded_best(scores: dict[str, Any] | None, metric: str) -> float | None:
+    """The score of train.metric `metric` in a validation record (a checkpoint's or an export's), when it holds one."""
+    best = (scores or {}).get(f"val_{metric}")
+    return best if isinstance(best, (int, float)) else None

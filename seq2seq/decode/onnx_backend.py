@@ -19,7 +19,7 @@ from seq2seq.config import config_from_dict
 from seq2seq.data.encoding import Encoder, Example
 from seq2seq.data.tokenizer import Tokenizer
 from seq2seq.data.vocab import Vocab
-from seq2seq.decode.backend import Loaded, Step, best_of
+from seq2seq.decode.backend import Loaded, Step, best_of, recorded_best
 from seq2seq.errors import CheckpointError, ConfigError, DataError, install_hint
 from seq2seq.model.export_format import (
     DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS, GRAPH_METADATA, MANIFEST, graph_metadata, read_manifest,
@@ -142,6 +142,6 @@ def open_export(directory: str | Path, precision: str | None = None, quantize: s
         raise CheckpointError(f"{directory / MANIFEST}: inconsistent export: {e}") from None
     graphs = OnnxGraphs(directory, manifest, threads)
     about = manifest.get("model", {})
-    step, best = about.get("step"), (about.get("scores") or {}).get(f"val_{cfg.train.metric}")
+    step = about.get("step")
     return Loaded(graphs, cfg, src, tgt, directory, "export", "cpu", "fp32", str(manifest["quantize"]),
-                  step if isinstance(step, int) else None, best if isinstance(best, (int, float)) else None)
+                  step if isinstance(step, int) else None, recorded_best(about.get("scores"), cfg.train.metric))

@@ -21,7 +21,7 @@ from seq2seq.config import replace as config_replace
 from seq2seq.data.batch import collate
 from seq2seq.data.encoding import Encoder, Example
 from seq2seq.data.vocab import EOS
-from seq2seq.decode.backend import Loaded, Step
+from seq2seq.decode.backend import Loaded, Step, recorded_best
 from seq2seq.device import autocast, resolve_device, resolve_precision
 from seq2seq.errors import CheckpointError
 from seq2seq.model.checkpoint import Checkpoint
@@ -136,9 +136,8 @@ def open_checkpoint(ckpt: Checkpoint, device: str, precision: str | None, quanti
         precision = "fp32"  # int8 matmuls with fp32 activations; bf16 autocast has nothing left to do
     prec = resolve_precision(precision or cfg.train.precision, dev)
     src, tgt = Encoder(ckpt.src_tokenizer, ckpt.src_vocab), Encoder(ckpt.tgt_tokenizer, ckpt.tgt_vocab)
-    best = (ckpt.scores or {}).get(f"val_{cfg.train.metric}")
     loaded = loaded_model(net, cfg, src, tgt, dev, prec, ckpt.path or Path("checkpoint"))
-    return loaded._replace(step=ckpt.step, best=best if isinstance(best, (int, float)) else None)
+    return loaded._replace(step=ckpt.step, best=recorded_best(ckpt.scores, cfg.train.metric))
 
 
 def loaded_model(
