@@ -120,7 +120,7 @@ class TrainConfig:
     )
     seed: int = _opt(1234, "one seed for data order, initialisation and dropout", min=0)
     device: str = _opt("auto", "`auto` (CUDA when present), `cpu` or `cuda`", choices=("auto", "cpu", "cuda"))
-    precision: str = _opt("auto", "`fp32`, `bf16` (autocast; loss in fp32) or `auto`: bf16 where the hardware runs it natively (a CUDA device with bf16, a CPU with AVX512_BF16 or AMX-BF16), else fp32", choices=("auto", "fp32", "bf16"))
+    precision: str = _opt("auto", "`fp32`, `bf16` (autocast; loss in fp32) or `auto`: bf16 where the hardware runs it natively (a CUDA device with bf16, a CPU with AVX512_BF16 or AMX-BF16), else fp32; `auto` decodes a model below 4M parameters in fp32 on a CPU, where it decodes faster", choices=("auto", "fp32", "bf16"))
     batch_size: int = _opt(64, "sentences per batch (ignored when max_tokens is set)", min=1)
     max_tokens: Optional[int] = _opt(None, "batch by tokens: at most this many per batch, counted as sentences x the padded length of the longer side (source with <eos> or decoder steps, whichever is longer); a longer sentence gets a batch of its own", min=1)
     epochs: int = _opt(10, "number of passes over the training data", min=1)

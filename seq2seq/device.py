@@ -3,7 +3,8 @@
 `device: auto` picks CUDA when present. `precision: auto` picks bf16 only where the hardware runs it natively:
 on a CUDA device that supports it, or on a CPU with AVX512_BF16 or AMX-BF16, as torch's own capability report
 says. Elsewhere bf16 matmuls fall back to an emulated kernel (about 100x slower than fp32 on an AVX2 CPU), so
-`auto` picks fp32 there, and an explicit `bf16` warns once. oneDNN runs the bf16 matmuls, so a user who caps its
+`auto` picks fp32 there, and an explicit `bf16` warns once. Decoding under `auto` (translate, eval, serve, validation)
+takes fp32 on a CPU for a model below SMALL_DECODE_PARAMETERS, which decodes faster so (`choose_decoding_precision`). oneDNN runs the bf16 matmuls, so a user who caps its
 instruction set (`ONEDNN_MAX_CPU_ISA`, or the older `DNNL_MAX_CPU_ISA`) below AVX512_CORE_BF16 gets the emulated kernel
 even on a native-bf16 CPU: `auto` reads the cap and picks fp32 there too.
 """
@@ -137,6 +138,36 @@ def choose_precision(name: str, device: torch.device, capabilities: dict[str, An
     if name == "bf16" and not native:
         return PrecisionChoice("bf16", f"bf16 as configured, but the CPU has {cpu.split(', ', 2)[-1]}: emulated, far slower than fp32")
     return PrecisionChoice(name, f"{name} as configured ({cpu})")
+
+
+# `auto` decodes a model below this size in fp32 on a CPU, native bf16 or not: at the batch sizes of decoding, bf16
+# autocast's casts of every weight at every call cost more than its matmuls save on a small model (docs/performance.md,
+# 2026-12-08, AVX-512 BF16 EPYC: a 0.48M-parameter G2P model decoded 2.9x faster in fp32 greedy at batch 1 and 1.35x at
+# batch 256; a 7.5M-parameter Multi30k model 1.01-1.41x faster in bf16; on an AMX Xeon the 0.5M demo model 2-4x
+# faster in fp32). The line lies between the sizes measured.
+SMALL_DECODE_PARAMETERS = 4_000_000
+
+
+def choose_decoding_precision(
+    name: str, device: torch.device, parameters: int, capabilities: dict[str, Any] | None = None
+) -> PrecisionChoice:
+    """The precision a model of `parameters` decodes in on `device` when its train.precision (or --precision) says
+    `name`: `choose_precision`'s, except that `auto` decodes a model below SMALL_DECODE_PARAMETERS in fp32 on a CPU."""
+    choice = choose_precision(name, device, capabilities)
+    if name == "auto" and device.type == "cpu" and choice.precision == "bf16" and parameters < SMALL_DECODE_PARAMETERS:
+        return PrecisionChoice(
+            "fp32",
+            f"auto: a model of {parameters / 1e6:.2f}M parameters decodes faster in fp32 on a CPU "
+            f"(bf16 from {SMALL_DECODE_PARAMETERS / 1e6:.0f}M; {choice.reason.removeprefix('auto: ')})",
+        )
+    return choice
+
+
+def resolve_decoding_precision(name: str, device: torch.device, parameters: int) -> str:
+    """`choose_decoding_precision(name, device, parameters).precision`; an explicit bf16 on an emulating CPU warns once."""
+    if name == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        _warn_emulated_bf16()
+    return choose_decoding_precision(name, device, parameters).precision
 
 
 def resolve_precision(name: str, device: torch.device) -> str:

@@ -39,6 +39,29 @@ def test_an_explicit_precision_is_kept_whatever_the_cpu() -> None:
     assert dev.choose_precision("fp32", CPU, AMX_CPU).precision == "fp32"
 
 
+@pytest.mark.parametrize(
+    "caps, parameters, expected",
+    [
+        (AMX_CPU, 480_000, "fp32"), (AVX512_BF16_CPU, dev.SMALL_DECODE_PARAMETERS - 1, "fp32"),
+        (AVX512_BF16_CPU, dev.SMALL_DECODE_PARAMETERS, "bf16"), (AMX_CPU, 15_000_000, "bf16"), (AVX2_CPU, 15_000_000, "fp32"),
+    ],
+    ids=["small-amx", "just-below", "at-the-line", "large-amx", "large-avx2"],
+)
+def test_auto_decodes_a_small_model_in_fp32_on_a_cpu(caps, parameters, expected) -> None:
+    choice = dev.choose_decoding_precision("auto", CPU, parameters, caps)
+    assert choice.precision == expected
+    assert caps["cpu_name"] in choice.reason
+    assert ("parameters decodes faster in fp32" in choice.reason) == (expected == "fp32" and caps is not AVX2_CPU)
+
+
+def test_an_explicit_decoding_precision_is_kept_whatever_the_size(monkeypatch) -> None:
+    assert dev.choose_decoding_precision("bf16", CPU, 1_000, AMX_CPU).precision == "bf16"
+    assert dev.choose_decoding_precision("fp32", CPU, 100_000_000, AMX_CPU).precision == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Fake GPU")
+    assert dev.choose_decoding_precision("auto", torch.device("cuda"), 1_000, AVX2_CPU).precision == "bf16"  # a GPU: no rule
+
+
 @pytest.mark.parametrize("supported, expected", [(True, "bf16"), (False, "fp32")])
 def test_auto_precision_on_cuda_asks_the_device(monkeypatch, supported, expected) -> None:
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: supported)

@@ -17,7 +17,8 @@ ModelsOpt = typer.Option(
 )
 PrecisionOpt = typer.Option(
     None, "--precision", metavar="auto|fp32|bf16",
-    help="Decode a checkpoint in this precision [default: its train.precision]. In fp32 a checkpoint decodes as its "
+    help="Decode a checkpoint in this precision [default: its train.precision; auto decodes a model below 4M parameters "
+    "in fp32 on a CPU]. In fp32 a checkpoint decodes as its "
     "export does (same translations, scores within 1e-4); an export decodes in fp32 only.", show_default=False,
 )
 LexiconOpt = typer.Option(

@@ -22,11 +22,11 @@ from seq2seq.data.batch import collate
 from seq2seq.data.encoding import Encoder, Example
 from seq2seq.data.vocab import EOS
 from seq2seq.decode.backend import Loaded, Step, recorded_best
-from seq2seq.device import autocast, resolve_device, resolve_precision
+from seq2seq.device import autocast, resolve_decoding_precision, resolve_device
 from seq2seq.errors import CheckpointError
 from seq2seq.model.checkpoint import Checkpoint
 from seq2seq.model.loss import masked_nll
-from seq2seq.model.network import EncoderOutput, Seq2Seq
+from seq2seq.model.network import EncoderOutput, Seq2Seq, count_parameters
 from seq2seq.model.quantize import quantization_of
 
 
@@ -121,7 +121,8 @@ def check_finite(ckpt: Checkpoint) -> None:
 
 def open_checkpoint(ckpt: Checkpoint, device: str, precision: str | None, quantize: str | None = None) -> Loaded:
     """A checkpoint ready to decode. `device`: auto, cpu or cuda (auto is the CPU with int8 weights, which run there
-    only); `precision` None: the checkpoint's train.precision, resolved for the device; `quantize` None: the
+    only); `precision` None: the checkpoint's train.precision, resolved for the device and the model's size
+    (device.choose_decoding_precision); `quantize` None: the
     checkpoint's decode.quantize (none | int8: int8 weights on the CPU, decoding in fp32)."""
     cfg = ckpt.config
     if quantize is not None and quantize != cfg.decode.quantize:
@@ -129,12 +130,13 @@ def open_checkpoint(ckpt: Checkpoint, device: str, precision: str | None, quanti
     dev = resolve_device("cpu" if device == "auto" and cfg.decode.quantize != "none" else device)
     check_finite(ckpt)
     net = ckpt.build_model().to(dev).eval()
+    parameters = count_parameters(net)
     if cfg.decode.quantize != "none":
         from seq2seq.model.quantize import quantize_for_decoding
 
         net = quantize_for_decoding(net, cfg.decode.quantize, dev)
         precision = "fp32"  # int8 matmuls with fp32 activations; bf16 autocast has nothing left to do
-    prec = resolve_precision(precision or cfg.train.precision, dev)
+    prec = resolve_decoding_precision(precision or cfg.train.precision, dev, parameters)
     src, tgt = Encoder(ckpt.src_tokenizer, ckpt.src_vocab), Encoder(ckpt.tgt_tokenizer, ckpt.tgt_vocab)
     loaded = loaded_model(net, cfg, src, tgt, dev, prec, ckpt.path or Path("checkpoint"))
     return loaded._replace(step=ckpt.step, best=recorded_best(ckpt.scores, cfg.train.metric))

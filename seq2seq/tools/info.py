@@ -13,7 +13,7 @@ from seq2seq.model.checkpoint import Checkpoint
 from seq2seq.config import Config, config_from_dict, config_to_dict
 from seq2seq.files import finite_or_null
 from seq2seq.metric import label as metric_label
-from seq2seq.device import choose_precision, resolve_device
+from seq2seq.device import choose_decoding_precision, resolve_device
 from seq2seq.model.network import count_parameters
 
 
@@ -40,11 +40,12 @@ def describe(path: Path) -> dict[str, Any]:
     run_best = progress.get("best_score", progress.get("best_bleu"))
     best_bleu = scores.get("val_bleu") if scores else (run_best if metric == "bleu" else None)
     best = scores.get(f"val_{metric}") if scores else run_best
+    parameters = count_parameters(ckpt.build_model())
     return finite_or_null({
         "path": str(path),
         "kind": "checkpoint",
         "architecture": architecture(cfg),
-        "parameters": count_parameters(ckpt.build_model()),
+        "parameters": parameters,
         "src_vocab_size": len(ckpt.src_vocab),
         "tgt_vocab_size": len(ckpt.tgt_vocab),
         "shared_vocab": ckpt.src_vocab == ckpt.tgt_vocab,
@@ -54,7 +55,7 @@ def describe(path: Path) -> dict[str, Any]:
         "step": ckpt.step,
         "epochs_done": progress.get("epoch"),
         "training_seconds": progress.get("elapsed"),
-        "precision": _precision_here(cfg),
+        "precision": _precision_here(cfg, parameters),
         "best_val_bleu": best_bleu if best_bleu is not None and best_bleu >= 0 else None,
         "metric": metric,
         "best_val": best if best is not None and (metric != "bleu" or best >= 0) else None,
@@ -116,9 +117,10 @@ def _tokenizer_summary(tokenizer: Tokenizer) -> dict[str, Any]:
     return {k: (f"{v.numel()} bytes" if k == "sp_model" else v) for k, v in tokenizer.to_dict().items()}
 
 
-def _precision_here(cfg: Config) -> dict[str, str]:
-    """The precision the checkpoint's train.precision stands for on this machine (what translate and eval use), and why."""
-    choice = choose_precision(cfg.train.precision, resolve_device("auto"))
+def _precision_here(cfg: Config, parameters: int) -> dict[str, str]:
+    """The precision the checkpoint's train.precision stands for when it decodes on this machine (what translate and
+    eval use; device.choose_decoding_precision), and why."""
+    choice = choose_decoding_precision(cfg.train.precision, resolve_device("auto"), parameters)
     return {"configured": cfg.train.precision, "here": choice.precision, "reason": choice.reason}
 
 

@@ -23,7 +23,8 @@ from seq2seq.decode.torch_backend import loaded_model
 from seq2seq.decode.translator import Translator
 from seq2seq.errors import ConfigError
 from seq2seq.model.checkpoint import Checkpoint
-from seq2seq.model.network import Seq2Seq
+from seq2seq.device import resolve_decoding_precision
+from seq2seq.model.network import Seq2Seq, count_parameters
 from seq2seq.runfiles import RunFiles
 from seq2seq.training.ema import ema_keys
 from seq2seq.training.schedule import Best
@@ -139,9 +140,10 @@ def score_validation(
     """Score the raw weights and, with train.ema_decay, the EMA's; the EMA is the better only when it scores better.
     `state`: the model's checkpoint (weights, config, vocabularies), which the better weights go into."""
     t = cfg.train
+    precision = resolve_decoding_precision(t.precision, m.device, count_parameters(model))  # as eval decodes best.pt
 
     def score(model: Seq2Seq) -> tuple[Any, dict[str, Any], float]:
-        scores = validation_scores(model, d.valid_pairs, d.src_enc, d.tgt_enc, m.device, m.precision, cfg.decode, bars)
+        scores = validation_scores(model, d.valid_pairs, d.src_enc, d.tgt_enc, m.device, precision, cfg.decode, bars)
         epoch = p.epoch + 1 if p.batch_in_epoch else p.epoch  # at an epoch's end `p.epoch` counts it already
         return scores, validation_record(scores, p.step, epoch, p.tgt_tokens, p.elapsed), metric_value(scores, t.metric)
 

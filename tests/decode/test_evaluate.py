@@ -281,3 +281,19 @@ def test_eval_reads_sources_as_translate_does_truncated_to_max_src_len(ckpt: Che
     assert evaluate(short, pairs).hypotheses == short.translate([s for s, _ in pairs])
     untruncated = from_checkpoint(ckpt, "cpu", "fp32")
     assert evaluate(untruncated, pairs).hypotheses != evaluate(short, pairs).hypotheses
+
+
+AMX_CPU = {"cpu_name": "Intel Xeon (Sapphire Rapids)", "capability": "AVX512", "avx512_bf16": True, "amx_bf16": True}
+
+
+def test_auto_decodes_a_small_checkpoint_in_fp32_on_a_native_bf16_cpu(ckpt: Checkpoint, monkeypatch) -> None:
+    """device.choose_decoding_precision where translate, eval and serve open a checkpoint: the toy model is far below
+    SMALL_DECODE_PARAMETERS, so `auto` decodes it in fp32 even where bf16 is native; an explicit bf16 stays bf16."""
+    from seq2seq import device
+
+    monkeypatch.setattr(device, "cpu_capabilities", lambda: AMX_CPU)
+    auto = replace_config(ckpt.config, "train", precision="auto")
+    assert device.choose_precision("auto", torch.device("cpu")).precision == "bf16"  # what training picks here
+    assert open_checkpoint(replace(ckpt, config=auto), "cpu", None).precision == "fp32"
+    assert open_checkpoint(replace(ckpt, config=auto), "cpu", "auto").precision == "fp32"
+    assert open_checkpoint(replace(ckpt, config=auto), "cpu", "bf16").precision == "bf16"

@@ -28,7 +28,9 @@ import pytest
 import torch
 
 from seq2seq.config import DecodeConfig, TrainConfig
-from seq2seq.device import choose_precision
+from seq2seq.device import choose_decoding_precision
+from seq2seq.model.checkpoint import Checkpoint
+from seq2seq.model.network import count_parameters
 from seq2seq.serve.requests import Limits
 from tests.conftest import ONE_THREAD, ROOT, run_cli, toy_pairs
 
@@ -144,10 +146,11 @@ def reference(tiny_run: Path) -> list[dict[str, Any]]:
 
 
 @needs_extra
-def test_health_describes_the_model(server: Server):
+def test_health_describes_the_model(server: Server, tiny_run: Path):
     info = health(server.port)
     assert info["status"] == "ok" and info["model"].endswith("best.pt")
-    precision = choose_precision(TrainConfig().precision, torch.device("cpu")).precision  # bf16 on a CPU with native bf16
+    served = Checkpoint.read(tiny_run / "runs" / "tiny" / "best.pt")  # decodes as device.choose_decoding_precision says for its size: fp32 for this small one
+    precision = choose_decoding_precision(TrainConfig().precision, torch.device("cpu"), count_parameters(served.build_model())).precision
     assert info["src_vocab"] > 4 and info["tgt_vocab"] > 4 and info["device"] == "cpu" and info["precision"] == precision
     assert info["beam"] == DECODE.beam_size and info["max_batch"] == 64 and info["uptime_s"] > 0
     assert info["quantize"] == DECODE.quantize and info["limits"] == asdict(LIMITS)
