@@ -5,8 +5,9 @@ on a CUDA device that supports it, or on a CPU with AVX512_BF16 or AMX-BF16, as 
 says. Elsewhere bf16 matmuls fall back to an emulated kernel (about 100x slower than fp32 on an AVX2 CPU), so
 `auto` picks fp32 there, and an explicit `bf16` warns once. Decoding under `auto` (translate, eval, serve, validation)
 takes fp32 on a CPU for a model below SMALL_DECODE_PARAMETERS, which decodes faster so (`choose_decoding_precision`).
-oneDNN runs the bf16 matmuls, so a user who caps its instruction set (`ONEDNN_MAX_CPU_ISA`, or the older `DNNL_MAX_CPU_ISA`) below AVX512_CORE_BF16 gets the emulated kernel
-even on a native-bf16 CPU: `auto` reads the cap and picks fp32 there too.
+oneDNN runs the bf16 matmuls, so a user who caps its instruction set (`ONEDNN_MAX_CPU_ISA`, or the older
+`DNNL_MAX_CPU_ISA`) below AVX512_CORE_BF16 gets the emulated kernel even on a native-bf16 CPU: `auto` reads the cap
+and picks fp32 there too.
 """
 
 from __future__ import annotations
